@@ -1,0 +1,113 @@
+//! The `weir` command: the REPL (no arguments), the runner (`weir run`), one-shot SQL (`-c`),
+//! and a standalone embedded broker (`weir broker`). Terminal input and output only; the work is
+//! done by [`crate::Engine`].
+
+mod broker;
+mod print;
+mod repl;
+mod runner;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use print::OutputFormat;
+
+use crate::engine::{BOOTSTRAP_ENV, Engine};
+use crate::error::Result;
+
+/// weir: streaming SQL for Apache Kafka.
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about, long_about = None)]
+struct Args {
+    /// Start an in-process Kafka broker (librdkafka's mock cluster) and make it the default.
+    #[arg(long, global = true)]
+    embedded_kafka: bool,
+
+    /// Default Kafka brokers for tables without 'kafka.bootstrap.servers'.
+    #[arg(long, global = true, env = BOOTSTRAP_ENV, value_name = "HOST:PORT[,…]")]
+    bootstrap_servers: Option<String>,
+
+    /// How query results are printed.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    format: OutputFormat,
+
+    /// Run these statements (separated by ';') and exit.
+    #[arg(short = 'c', long = "command", value_name = "SQL")]
+    sql: Option<String>,
+
+    #[command(subcommand)]
+    command_name: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the statements of .sql files, and of directories' .sql files in name order.
+    Run {
+        /// Files or directories.
+        #[arg(required = true, value_name = "FILE_OR_DIR")]
+        paths: Vec<PathBuf>,
+    },
+    /// Run an embedded Kafka broker in the foreground until standard input closes.
+    Broker {
+        /// Number of brokers in the cluster.
+        #[arg(long, default_value_t = 1)]
+        brokers: i32,
+        /// Topics to create at start, as NAME:PARTITIONS.
+        #[arg(long = "topic", value_name = "NAME:PARTITIONS")]
+        topics: Vec<String>,
+    },
+}
+
+/// Runs the `weir` command with the process's arguments.
+pub fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let args = Args::parse();
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<ExitCode> {
+    if let Some(Command::Broker { brokers, topics }) = &args.command_name {
+        return broker::run(*brokers, topics);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut builder = Engine::builder().embedded_kafka(args.embedded_kafka);
+    if let Some(servers) = args.bootstrap_servers {
+        builder = builder.bootstrap_servers(servers);
+    }
+    let engine = runtime.block_on(async { builder.build() })?;
+    if let Some(bootstrap) = engine.embedded_bootstrap() {
+        eprintln!("Embedded Kafka broker listening on {bootstrap} (the session's default brokers).");
+    }
+    match (args.command_name, args.sql) {
+        (Some(_), Some(_)) => {
+            eprintln!("error: -c runs statements on its own; it cannot be combined with a subcommand");
+            Ok(ExitCode::from(2))
+        }
+        (Some(Command::Run { paths }), None) => runner::run_paths(&engine, &runtime, &paths, args.format),
+        (None, Some(sql)) => runner::run_text(&engine, &runtime, "-c", &sql, args.format),
+        (None, None) => repl::run(&engine, &runtime, args.format),
+        (Some(Command::Broker { .. }), None) => unreachable!("handled above"),
+    }
+}
+
+/// Runs one statement, or gives up when Ctrl-C is pressed (`None`).
+fn execute_cancellable(
+    engine: &Engine,
+    runtime: &tokio::runtime::Runtime,
+    statement: &str,
+) -> Option<Result<crate::QueryResult>> {
+    runtime.block_on(async {
+        tokio::select! {
+            result = engine.execute(statement) => Some(result),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    })
+}

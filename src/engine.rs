@@ -1,0 +1,343 @@
+//! [`Engine`], weir's embedded API: a DataFusion session that knows Kafka tables, weir's own
+//! statements, and the session's default broker, and runs SQL to Arrow record batches.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Schema, SchemaRef};
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::SessionContext;
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::prelude::SessionConfig;
+use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::{Ident, ObjectName, Statement as SQLStatement, TableObject};
+use datafusion::common::TableReference;
+
+use crate::embedded::EmbeddedKafka;
+use crate::error::{Error, Result};
+use crate::kafka::provider::DefaultBootstrap;
+use crate::kafka::scan::{metric, scans, sum_metric};
+use crate::kafka::{KafkaTable, KafkaTableFactory};
+use crate::statements::{self, KAFKA_LOCATION, WeirStatement};
+
+/// The environment variable holding the session's default Kafka broker list.
+pub const BOOTSTRAP_ENV: &str = "WEIR_KAFKA_BOOTSTRAP";
+
+/// Runs SQL over Kafka topics and returns Arrow record batches.
+///
+/// ```
+/// # #[tokio::main] async fn main() -> weir::Result<()> {
+/// use weir::Engine;
+///
+/// // An engine with its own in-process Kafka broker as the session default.
+/// let engine = Engine::builder().embedded_kafka(true).build()?;
+/// engine.sql("CREATE TOPIC greetings PARTITIONS 2").await?;
+/// engine
+///     .sql(
+///         "CREATE EXTERNAL TABLE greetings STORED AS KAFKA
+///            OPTIONS ('subscribe' 'greetings', 'endingOffsets' 'latest');
+///          INSERT INTO greetings (key, value)
+///            SELECT 'k' || CAST(n AS VARCHAR), 'hello ' || CAST(n AS VARCHAR) FROM generate_series(1, 3) AS t(n);",
+///     )
+///     .await?;
+/// let batches = engine
+///     .sql("SELECT CAST(value AS VARCHAR) AS greeting FROM greetings ORDER BY greeting")
+///     .await?;
+/// let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+/// assert_eq!(rows, 3);
+/// # Ok(()) }
+/// ```
+pub struct Engine {
+    ctx: SessionContext,
+    default_bootstrap: DefaultBootstrap,
+    embedded: Option<EmbeddedKafka>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("session_id", &self.ctx.session_id())
+            .field("default_bootstrap", &self.default_bootstrap())
+            .field("embedded", &self.embedded)
+            .finish()
+    }
+}
+
+/// Configures an [`Engine`].
+#[derive(Debug, Default)]
+pub struct EngineBuilder {
+    bootstrap: Option<String>,
+    embedded_kafka: bool,
+    config: Option<SessionConfig>,
+}
+
+impl EngineBuilder {
+    /// Sets the session's default broker list (otherwise `WEIR_KAFKA_BOOTSTRAP`, if set).
+    pub fn bootstrap_servers(mut self, servers: impl Into<String>) -> Self {
+        self.bootstrap = Some(servers.into());
+        self
+    }
+
+    /// Starts an embedded broker and makes it the session's default.
+    pub fn embedded_kafka(mut self, enabled: bool) -> Self {
+        self.embedded_kafka = enabled;
+        self
+    }
+
+    /// Uses this DataFusion configuration (information_schema is always enabled).
+    pub fn session_config(mut self, config: SessionConfig) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Builds the engine, starting the embedded broker if asked.
+    pub fn build(self) -> Result<Engine> {
+        let embedded = if self.embedded_kafka { Some(EmbeddedKafka::start(1)?) } else { None };
+        let bootstrap = match &embedded {
+            Some(kafka) => Some(kafka.bootstrap_servers().to_string()),
+            None => self.bootstrap.or_else(|| std::env::var(BOOTSTRAP_ENV).ok().filter(|s| !s.is_empty())),
+        };
+        let default_bootstrap: DefaultBootstrap = Arc::new(RwLock::new(bootstrap));
+        let config = self.config.unwrap_or_default().with_information_schema(true);
+        let ctx = SessionContext::new_with_config(config);
+        {
+            let state_ref = ctx.state_ref();
+            let mut state = state_ref.write();
+            state
+                .table_factories_mut()
+                .insert("KAFKA".to_string(), Arc::new(KafkaTableFactory::new(Arc::clone(&default_bootstrap))));
+        }
+        Ok(Engine { ctx, default_bootstrap, embedded })
+    }
+}
+
+/// What one statement produced.
+#[derive(Debug)]
+pub struct QueryResult {
+    /// The schema of `batches`.
+    pub schema: SchemaRef,
+    /// The rows (empty for most DDL).
+    pub batches: Vec<RecordBatch>,
+    /// A message for statements that return no rows of their own (CREATE TOPIC, SET).
+    pub message: Option<String>,
+    /// What the statement read from Kafka.
+    pub kafka: KafkaReadReport,
+    /// How long the statement took.
+    pub elapsed: Duration,
+}
+
+impl QueryResult {
+    /// The number of rows.
+    pub fn row_count(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// What a statement read from Kafka.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KafkaReadReport {
+    /// Records fetched from brokers.
+    pub records_fetched: usize,
+    /// Offset ranges read.
+    pub ranges: usize,
+    /// Records whose value did not decode (dropped or nulled, as the table's mode says).
+    pub malformed_records: usize,
+    /// Stream tables read as a snapshot up to their latest offsets at query start.
+    pub snapshot_tables: Vec<String>,
+}
+
+/// A table as `\d` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSummary {
+    /// Table name.
+    pub name: String,
+    /// What the table is: "kafka (bounded)", "kafka (stream)", "table", "view".
+    pub kind: String,
+}
+
+impl Engine {
+    /// An engine configured by [`EngineBuilder`].
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// The DataFusion session, to register tables and functions of your own.
+    pub fn session(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The embedded broker's address, when the engine runs one.
+    pub fn embedded_bootstrap(&self) -> Option<&str> {
+        self.embedded.as_ref().map(EmbeddedKafka::bootstrap_servers)
+    }
+
+    /// The session's default broker list.
+    pub fn default_bootstrap(&self) -> Option<String> {
+        self.default_bootstrap.read().ok().and_then(|b| b.clone())
+    }
+
+    /// Runs every statement of `sql` in order and returns the rows of the last one.
+    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let mut last = vec![];
+        for statement in statements::split_statements(sql)? {
+            last = self.execute(&statement.text).await?.batches;
+        }
+        Ok(last)
+    }
+
+    /// Runs one statement.
+    pub async fn execute(&self, statement: &str) -> Result<QueryResult> {
+        let started = Instant::now();
+        if let Some(own) = statements::parse_weir_statement(statement)? {
+            let message = self.execute_weir_statement(own)?;
+            return Ok(QueryResult {
+                schema: Arc::new(Schema::empty()),
+                batches: vec![],
+                message: Some(message),
+                kafka: KafkaReadReport::default(),
+                elapsed: started.elapsed(),
+            });
+        }
+        let parsed = self.parse(statement)?;
+        let parsed = self.name_kafka_insert_columns(parsed).await?;
+        let state = self.ctx.state();
+        let logical = state.statement_to_plan(parsed).await?;
+        let frame = self.ctx.execute_logical_plan(logical).await?;
+        let physical: Arc<dyn ExecutionPlan> = frame.create_physical_plan().await?;
+        let batches = collect(Arc::clone(&physical), self.ctx.task_ctx()).await?;
+        let mut snapshot_tables: Vec<String> =
+            scans(&physical).iter().filter(|s| s.is_snapshot()).map(|s| s.table().to_string()).collect();
+        snapshot_tables.sort();
+        snapshot_tables.dedup();
+        let kafka = KafkaReadReport {
+            records_fetched: sum_metric(&physical, metric::RECORDS_FETCHED),
+            ranges: scans(&physical).iter().map(|s| s.ranges().len()).sum(),
+            malformed_records: sum_metric(&physical, metric::MALFORMED_RECORDS),
+            snapshot_tables,
+        };
+        Ok(QueryResult { schema: physical.schema(), batches, message: None, kafka, elapsed: started.elapsed() })
+    }
+
+    fn parse(&self, statement: &str) -> Result<DFStatement> {
+        let mut parser = match statements::with_kafka_location(statement)? {
+            Some(tokens) => DFParserBuilder::new(tokens).build()?,
+            None => DFParserBuilder::new(statement).build()?,
+        };
+        let parsed = parser.parse_statement().map_err(|e| Error::Sql(strip_sql_prefix(&e)))?;
+        if let DFStatement::CreateExternalTable(create) = &parsed {
+            let is_kafka = create.file_type.eq_ignore_ascii_case("KAFKA");
+            if is_kafka && create.locations != [KAFKA_LOCATION] {
+                return Err(Error::Sql(
+                    "a Kafka table has no LOCATION; name its broker with the option \
+                     'kafka.bootstrap.servers'"
+                        .to_string(),
+                ));
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// `INSERT INTO kafka_table SELECT …` without a column list matches columns by name, as
+    /// Spark's Kafka sink does, when every selected column names a column of the table.
+    async fn name_kafka_insert_columns(&self, parsed: DFStatement) -> Result<DFStatement> {
+        let DFStatement::Statement(boxed) = &parsed else { return Ok(parsed) };
+        let SQLStatement::Insert(insert) = boxed.as_ref() else { return Ok(parsed) };
+        let (TableObject::TableName(table), Some(source)) = (&insert.table, &insert.source) else {
+            return Ok(parsed);
+        };
+        if !insert.columns.is_empty() {
+            return Ok(parsed);
+        }
+        let reference = TableReference::from(table.to_string());
+        let Ok(provider) = self.ctx.table_provider(reference).await else { return Ok(parsed) };
+        if !provider.is::<KafkaTable>() {
+            return Ok(parsed);
+        }
+        let query = self.ctx.state().create_logical_plan(&source.to_string()).await?;
+        let names: Vec<String> = query.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let target = provider.schema();
+        let all_known = names.iter().all(|n| target.index_of(n).is_ok());
+        if !all_known || names.len() == target.fields().len() {
+            return Ok(parsed);
+        }
+        let mut insert = insert.clone();
+        insert.columns = names.iter().map(|n| ObjectName::from(vec![Ident::with_quote('"', n)])).collect();
+        Ok(DFStatement::Statement(Box::new(SQLStatement::Insert(insert))))
+    }
+
+    fn execute_weir_statement(&self, statement: WeirStatement) -> Result<String> {
+        match statement {
+            WeirStatement::CreateTopic { name, partitions, if_not_exists } => {
+                match self.create_topic(&name, partitions) {
+                    Ok(()) => Ok(format!("Created topic '{name}' with {partitions} partition(s)")),
+                    Err(Error::Kafka(m)) if if_not_exists && m.contains("already exists") => {
+                        Ok(format!("Topic '{name}' already exists"))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            WeirStatement::SetWeir { key, value } => match key.as_str() {
+                "kafka.bootstrap.servers" => {
+                    let mut default = self
+                        .default_bootstrap
+                        .write()
+                        .map_err(|_| Error::Kafka("session settings lock poisoned".to_string()))?;
+                    *default = Some(value.clone());
+                    Ok(format!("Default Kafka brokers set to {value}"))
+                }
+                other => Err(Error::Sql(format!(
+                    "unknown setting 'weir.{other}'; the settings are weir.kafka.bootstrap.servers"
+                ))),
+            },
+        }
+    }
+
+    /// Creates a topic on the session's default broker (the embedded one, or through the
+    /// Kafka admin API of a real cluster).
+    pub fn create_topic(&self, name: &str, partitions: i32) -> Result<()> {
+        let bootstrap = self.default_bootstrap().ok_or_else(|| {
+            Error::Kafka("no default Kafka broker to create the topic on: use --embedded-kafka, \
+                          WEIR_KAFKA_BOOTSTRAP or SET weir.kafka.bootstrap.servers"
+                .to_string())
+        })?;
+        match &self.embedded {
+            Some(kafka) if kafka.bootstrap_servers() == bootstrap => kafka.create_topic(name, partitions),
+            _ => crate::admin::create_topic(&bootstrap, name, partitions),
+        }
+    }
+
+    /// The tables of the session, with their kinds, by name.
+    pub async fn tables(&self) -> Result<Vec<TableSummary>> {
+        let mut out = vec![];
+        let Some(catalog) = self.ctx.catalog("datafusion") else { return Ok(out) };
+        let Some(schema) = catalog.schema("public") else { return Ok(out) };
+        let mut names = schema.table_names();
+        names.sort();
+        for name in names {
+            let Some(provider) = schema.table(&name).await? else { continue };
+            let kind = match provider.downcast_ref::<KafkaTable>() {
+                Some(kafka) if kafka.options().is_bounded() => "kafka (bounded)".to_string(),
+                Some(_) => "kafka (stream)".to_string(),
+                None => format!("{:?}", provider.table_type()).to_lowercase(),
+            };
+            out.push(TableSummary { name, kind });
+        }
+        Ok(out)
+    }
+
+    /// A table's columns (name, type, nullable) and, for a Kafka table, its options with
+    /// secrets redacted.
+    pub async fn describe(&self, table: &str) -> Result<(SchemaRef, Vec<(String, String)>)> {
+        let provider = self.ctx.table_provider(TableReference::from(table)).await.map_err(|_| {
+            Error::DataFusion(DataFusionError::Plan(format!("no table named '{table}'")))
+        })?;
+        let options = provider.downcast_ref::<KafkaTable>().map(|k| k.options().describe()).unwrap_or_default();
+        Ok((provider.schema(), options))
+    }
+}
+
+fn strip_sql_prefix(error: &DataFusionError) -> String {
+    let text = error.to_string();
+    text.strip_prefix("SQL error: ").unwrap_or(&text).to_string()
+}

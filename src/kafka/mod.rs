@@ -1,0 +1,14 @@
+//! Kafka as SQL tables: options, offset planning, reading exact ranges, and writing records.
+
+pub mod client;
+pub mod layout;
+pub mod offsets;
+pub mod options;
+pub mod provider;
+pub mod pushdown;
+pub mod scan;
+pub mod sink;
+
+pub use options::{KAFKA_TABLE_OPTIONS, KafkaTableOptions, OptionDoc, TopicPartition};
+pub use provider::{KafkaTable, KafkaTableFactory};
+pub use scan::KafkaScanExec;

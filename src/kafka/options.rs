@@ -1,0 +1,926 @@
+//! The options of a Kafka table: their names (Spark's, for the options Spark has), defaults and
+//! meanings, and their parsing into a validated [`KafkaTableOptions`].
+//!
+//! Option names are matched without regard to case, as in Spark. Every `kafka.*` key is passed to
+//! librdkafka, which validates it when the table is created; the few librdkafka keys that weir
+//! owns itself are refused with a pointer to the option that replaces them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::time::Duration;
+
+use datafusion::error::{DataFusionError, Result};
+use rdkafka::ClientConfig;
+use regex::Regex;
+
+use crate::redact;
+
+/// One documented option of a Kafka table.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionDoc {
+    /// The option's name, as written in `OPTIONS (...)`.
+    pub name: &'static str,
+    /// Its default, in words.
+    pub default: &'static str,
+    /// What it does.
+    pub meaning: &'static str,
+}
+
+/// Every option a Kafka table accepts besides the `kafka.*` keys. `docs/kafka-options.md`
+/// documents each of them; a test keeps the two in step.
+pub const KAFKA_TABLE_OPTIONS: &[OptionDoc] = &[
+    OptionDoc {
+        name: "subscribe",
+        default: "none",
+        meaning: "Comma-separated list of topics to read. Exactly one of subscribe, subscribePattern and assign is required.",
+    },
+    OptionDoc {
+        name: "subscribePattern",
+        default: "none",
+        meaning: "Regular expression; every topic whose whole name matches it is read.",
+    },
+    OptionDoc {
+        name: "assign",
+        default: "none",
+        meaning: r#"JSON naming the partitions to read, for example {"orders":[0,1]}."#,
+    },
+    OptionDoc {
+        name: "startingOffsets",
+        default: "earliest",
+        meaning: r#"Where reading starts: earliest, latest, or JSON per partition such as {"orders":{"0":23,"1":-2}} (-2 is earliest, -1 latest). Partitions the JSON leaves out start at earliest."#,
+    },
+    OptionDoc {
+        name: "endingOffsets",
+        default: "none (the table is a stream)",
+        meaning: r#"Where reading stops (exclusive): latest, or JSON per partition such as {"orders":{"0":50,"1":-1}} (-1 is latest). Setting it makes the table bounded. Partitions the JSON leaves out end at latest."#,
+    },
+    OptionDoc {
+        name: "startingTimestamp",
+        default: "none",
+        meaning: "Milliseconds since the epoch; every partition starts at its first record with a timestamp at or after it. Replaces startingOffsets.",
+    },
+    OptionDoc {
+        name: "startingOffsetsByTimestamp",
+        default: "none",
+        meaning: r#"JSON of start timestamps per partition, such as {"orders":{"0":1700000000000}}. Replaces startingOffsets."#,
+    },
+    OptionDoc {
+        name: "endingTimestamp",
+        default: "none",
+        meaning: "Milliseconds since the epoch; every partition ends before its first record with a timestamp at or after it (latest when there is none). Makes the table bounded.",
+    },
+    OptionDoc {
+        name: "endingOffsetsByTimestamp",
+        default: "none",
+        meaning: "JSON of end timestamps per partition, like startingOffsetsByTimestamp. Makes the table bounded.",
+    },
+    OptionDoc {
+        name: "startingOffsetsByTimestampStrategy",
+        default: "error",
+        meaning: "What a starting timestamp with no record at or after it does: error fails the query, latest starts that partition at its latest offset.",
+    },
+    OptionDoc {
+        name: "failOnDataLoss",
+        default: "true",
+        meaning: "Whether a starting offset that is no longer on the broker (deleted by retention) fails the query (true) or is logged and skipped to the earliest available offset (false).",
+    },
+    OptionDoc {
+        name: "includeHeaders",
+        default: "false",
+        meaning: "Whether records' headers are read into a headers column (list of key/value structs).",
+    },
+    OptionDoc {
+        name: "minPartitions",
+        default: "none",
+        meaning: "Minimum number of parallel readers; large offset ranges are split so that at least this many exist.",
+    },
+    OptionDoc {
+        name: "groupIdPrefix",
+        default: "weir",
+        meaning: "Prefix of the consumer group id weir generates for its readers (weir never commits offsets to it).",
+    },
+    OptionDoc {
+        name: "format",
+        default: "raw without declared columns",
+        meaning: "How record values are decoded into the declared columns: json, csv, or raw (one declared string or binary column holding the value).",
+    },
+    OptionDoc {
+        name: "mode",
+        default: "FAILFAST",
+        meaning: "What a value that does not decode does: FAILFAST fails the query naming its topic, partition and offset; DROPMALFORMED skips it (counted); PERMISSIVE keeps it with null columns (counted).",
+    },
+    OptionDoc {
+        name: "csv.delimiter",
+        default: ",",
+        meaning: "Field delimiter of csv values (one character).",
+    },
+    OptionDoc {
+        name: "topic",
+        default: "the subscribed topic, when there is exactly one",
+        meaning: "Topic that INSERT writes to when a row has no topic column value.",
+    },
+    OptionDoc {
+        name: "kafkaConsumer.pollTimeoutMs",
+        default: "120000",
+        meaning: "How long a reader waits for the next record of a range it has not finished before failing the query.",
+    },
+    OptionDoc {
+        name: "brokerTimeoutMs",
+        default: "30000",
+        meaning: "How long weir waits for the broker to answer a metadata, watermark or offset lookup, and for produced records to be acknowledged.",
+    },
+];
+
+/// librdkafka keys that weir sets itself, with the reason a user may not.
+const OWNED_CLIENT_KEYS: &[(&str, &str)] = &[
+    ("kafka.auto.offset.reset", "use startingOffsets instead"),
+    ("kafka.enable.auto.commit", "weir tracks offsets itself and never auto-commits"),
+    ("kafka.enable.partition.eof", "weir uses it to detect the end of a range"),
+    ("kafka.key.deserializer", "weir reads keys as bytes; decode them in SQL"),
+    ("kafka.value.deserializer", "use the 'format' option to decode values"),
+];
+
+/// Names of the metadata columns of a table with declared columns, in schema order.
+pub const METADATA_PREFIX: &str = "_";
+
+/// A partition of a topic.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// A partition of a topic.
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        Self { topic: topic.into(), partition }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]", self.topic, self.partition)
+    }
+}
+
+/// Which partitions a table reads.
+#[derive(Debug, Clone)]
+pub enum TopicSelection {
+    /// `subscribe`: every partition of these topics.
+    Subscribe(Vec<String>),
+    /// `subscribePattern`: every partition of the topics whose whole name matches.
+    Pattern(Regex),
+    /// `assign`: exactly these partitions.
+    Assign(BTreeMap<String, Vec<i32>>),
+}
+
+/// Offset sentinel meaning "the earliest offset" in offsets JSON, as in Spark.
+pub const EARLIEST_SENTINEL: i64 = -2;
+/// Offset sentinel meaning "the latest offset" in offsets JSON, as in Spark.
+pub const LATEST_SENTINEL: i64 = -1;
+
+/// A position given as offsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OffsetsSpec {
+    /// The earliest offset still on the broker.
+    Earliest,
+    /// The latest offset (the high watermark, or the last stable offset under read_committed).
+    Latest,
+    /// Explicit offsets (or the -2/-1 sentinels) for some partitions; `default` for the others.
+    PerPartition {
+        /// Given offsets.
+        offsets: BTreeMap<TopicPartition, i64>,
+        /// What partitions not named get.
+        default: Box<OffsetsSpec>,
+    },
+}
+
+/// A position given as offsets or as timestamps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PositionSpec {
+    /// By offsets.
+    Offsets(OffsetsSpec),
+    /// The first record at or after this timestamp (ms), in every partition.
+    Timestamp(i64),
+    /// The first record at or after a timestamp per partition; partitions not named use
+    /// `default`.
+    TimestampPerPartition {
+        /// Timestamps in milliseconds.
+        timestamps: BTreeMap<TopicPartition, i64>,
+        /// What partitions not named get.
+        default: OffsetsSpec,
+    },
+}
+
+/// What a starting timestamp with no record at or after it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampStrategy {
+    /// Fail the query.
+    Error,
+    /// Start the partition at its latest offset.
+    Latest,
+}
+
+/// How record values are decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueFormat {
+    /// No decoding: Spark's raw schema (key, value, topic, partition, …).
+    RawRecord,
+    /// The value is one declared string or binary column.
+    RawValue,
+    /// The value is a JSON object of the declared columns.
+    Json,
+    /// The value is one CSV line of the declared columns.
+    Csv {
+        /// Field delimiter.
+        delimiter: u8,
+    },
+}
+
+/// What happens to a value that does not decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MalformedMode {
+    /// Fail the query, naming the record.
+    FailFast,
+    /// Skip the record, counting it.
+    DropMalformed,
+    /// Keep the record with null declared columns, counting it.
+    Permissive,
+}
+
+/// The validated options of one Kafka table.
+#[derive(Debug, Clone)]
+pub struct KafkaTableOptions {
+    /// Which partitions are read.
+    pub topics: TopicSelection,
+    /// Where reading starts.
+    pub starting: PositionSpec,
+    /// Where reading ends; `None` makes the table a stream.
+    pub ending: Option<PositionSpec>,
+    /// What a starting timestamp with no record at or after it does.
+    pub timestamp_strategy: TimestampStrategy,
+    /// Whether lost offsets fail the query.
+    pub fail_on_data_loss: bool,
+    /// Whether headers are read.
+    pub include_headers: bool,
+    /// Minimum number of parallel readers.
+    pub min_partitions: Option<usize>,
+    /// Consumer group id of weir's readers.
+    pub group_id: String,
+    /// How values are decoded.
+    pub format: ValueFormat,
+    /// What a value that does not decode does.
+    pub malformed: MalformedMode,
+    /// Default topic of INSERT.
+    pub sink_topic: Option<String>,
+    /// How long a reader waits for the next record.
+    pub poll_timeout: Duration,
+    /// How long weir waits for the broker's answers and acknowledgements.
+    pub broker_timeout: Duration,
+    /// The `kafka.*` keys, without the prefix, as given.
+    pub client: BTreeMap<String, String>,
+}
+
+impl KafkaTableOptions {
+    /// Parses and validates a table's options. `options` maps names (any case) to values;
+    /// `has_declared_columns` says whether the table declares its own columns; a missing
+    /// `kafka.bootstrap.servers` is filled from `default_bootstrap`.
+    pub fn parse(
+        options: &HashMap<String, String>,
+        has_declared_columns: bool,
+        default_bootstrap: Option<&str>,
+    ) -> Result<Self> {
+        let mut bag = OptionBag::new(options)?;
+
+        let topics = parse_topic_selection(&mut bag)?;
+        let starting = parse_position(&mut bag, Side::Starting)?
+            .unwrap_or(PositionSpec::Offsets(OffsetsSpec::Earliest));
+        let ending = parse_position(&mut bag, Side::Ending)?;
+        let timestamp_strategy = match bag.take("startingOffsetsByTimestampStrategy") {
+            None => TimestampStrategy::Error,
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "error" => TimestampStrategy::Error,
+                "latest" => TimestampStrategy::Latest,
+                _ => return bad_value("startingOffsetsByTimestampStrategy", &v, "error or latest"),
+            },
+        };
+        let fail_on_data_loss = bag.take_bool("failOnDataLoss", true)?;
+        let include_headers = bag.take_bool("includeHeaders", false)?;
+        let min_partitions = match bag.take("minPartitions") {
+            None => None,
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => return bad_value("minPartitions", &v, "a positive whole number"),
+            },
+        };
+        let group_id_prefix = bag.take("groupIdPrefix").unwrap_or_else(|| "weir".to_string());
+        let format = parse_format(&mut bag, has_declared_columns)?;
+        let malformed = match bag.take("mode") {
+            None => MalformedMode::FailFast,
+            Some(v) => match v.to_ascii_uppercase().as_str() {
+                "FAILFAST" => MalformedMode::FailFast,
+                "DROPMALFORMED" => MalformedMode::DropMalformed,
+                "PERMISSIVE" => MalformedMode::Permissive,
+                _ => return bad_value("mode", &v, "FAILFAST, DROPMALFORMED or PERMISSIVE"),
+            },
+        };
+        let sink_topic = bag.take("topic").or_else(|| match &topics {
+            TopicSelection::Subscribe(list) if list.len() == 1 => Some(list[0].clone()),
+            _ => None,
+        });
+        let poll_timeout = bag.take_millis("kafkaConsumer.pollTimeoutMs", 120_000)?;
+        let broker_timeout = bag.take_millis("brokerTimeoutMs", 30_000)?;
+
+        let mut client = bag.take_client_keys()?;
+        bag.reject_leftovers()?;
+
+        if !client.contains_key("bootstrap.servers") {
+            match default_bootstrap {
+                Some(servers) => {
+                    client.insert("bootstrap.servers".to_string(), servers.to_string());
+                }
+                None => {
+                    return Err(DataFusionError::Plan(
+                        "no Kafka broker given: set the table option 'kafka.bootstrap.servers', \
+                         or a session default with SET weir.kafka.bootstrap.servers = '…', the \
+                         environment variable WEIR_KAFKA_BOOTSTRAP, or --embedded-kafka"
+                            .to_string(),
+                    ));
+                }
+            }
+        }
+        let group_id = client
+            .remove("group.id")
+            .unwrap_or_else(|| format!("{group_id_prefix}-{}", unique_suffix()));
+        validate_client_keys(&client)?;
+
+        Ok(Self {
+            topics,
+            starting,
+            ending,
+            timestamp_strategy,
+            fail_on_data_loss,
+            include_headers,
+            min_partitions,
+            group_id,
+            format,
+            malformed,
+            sink_topic,
+            poll_timeout,
+            broker_timeout,
+            client,
+        })
+    }
+
+    /// The broker list readers and writers connect to.
+    pub fn bootstrap_servers(&self) -> &str {
+        self.client.get("bootstrap.servers").map(String::as_str).unwrap_or_default()
+    }
+
+    /// Whether the table has an end (a batch table) or is a stream.
+    pub fn is_bounded(&self) -> bool {
+        self.ending.is_some()
+    }
+
+    /// librdkafka configuration for weir's readers: the user's keys, then the keys weir owns.
+    pub fn consumer_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        for (key, value) in &self.client {
+            config.set(key, value);
+        }
+        config
+            .set("group.id", &self.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "error");
+        if !self.client.contains_key("socket.timeout.ms") {
+            config.set("socket.timeout.ms", self.broker_timeout.as_millis().to_string());
+        }
+        config
+    }
+
+    /// librdkafka configuration for INSERT's producer: idempotent, and giving up on a record
+    /// after `brokerTimeoutMs` unless the user set `kafka.message.timeout.ms`.
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", self.broker_timeout.as_millis().to_string());
+        for (key, value) in &self.client {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// The options as they may be shown (secrets redacted), for `\d name`.
+    pub fn describe(&self) -> Vec<(String, String)> {
+        let mut out = vec![];
+        match &self.topics {
+            TopicSelection::Subscribe(t) => out.push(("subscribe".into(), t.join(","))),
+            TopicSelection::Pattern(p) => out.push(("subscribePattern".into(), p.to_string())),
+            TopicSelection::Assign(a) => out.push((
+                "assign".into(),
+                serde_json::to_string(a).unwrap_or_default(),
+            )),
+        }
+        out.push(("startingOffsets".into(), format!("{:?}", self.starting)));
+        out.push((
+            "endingOffsets".into(),
+            match &self.ending {
+                Some(e) => format!("{e:?}"),
+                None => "none (stream)".into(),
+            },
+        ));
+        out.push(("format".into(), format!("{:?}", self.format)));
+        for (key, value) in &self.client {
+            let key = format!("kafka.{key}");
+            let shown = redact::shown_value(&key, value).to_string();
+            out.push((key, shown));
+        }
+        out
+    }
+}
+
+/// A table's options as given, matched without regard to case, taken one by one.
+struct OptionBag {
+    /// Lower-case name → (name as given, value).
+    entries: BTreeMap<String, (String, String)>,
+}
+
+impl OptionBag {
+    fn new(options: &HashMap<String, String>) -> Result<Self> {
+        let mut entries = BTreeMap::new();
+        for (key, value) in options {
+            let lower = key.to_ascii_lowercase();
+            if entries.insert(lower, (key.clone(), value.clone())).is_some() {
+                return Err(DataFusionError::Plan(format!(
+                    "option '{key}' is given twice (option names ignore case)"
+                )));
+            }
+        }
+        Ok(Self { entries })
+    }
+
+    fn take(&mut self, name: &str) -> Option<String> {
+        self.entries.remove(&name.to_ascii_lowercase()).map(|(_, v)| v)
+    }
+
+    fn take_bool(&mut self, name: &str, default: bool) -> Result<bool> {
+        match self.take(name) {
+            None => Ok(default),
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => bad_value(name, &v, "true or false"),
+            },
+        }
+    }
+
+    fn take_millis(&mut self, name: &str, default: u64) -> Result<Duration> {
+        match self.take(name) {
+            None => Ok(Duration::from_millis(default)),
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+                _ => bad_value(name, &v, "a positive number of milliseconds"),
+            },
+        }
+    }
+
+    /// Takes every `kafka.*` key, refusing those weir owns.
+    fn take_client_keys(&mut self) -> Result<BTreeMap<String, String>> {
+        let keys: Vec<String> =
+            self.entries.keys().filter(|k| k.starts_with("kafka.")).cloned().collect();
+        let mut client = BTreeMap::new();
+        for lower in keys {
+            if let Some((_, reason)) = OWNED_CLIENT_KEYS.iter().find(|(k, _)| *k == lower) {
+                return Err(DataFusionError::Plan(format!(
+                    "option '{lower}' cannot be set: {reason}"
+                )));
+            }
+            let (_, value) = self.entries.remove(&lower).unwrap_or_default();
+            client.insert(lower["kafka.".len()..].to_string(), value);
+        }
+        Ok(client)
+    }
+
+    fn reject_leftovers(&self) -> Result<()> {
+        let Some((_, (given, _))) = self.entries.iter().next() else {
+            return Ok(());
+        };
+        let known: Vec<&str> = KAFKA_TABLE_OPTIONS.iter().map(|o| o.name).collect();
+        Err(DataFusionError::Plan(format!(
+            "unknown Kafka table option '{given}'; the options are {} and any kafka.* key \
+             (passed to librdkafka)",
+            known.join(", ")
+        )))
+    }
+}
+
+fn bad_value<T>(name: &str, value: &str, expected: &str) -> Result<T> {
+    let shown = redact::shown_value(name, value);
+    Err(DataFusionError::Plan(format!(
+        "option '{name}' has the value '{shown}'; expected {expected}"
+    )))
+}
+
+fn parse_topic_selection(bag: &mut OptionBag) -> Result<TopicSelection> {
+    let subscribe = bag.take("subscribe");
+    let pattern = bag.take("subscribePattern");
+    let assign = bag.take("assign");
+    let given: Vec<&str> = [
+        subscribe.as_ref().map(|_| "subscribe"),
+        pattern.as_ref().map(|_| "subscribePattern"),
+        assign.as_ref().map(|_| "assign"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if given.len() != 1 {
+        let what = if given.is_empty() {
+            "none is given".to_string()
+        } else {
+            format!("{} are given", given.join(" and "))
+        };
+        return Err(DataFusionError::Plan(format!(
+            "a Kafka table needs exactly one of the options subscribe, subscribePattern and \
+             assign; {what}"
+        )));
+    }
+    if let Some(list) = subscribe {
+        let topics: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect();
+        if topics.is_empty() {
+            return bad_value("subscribe", &list, "a comma-separated list of topic names");
+        }
+        return Ok(TopicSelection::Subscribe(topics));
+    }
+    if let Some(pattern) = pattern {
+        return match Regex::new(&format!("^(?:{pattern})$")) {
+            Ok(regex) => Ok(TopicSelection::Pattern(regex)),
+            Err(e) => Err(DataFusionError::Plan(format!(
+                "option 'subscribePattern' is not a valid regular expression: {e}"
+            ))),
+        };
+    }
+    let json = assign.unwrap_or_default();
+    let parsed: BTreeMap<String, Vec<i32>> = serde_json::from_str(&json).map_err(|e| {
+        DataFusionError::Plan(format!(
+            r#"option 'assign' must be JSON like {{"orders":[0,1]}}: {e}"#
+        ))
+    })?;
+    if parsed.values().all(Vec::is_empty) {
+        return bad_value("assign", &json, "at least one partition");
+    }
+    Ok(TopicSelection::Assign(parsed))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Starting,
+    Ending,
+}
+
+impl Side {
+    fn offsets_name(self) -> &'static str {
+        match self {
+            Side::Starting => "startingOffsets",
+            Side::Ending => "endingOffsets",
+        }
+    }
+    fn timestamp_name(self) -> &'static str {
+        match self {
+            Side::Starting => "startingTimestamp",
+            Side::Ending => "endingTimestamp",
+        }
+    }
+    fn by_timestamp_name(self) -> &'static str {
+        match self {
+            Side::Starting => "startingOffsetsByTimestamp",
+            Side::Ending => "endingOffsetsByTimestamp",
+        }
+    }
+    fn default_offsets(self) -> OffsetsSpec {
+        match self {
+            Side::Starting => OffsetsSpec::Earliest,
+            Side::Ending => OffsetsSpec::Latest,
+        }
+    }
+}
+
+fn parse_position(bag: &mut OptionBag, side: Side) -> Result<Option<PositionSpec>> {
+    let offsets = bag.take(side.offsets_name()).map(|v| (side.offsets_name(), v));
+    let timestamp = bag.take(side.timestamp_name()).map(|v| (side.timestamp_name(), v));
+    let by_timestamp = bag.take(side.by_timestamp_name()).map(|v| (side.by_timestamp_name(), v));
+    let given: Vec<(&str, String)> = [offsets, timestamp, by_timestamp].into_iter().flatten().collect();
+    if given.len() > 1 {
+        let names: Vec<&str> = given.iter().map(|(n, _)| *n).collect();
+        return Err(DataFusionError::Plan(format!(
+            "options {} contradict each other: give only one of them",
+            names.join(" and ")
+        )));
+    }
+    let Some((name, value)) = given.into_iter().next() else {
+        return Ok(None);
+    };
+    let spec = if name == side.offsets_name() {
+        PositionSpec::Offsets(parse_offsets(name, &value, side)?)
+    } else if name == side.timestamp_name() {
+        PositionSpec::Timestamp(parse_timestamp(name, &value)?)
+    } else {
+        let timestamps = parse_partition_map(name, &value)?
+            .into_iter()
+            .map(|(tp, ts)| {
+                if ts < 0 {
+                    bad_value(name, &value, "timestamps of zero or more milliseconds")
+                } else {
+                    Ok((tp, ts))
+                }
+            })
+            .collect::<Result<_>>()?;
+        PositionSpec::TimestampPerPartition { timestamps, default: side.default_offsets() }
+    };
+    Ok(Some(spec))
+}
+
+fn parse_timestamp(name: &str, value: &str) -> Result<i64> {
+    match value.trim().parse::<i64>() {
+        Ok(ts) if ts >= 0 => Ok(ts),
+        _ => bad_value(name, value, "milliseconds since the epoch"),
+    }
+}
+
+fn parse_offsets(name: &str, value: &str, side: Side) -> Result<OffsetsSpec> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "earliest" if side == Side::Ending => Err(DataFusionError::Plan(
+            "option 'endingOffsets' cannot be 'earliest': a range that ends where the topic \
+             starts is always empty; use latest or JSON offsets"
+                .to_string(),
+        )),
+        "earliest" => Ok(OffsetsSpec::Earliest),
+        "latest" => Ok(OffsetsSpec::Latest),
+        _ => {
+            let offsets = parse_partition_map(name, value)?;
+            for (tp, offset) in &offsets {
+                let allowed = match side {
+                    Side::Starting => *offset >= EARLIEST_SENTINEL,
+                    Side::Ending => *offset >= LATEST_SENTINEL,
+                };
+                if !allowed {
+                    let sentinels = match side {
+                        Side::Starting => "-2 (earliest) or -1 (latest)",
+                        Side::Ending => "-1 (latest)",
+                    };
+                    return Err(DataFusionError::Plan(format!(
+                        "option '{name}' gives offset {offset} for {tp}; offsets are 0 or more, \
+                         or {sentinels}"
+                    )));
+                }
+            }
+            Ok(OffsetsSpec::PerPartition { offsets, default: Box::new(side.default_offsets()) })
+        }
+    }
+}
+
+/// Parses Spark's `{"topic":{"0":value,…},…}` JSON.
+fn parse_partition_map(name: &str, value: &str) -> Result<BTreeMap<TopicPartition, i64>> {
+    let parsed: BTreeMap<String, BTreeMap<String, i64>> =
+        serde_json::from_str(value).map_err(|e| {
+            DataFusionError::Plan(format!(
+                r#"option '{name}' must be earliest, latest or JSON like {{"orders":{{"0":23,"1":-2}}}}: {e}"#
+            ))
+        })?;
+    let mut out = BTreeMap::new();
+    for (topic, partitions) in parsed {
+        for (partition, v) in partitions {
+            let partition: i32 = partition.parse().map_err(|_| {
+                DataFusionError::Plan(format!(
+                    "option '{name}' names partition '{partition}' of topic '{topic}', which is \
+                     not a partition number"
+                ))
+            })?;
+            out.insert(TopicPartition::new(topic.clone(), partition), v);
+        }
+    }
+    Ok(out)
+}
+
+fn parse_format(bag: &mut OptionBag, has_declared_columns: bool) -> Result<ValueFormat> {
+    let delimiter = bag.take("csv.delimiter");
+    let format = bag.take("format");
+    let parsed = match format.as_deref().map(|f| f.trim().to_ascii_lowercase()) {
+        None if has_declared_columns => {
+            return Err(DataFusionError::Plan(
+                "a Kafka table with declared columns needs the option 'format' (json, csv or \
+                 raw) to say how record values decode into them"
+                    .to_string(),
+            ));
+        }
+        None => ValueFormat::RawRecord,
+        Some(f) if !has_declared_columns => {
+            return Err(DataFusionError::Plan(format!(
+                "option 'format' is '{f}' but the table declares no columns to decode values \
+                 into; declare them, as in CREATE EXTERNAL TABLE t (id BIGINT, name VARCHAR) …"
+            )));
+        }
+        Some(f) => match f.as_str() {
+            "json" => ValueFormat::Json,
+            "raw" => ValueFormat::RawValue,
+            "csv" => {
+                let delimiter = match delimiter.as_deref() {
+                    None => b',',
+                    Some(d) if d.len() == 1 => d.as_bytes()[0],
+                    Some(d) => return bad_value("csv.delimiter", d, "a single ASCII character"),
+                };
+                return Ok(ValueFormat::Csv { delimiter });
+            }
+            other => return bad_value("format", other, "json, csv or raw"),
+        },
+    };
+    if let Some(d) = delimiter {
+        return Err(DataFusionError::Plan(format!(
+            "option 'csv.delimiter' ('{d}') only applies to 'format' 'csv'"
+        )));
+    }
+    Ok(parsed)
+}
+
+/// Lets librdkafka check every passed-through key, so that a typo fails at CREATE.
+fn validate_client_keys(client: &BTreeMap<String, String>) -> Result<()> {
+    for (key, value) in client {
+        let mut config = ClientConfig::new();
+        config.set(key, value);
+        if let Err(e) = config.create_native_config() {
+            let shown = redact::shown_value(key, value);
+            let cause = e.to_string().replace(value.as_str(), shown);
+            return Err(DataFusionError::Plan(format!(
+                "option 'kafka.{key}' is refused by librdkafka: {cause}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{}-{nanos:x}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<KafkaTableOptions> {
+        parse_with(pairs, false)
+    }
+
+    fn parse_with(pairs: &[(&str, &str)], columns: bool) -> Result<KafkaTableOptions> {
+        let map = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        KafkaTableOptions::parse(&map, columns, Some("127.0.0.1:9092"))
+    }
+
+    fn error(pairs: &[(&str, &str)]) -> String {
+        parse(pairs).expect_err("options should be refused").to_string()
+    }
+
+    #[test]
+    fn subscribe_defaults() {
+        let o = parse(&[("subscribe", "a, b")]).unwrap();
+        assert!(matches!(&o.topics, TopicSelection::Subscribe(t) if t == &["a", "b"]));
+        assert_eq!(o.starting, PositionSpec::Offsets(OffsetsSpec::Earliest));
+        assert!(o.ending.is_none());
+        assert!(o.fail_on_data_loss);
+        assert!(!o.include_headers);
+        assert_eq!(o.format, ValueFormat::RawRecord);
+        assert_eq!(o.bootstrap_servers(), "127.0.0.1:9092");
+        assert!(o.group_id.starts_with("weir-"));
+        assert_eq!(o.sink_topic, None, "two subscribed topics give no default sink topic");
+    }
+
+    #[test]
+    fn names_ignore_case_and_kafka_keys_pass_through() {
+        let o = parse(&[
+            ("SUBSCRIBE", "t"),
+            ("startingoffsets", "latest"),
+            ("kafka.bootstrap.servers", "b:1"),
+            ("kafka.isolation.level", "read_committed"),
+            ("kafka.group.id", "mine"),
+        ])
+        .unwrap();
+        assert_eq!(o.starting, PositionSpec::Offsets(OffsetsSpec::Latest));
+        assert_eq!(o.bootstrap_servers(), "b:1");
+        assert_eq!(o.client.get("isolation.level").unwrap(), "read_committed");
+        assert_eq!(o.group_id, "mine");
+        assert_eq!(o.sink_topic.as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn exactly_one_topic_selection() {
+        assert!(error(&[]).contains("exactly one of the options subscribe"));
+        let e = error(&[("subscribe", "a"), ("assign", r#"{"a":[0]}"#)]);
+        assert!(e.contains("subscribe and assign are given"), "{e}");
+        let e = error(&[("subscribePattern", "a.*"), ("subscribe", "a")]);
+        assert!(e.contains("subscribe and subscribePattern"), "{e}");
+    }
+
+    #[test]
+    fn pattern_and_assign() {
+        let o = parse(&[("subscribePattern", "ord.*")]).unwrap();
+        let TopicSelection::Pattern(p) = o.topics else { panic!("pattern expected") };
+        assert!(p.is_match("orders") && !p.is_match("xorders"));
+        assert!(error(&[("subscribePattern", "(")]).contains("not a valid regular expression"));
+        let o = parse(&[("assign", r#"{"t":[0,2]}"#)]).unwrap();
+        let TopicSelection::Assign(a) = o.topics else { panic!("assign expected") };
+        assert_eq!(a["t"], vec![0, 2]);
+        assert!(error(&[("assign", "t:0")]).contains("option 'assign' must be JSON"));
+    }
+
+    #[test]
+    fn offsets_json_and_sentinels() {
+        let o = parse(&[
+            ("subscribe", "t"),
+            ("startingOffsets", r#"{"t":{"0":5,"1":-2}}"#),
+            ("endingOffsets", r#"{"t":{"0":-1}}"#),
+        ])
+        .unwrap();
+        let PositionSpec::Offsets(OffsetsSpec::PerPartition { offsets, default }) = &o.starting
+        else {
+            panic!("per-partition offsets expected")
+        };
+        assert_eq!(offsets[&TopicPartition::new("t", 0)], 5);
+        assert_eq!(offsets[&TopicPartition::new("t", 1)], EARLIEST_SENTINEL);
+        assert_eq!(**default, OffsetsSpec::Earliest);
+        assert!(o.is_bounded());
+        let e = error(&[("subscribe", "t"), ("endingOffsets", r#"{"t":{"0":-2}}"#)]);
+        assert!(e.contains("endingOffsets") && e.contains("-1 (latest)"), "{e}");
+        let e = error(&[("subscribe", "t"), ("startingOffsets", r#"{"t":{"x":1}}"#)]);
+        assert!(e.contains("not a partition number"), "{e}");
+    }
+
+    #[test]
+    fn contradictions_and_bad_values() {
+        let e = error(&[("subscribe", "t"), ("endingOffsets", "earliest")]);
+        assert!(e.contains("'endingOffsets' cannot be 'earliest'"), "{e}");
+        let e = error(&[("subscribe", "t"), ("startingOffsets", "earliest"), ("startingTimestamp", "5")]);
+        assert!(e.contains("startingOffsets and startingTimestamp contradict"), "{e}");
+        let e = error(&[("subscribe", "t"), ("failOnDataLoss", "maybe")]);
+        assert!(e.contains("'failOnDataLoss' has the value 'maybe'"), "{e}");
+        let e = error(&[("subscribe", "t"), ("minPartitions", "0")]);
+        assert!(e.contains("minPartitions"), "{e}");
+        let e = error(&[("subscribe", "t"), ("startingTimestamp", "yesterday")]);
+        assert!(e.contains("startingTimestamp"), "{e}");
+        let e = error(&[("subscribe", "t"), ("startingOffsetsByTimestampStrategy", "skip")]);
+        assert!(e.contains("error or latest"), "{e}");
+    }
+
+    #[test]
+    fn unknown_and_owned_keys() {
+        let e = error(&[("subscribe", "t"), ("maxOfsetsPerTrigger", "5")]);
+        assert!(e.contains("unknown Kafka table option 'maxOfsetsPerTrigger'"), "{e}");
+        let e = error(&[("subscribe", "t"), ("kafka.auto.offset.reset", "earliest")]);
+        assert!(e.contains("use startingOffsets"), "{e}");
+        let e = error(&[("subscribe", "t"), ("kafka.no.such.key", "1")]);
+        assert!(e.contains("'kafka.no.such.key' is refused by librdkafka"), "{e}");
+        let e = error(&[("subscribe", "t"), ("SUBSCRIBE", "u")]);
+        assert!(e.contains("given twice"), "{e}");
+    }
+
+    #[test]
+    fn secrets_never_appear_in_errors_or_descriptions() {
+        let e = error(&[("subscribe", "t"), ("kafka.sasl.password", "hunter2"), ("kafka.sasl.mechanism", "NOPE")]);
+        assert!(!e.contains("hunter2"), "{e}");
+        let o = parse(&[("subscribe", "t"), ("kafka.sasl.password", "hunter2")]).unwrap();
+        let shown = format!("{:?}", o.describe());
+        assert!(!shown.contains("hunter2") && shown.contains(redact::REDACTED), "{shown}");
+    }
+
+    #[test]
+    fn formats_need_declared_columns() {
+        assert!(parse_with(&[("subscribe", "t")], true).unwrap_err().to_string().contains("needs the option 'format'"));
+        assert!(error(&[("subscribe", "t"), ("format", "json")]).contains("declares no columns"));
+        let o = parse_with(&[("subscribe", "t"), ("format", "CSV"), ("csv.delimiter", "|")], true).unwrap();
+        assert_eq!(o.format, ValueFormat::Csv { delimiter: b'|' });
+        let e = parse_with(&[("subscribe", "t"), ("format", "avro")], true).unwrap_err().to_string();
+        assert!(e.contains("json, csv or raw"), "{e}");
+        let o = parse_with(&[("subscribe", "t"), ("format", "json"), ("mode", "dropmalformed")], true).unwrap();
+        assert_eq!(o.malformed, MalformedMode::DropMalformed);
+    }
+
+    #[test]
+    fn missing_bootstrap_is_explained() {
+        let map = [("subscribe".to_string(), "t".to_string())].into_iter().collect();
+        let e = KafkaTableOptions::parse(&map, false, None).unwrap_err().to_string();
+        assert!(e.contains("kafka.bootstrap.servers") && e.contains("WEIR_KAFKA_BOOTSTRAP"), "{e}");
+    }
+}

@@ -1,0 +1,182 @@
+//! [`KafkaTable`], the DataFusion table over Kafka topics, and [`KafkaTableFactory`], which
+//! builds one from `CREATE EXTERNAL TABLE … STORED AS KAFKA`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProviderFactory};
+use datafusion::datasource::sink::DataSinkExec;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{CreateExternalTable, Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+
+use super::client::BrokerClient;
+use super::layout::TableLayout;
+use super::offsets::{Narrowing, plan_ranges, split_ranges};
+use super::options::{KafkaTableOptions, ValueFormat};
+use super::pushdown::{can_narrow, narrowing_of};
+use super::scan::{KafkaScanExec, ScanSource};
+use super::sink::KafkaSink;
+use crate::format::ValueDecoder;
+
+/// A Kafka table: bounded when it has an end, a stream otherwise.
+#[derive(Debug)]
+pub struct KafkaTable {
+    source: Arc<ScanSource>,
+}
+
+impl KafkaTable {
+    /// A table named `name` with these options (names in any case) and declared columns.
+    pub fn try_new(
+        name: &str,
+        options: &HashMap<String, String>,
+        declared: Option<SchemaRef>,
+        default_bootstrap: Option<&str>,
+    ) -> Result<Self> {
+        let options = KafkaTableOptions::parse(options, declared.is_some(), default_bootstrap)?;
+        let layout = TableLayout::new(declared, options.include_headers)?;
+        let decoder = match (&options.format, &layout.declared) {
+            (ValueFormat::RawRecord, _) | (_, None) => None,
+            (format, Some(schema)) => {
+                Some(ValueDecoder::new(format.clone(), Arc::clone(schema), options.malformed)?)
+            }
+        };
+        Ok(Self {
+            source: Arc::new(ScanSource {
+                table: name.to_string(),
+                options: Arc::new(options),
+                layout,
+                decoder,
+            }),
+        })
+    }
+
+    /// The table's validated options.
+    pub fn options(&self) -> &KafkaTableOptions {
+        &self.source.options
+    }
+
+    /// The table's column layout.
+    pub fn layout(&self) -> &TableLayout {
+        &self.source.layout
+    }
+}
+
+#[async_trait]
+impl TableProvider for KafkaTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.source.layout.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let narrowing = filters
+            .iter()
+            .filter_map(|f| narrowing_of(f, &self.source.layout))
+            .fold(Narrowing::default(), Narrowing::and);
+        let options = Arc::clone(&self.source.options);
+        let ranges = tokio::task::spawn_blocking(move || {
+            let client = BrokerClient::new(&options)?;
+            plan_ranges(&options, &client, &narrowing)
+        })
+        .await
+        .map_err(|e| DataFusionError::Execution(format!("offset planning stopped: {e}")))??;
+        let ranges = split_ranges(ranges, self.source.options.min_partitions);
+        let snapshot = !self.source.options.is_bounded();
+        Ok(Arc::new(KafkaScanExec::new(Arc::clone(&self.source), ranges, projection, limit, snapshot)?))
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if can_narrow(f, &self.source.layout) {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if insert_op != InsertOp::Append {
+            return Err(DataFusionError::Plan(format!(
+                "Kafka table '{}' only supports INSERT INTO (appending records), not {insert_op}",
+                self.source.table
+            )));
+        }
+        let sink = KafkaSink::try_new(Arc::clone(&self.source), input.schema())?;
+        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
+    }
+}
+
+/// Where a factory finds the session's default broker list.
+pub type DefaultBootstrap = Arc<RwLock<Option<String>>>;
+
+/// Builds [`KafkaTable`]s for `CREATE EXTERNAL TABLE … STORED AS KAFKA`.
+#[derive(Debug, Default)]
+pub struct KafkaTableFactory {
+    default_bootstrap: DefaultBootstrap,
+}
+
+impl KafkaTableFactory {
+    /// A factory that fills in `default_bootstrap` for tables without `kafka.bootstrap.servers`.
+    pub fn new(default_bootstrap: DefaultBootstrap) -> Self {
+        Self { default_bootstrap }
+    }
+}
+
+/// DataFusion lower-cases option names and prefixes those without a dot with `format.`; this
+/// undoes the prefix (Kafka option names ignore case anyway).
+fn kafka_options(cmd: &CreateExternalTable) -> HashMap<String, String> {
+    cmd.options
+        .iter()
+        .map(|(k, v)| {
+            let key = k.strip_prefix("format.").unwrap_or(k);
+            (key.to_string(), v.clone())
+        })
+        .collect()
+}
+
+#[async_trait]
+impl TableProviderFactory for KafkaTableFactory {
+    async fn create(&self, _state: &dyn Session, cmd: &CreateExternalTable) -> Result<Arc<dyn TableProvider>> {
+        if !cmd.table_partition_cols.is_empty() {
+            return Err(DataFusionError::Plan(
+                "PARTITIONED BY does not apply to Kafka tables (partitions are Kafka's own)".to_string(),
+            ));
+        }
+        let declared = (!cmd.schema.fields().is_empty()).then(|| Arc::clone(cmd.schema.inner()));
+        let default_bootstrap = self
+            .default_bootstrap
+            .read()
+            .map_err(|_| DataFusionError::Internal("session settings lock poisoned".to_string()))?
+            .clone();
+        let table = KafkaTable::try_new(
+            &cmd.name.to_string(),
+            &kafka_options(cmd),
+            declared,
+            default_bootstrap.as_deref(),
+        )?;
+        Ok(Arc::new(table))
+    }
+}

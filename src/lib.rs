@@ -1,0 +1,31 @@
+//! weir: a streaming SQL engine for Apache Kafka, on Apache DataFusion and Arrow.
+//!
+//! Declare Kafka topics as tables with Spark's option names, and query exact offset ranges with
+//! SQL, from the `weir` command (REPL, `.sql` runner, one-shot `-c`) or from Rust through
+//! [`Engine`]:
+//!
+//! ```sql
+//! CREATE EXTERNAL TABLE bids (auction BIGINT, price BIGINT)
+//!   STORED AS KAFKA
+//!   OPTIONS ('subscribe' 'bids', 'format' 'json', 'endingOffsets' 'latest');
+//! SELECT auction, max(price) FROM bids GROUP BY auction;
+//! ```
+//!
+//! The modules: [`kafka`] (options, offset planning, the scan and the sink), [`format`] (value
+//! decoding and encoding), [`statements`] (splitting scripts and weir's own statements),
+//! [`embedded`] (the in-process broker), [`engine`] (the API), [`cli`] (the command).
+
+#![warn(missing_docs, missing_debug_implementations, clippy::clone_on_ref_ptr)]
+
+mod admin;
+pub mod cli;
+pub mod embedded;
+pub mod engine;
+pub mod error;
+pub mod format;
+pub mod kafka;
+mod redact;
+pub mod statements;
+
+pub use engine::{Engine, EngineBuilder, KafkaReadReport, QueryResult};
+pub use error::{Error, Result};
