@@ -224,7 +224,11 @@ impl Engine {
             Some(tokens) => DFParserBuilder::new(tokens).build()?,
             None => DFParserBuilder::new(statement).build()?,
         };
-        let parsed = parser.parse_statement().map_err(|e| Error::Sql(strip_sql_prefix(&e)))?;
+        let mut parsed = parser.parse_statements().map_err(|e| Error::Sql(strip_sql_prefix(&e)))?;
+        if parsed.len() != 1 {
+            return Err(Error::Sql(format!("expected one statement, found {}", parsed.len())));
+        }
+        let parsed = parsed.pop_front().ok_or_else(|| Error::Sql("empty statement".to_string()))?;
         if let DFStatement::CreateExternalTable(create) = &parsed {
             let is_kafka = create.file_type.eq_ignore_ascii_case("KAFKA");
             if is_kafka && create.locations != [KAFKA_LOCATION] {

@@ -40,5 +40,6 @@ SELECT _offset, id, customer, amount FROM orders_slice ORDER BY _offset;
 CREATE EXTERNAL TABLE orders_raw STORED AS KAFKA
 OPTIONS ('subscribe' 'orders', 'endingOffsets' 'latest');
 
-SELECT CAST(key AS VARCHAR) AS customer_key, CAST(value AS VARCHAR) AS json, partition, offset
+-- "offset" is quoted in a SELECT list, where the SQL parser takes a bare offset for OFFSET.
+SELECT CAST(key AS VARCHAR) AS customer_key, CAST(value AS VARCHAR) AS json, partition, "offset"
 FROM orders_raw WHERE partition = 1 AND offset < 3 ORDER BY offset;

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BinaryArray, BooleanArray, RecordBatch};
-use arrow::compute::{cast, filter_record_batch};
+use arrow::compute::{CastOptions, cast_with_options, filter_record_batch};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::error::ArrowError;
 use datafusion::error::{DataFusionError, Result};
@@ -106,7 +106,8 @@ impl ValueDecoder {
                         Arc::new(BinaryArray::from(nulls))
                     }
                 };
-                let column = cast(&values, self.schema.field(0).data_type())?;
+                let strict = CastOptions { safe: false, ..Default::default() };
+                let column = cast_with_options(&values, self.schema.field(0).data_type(), &strict)?;
                 RecordBatch::try_new(Arc::clone(&self.schema), vec![column])
             }
             ValueFormat::RawRecord => Err(ArrowError::InvalidArgumentError(

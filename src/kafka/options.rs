@@ -898,7 +898,9 @@ mod tests {
 
     #[test]
     fn secrets_never_appear_in_errors_or_descriptions() {
-        let e = error(&[("subscribe", "t"), ("kafka.sasl.password", "hunter2"), ("kafka.sasl.mechanism", "NOPE")]);
+        let e = error(&[("subscribe", "t"), ("kafka.sasl.password", "hunter2"), ("kafka.security.protocol", "bogus")]);
+        assert!(e.contains("kafka.security.protocol") && !e.contains("hunter2"), "{e}");
+        let e = bad_value::<()>("kafka.sasl.password", "hunter2", "x").unwrap_err().to_string();
         assert!(!e.contains("hunter2"), "{e}");
         let o = parse(&[("subscribe", "t"), ("kafka.sasl.password", "hunter2")]).unwrap();
         let shown = format!("{:?}", o.describe());

@@ -34,7 +34,7 @@ use tokio::sync::mpsc::Sender;
 
 use super::layout::{Column, TableLayout, header_fields, timestamp_type};
 use super::offsets::PartitionRange;
-use super::options::KafkaTableOptions;
+use super::options::{KafkaTableOptions, TopicPartition};
 use crate::format::ValueDecoder;
 
 /// What every reader of one table shares.
@@ -231,11 +231,43 @@ struct RangeReader {
 /// How often a reader wakes up to check its deadline while the broker is silent.
 const POLL_SLICE: Duration = Duration::from_millis(200);
 
+/// What a range reader asks of its consumer, so that the reading rules (gaps, the end of a
+/// range, lost offsets, timeouts) can be tested with records a test makes up.
+pub(crate) trait RecordPoller {
+    /// The messages it yields.
+    type Message<'a>: Message
+    where
+        Self: 'a;
+    /// The next message, an error or event, or `None` when nothing arrived within `timeout`.
+    fn poll(&self, timeout: Duration) -> Option<Result<Self::Message<'_>, KafkaError>>;
+    /// The earliest offset still on the broker.
+    fn low_watermark(&self, tp: &TopicPartition, timeout: Duration) -> Result<i64, KafkaError>;
+    /// Moves the read position.
+    fn seek(&self, tp: &TopicPartition, offset: i64, timeout: Duration) -> Result<(), KafkaError>;
+}
+
+impl RecordPoller for BaseConsumer {
+    type Message<'a> = BorrowedMessage<'a>;
+
+    fn poll(&self, timeout: Duration) -> Option<Result<BorrowedMessage<'_>, KafkaError>> {
+        BaseConsumer::poll(self, timeout)
+    }
+
+    fn low_watermark(&self, tp: &TopicPartition, timeout: Duration) -> Result<i64, KafkaError> {
+        self.fetch_watermarks(&tp.topic, tp.partition, timeout).map(|(low, _)| low)
+    }
+
+    fn seek(&self, tp: &TopicPartition, offset: i64, timeout: Duration) -> Result<(), KafkaError> {
+        Consumer::seek(self, &tp.topic, tp.partition, Offset::Offset(offset), timeout)
+    }
+}
+
 impl RangeReader {
     fn run(self, tx: &Sender<Result<RecordBatch>>) -> Result<()> {
-        let options = &self.source.options;
         let tp = &self.range.tp;
-        let consumer: BaseConsumer = options
+        let consumer: BaseConsumer = self
+            .source
+            .options
             .consumer_config()
             .create()
             .map_err(|e| DataFusionError::Execution(format!("cannot create a Kafka consumer for {tp}: {e}")))?;
@@ -244,7 +276,15 @@ impl RangeReader {
             .add_partition_offset(&tp.topic, tp.partition, Offset::Offset(self.range.start))
             .and_then(|()| consumer.assign(&assignment))
             .map_err(|e| DataFusionError::Execution(format!("cannot assign {tp} to a consumer: {e}")))?;
+        self.read(&consumer, tx)
+    }
 
+    /// Reads the range from `poller`, which is positioned at its start. The range ends at the
+    /// first record at or past its end, or when the partition has no more records (its end may
+    /// fall in a gap of offsets, such as a transaction marker or compacted records).
+    fn read<P: RecordPoller>(&self, poller: &P, tx: &Sender<Result<RecordBatch>>) -> Result<()> {
+        let options = &self.source.options;
+        let tp = &self.range.tp;
         let needs_value = self.source.decoder.is_some()
             && self.projection.iter().any(|c| matches!(c, Column::Declared(_)))
             || self.projection.contains(&Column::Value);
@@ -255,7 +295,7 @@ impl RangeReader {
         let row_limit = self.row_limit.unwrap_or(usize::MAX);
 
         while next < self.range.end && rows_sent + batch.len() < row_limit {
-            match consumer.poll(POLL_SLICE) {
+            match poller.poll(POLL_SLICE) {
                 None => {
                     if last_progress.elapsed() >= options.poll_timeout {
                         return Err(DataFusionError::Execution(format!(
@@ -271,7 +311,7 @@ impl RangeReader {
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => break,
                 Some(Err(e)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::OffsetOutOfRange) => {
-                    next = self.recover_lost_offsets(&consumer, next)?;
+                    next = self.recover_lost_offsets(poller, next)?;
                     last_progress = Instant::now();
                 }
                 Some(Err(e)) => {
@@ -305,11 +345,11 @@ impl RangeReader {
     }
 
     /// Handles offsets deleted while the range was read, as failOnDataLoss says.
-    fn recover_lost_offsets(&self, consumer: &BaseConsumer, next: i64) -> Result<i64> {
+    fn recover_lost_offsets<P: RecordPoller>(&self, poller: &P, next: i64) -> Result<i64> {
         let options = &self.source.options;
         let tp = &self.range.tp;
-        let (low, _) = consumer
-            .fetch_watermarks(&tp.topic, tp.partition, options.broker_timeout)
+        let low = poller
+            .low_watermark(tp, options.broker_timeout)
             .map_err(|e| DataFusionError::Execution(format!("cannot look up the watermarks of {tp}: {e}")))?;
         if options.fail_on_data_loss || low <= next {
             return Err(DataFusionError::Execution(format!(
@@ -319,8 +359,8 @@ impl RangeReader {
             )));
         }
         warn!("data loss: offsets {next} to {} of {tp} were deleted while being read; skipping them", low - 1);
-        consumer
-            .seek(&tp.topic, tp.partition, Offset::Offset(low), options.broker_timeout)
+        poller
+            .seek(tp, low, options.broker_timeout)
             .map_err(|e| DataFusionError::Execution(format!("cannot seek {tp} to offset {low}: {e}")))?;
         Ok(low)
     }
@@ -376,7 +416,7 @@ impl BatchBuilder {
         self.offsets.len()
     }
 
-    fn append(&mut self, message: &BorrowedMessage<'_>) {
+    fn append<M: Message>(&mut self, message: &M) {
         self.offsets.push(message.offset());
         if let Some(keys) = &mut self.keys {
             keys.append_option(message.key());
@@ -504,5 +544,156 @@ pub fn scans(plan: &Arc<dyn ExecutionPlan>) -> Vec<&KafkaScanExec> {
 impl fmt::Display for PartitionRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:[{}, {})", self.tp, self.start, self.end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::{HashMap, VecDeque};
+
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
+    use rdkafka::message::OwnedMessage;
+
+    use super::*;
+
+    /// Plays back a scripted sequence of poll answers; `None` once the script runs out.
+    struct ScriptedPoller {
+        script: RefCell<VecDeque<Result<OwnedMessage, KafkaError>>>,
+        low: i64,
+        seeks: RefCell<Vec<i64>>,
+    }
+
+    impl ScriptedPoller {
+        fn new(offsets: &[i64]) -> Self {
+            let script = offsets.iter().map(|o| Ok(record(*o))).collect();
+            Self { script: RefCell::new(script), low: 0, seeks: RefCell::new(vec![]) }
+        }
+        fn then(self, answer: Result<OwnedMessage, KafkaError>) -> Self {
+            self.script.borrow_mut().push_back(answer);
+            self
+        }
+    }
+
+    fn record(offset: i64) -> OwnedMessage {
+        OwnedMessage::new(
+            Some(format!("v{offset}").into_bytes()),
+            None,
+            "t".to_string(),
+            Timestamp::CreateTime(1_000 + offset),
+            0,
+            offset,
+            None,
+        )
+    }
+
+    impl RecordPoller for ScriptedPoller {
+        type Message<'a> = OwnedMessage;
+        fn poll(&self, _timeout: Duration) -> Option<Result<OwnedMessage, KafkaError>> {
+            self.script.borrow_mut().pop_front()
+        }
+        fn low_watermark(&self, _tp: &TopicPartition, _timeout: Duration) -> Result<i64, KafkaError> {
+            Ok(self.low)
+        }
+        fn seek(&self, _tp: &TopicPartition, offset: i64, _timeout: Duration) -> Result<(), KafkaError> {
+            self.seeks.borrow_mut().push(offset);
+            Ok(())
+        }
+    }
+
+    fn reader(start: i64, end: i64, extra: &[(&str, &str)], row_limit: Option<usize>) -> RangeReader {
+        let mut map: HashMap<String, String> = HashMap::from([("subscribe".into(), "t".into())]);
+        map.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let options = KafkaTableOptions::parse(&map, false, Some("fake:9092")).unwrap();
+        let layout = TableLayout::new(None, false).unwrap();
+        let metrics = ExecutionPlanMetricsSet::new();
+        let projection = vec![Column::Offset, Column::Value];
+        RangeReader {
+            schema: Arc::new(layout.schema.project(&[4, 1]).unwrap()),
+            source: Arc::new(ScanSource { table: "t".into(), options: Arc::new(options), layout, decoder: None }),
+            range: PartitionRange { tp: TopicPartition::new("t", 0), start, end },
+            projection,
+            row_limit,
+            batch_size: 2,
+            fetched: MetricBuilder::new(&metrics).counter(metric::RECORDS_FETCHED, 0),
+            malformed: MetricBuilder::new(&metrics).counter(metric::MALFORMED_RECORDS, 0),
+        }
+    }
+
+    /// Reads with `poller` and returns the offsets of the rows produced.
+    fn read(reader: &RangeReader, poller: &ScriptedPoller) -> Result<Vec<i64>> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        reader.read(poller, &tx)?;
+        drop(tx);
+        let mut offsets = vec![];
+        while let Ok(batch) = rx.try_recv() {
+            let batch = batch?;
+            assert!(batch.num_rows() <= 2, "batches respect the batch size");
+            offsets.extend(batch.column(0).as_primitive::<Int64Type>().values().iter().copied());
+        }
+        Ok(offsets)
+    }
+
+    fn eof() -> Result<OwnedMessage, KafkaError> {
+        Err(KafkaError::PartitionEOF(0))
+    }
+
+    #[test]
+    fn reads_exactly_the_range() {
+        let r = reader(3, 6, &[], None);
+        let p = ScriptedPoller::new(&[3, 4, 5, 6, 7]);
+        assert_eq!(read(&r, &p).unwrap(), vec![3, 4, 5]);
+        assert_eq!(r.fetched.value(), 3);
+    }
+
+    #[test]
+    fn gaps_inside_and_at_the_end_of_a_range() {
+        // A compacted partition: offsets 0, 1, 5, 9 remain; the range [0, 7) ends in a gap.
+        let r = reader(0, 7, &[], None);
+        assert_eq!(read(&r, &ScriptedPoller::new(&[0, 1, 5, 9])).unwrap(), vec![0, 1, 5]);
+        // A transaction marker at offset 4 is the last offset: the partition ends (EOF) at 5.
+        let r = reader(2, 5, &[], None);
+        assert_eq!(read(&r, &ScriptedPoller::new(&[2, 3]).then(eof())).unwrap(), vec![2, 3]);
+    }
+
+    #[test]
+    fn row_limit_stops_early() {
+        let r = reader(0, 100, &[], Some(3));
+        let p = ScriptedPoller::new(&[0, 1, 2, 3, 4, 5]);
+        assert_eq!(read(&r, &p).unwrap(), vec![0, 1, 2]);
+        assert_eq!(p.script.borrow().len(), 3, "nothing past the limit is consumed");
+    }
+
+    #[test]
+    fn silence_times_out_with_the_range_named() {
+        let r = reader(0, 5, &[("kafkaConsumer.pollTimeoutMs", "1")], None);
+        let e = read(&r, &ScriptedPoller::new(&[0, 1])).unwrap_err().to_string();
+        assert!(e.contains("no record of t[0] arrived within 1 ms") && e.contains("offset 2 of the range [0, 5)"), "{e}");
+    }
+
+    #[test]
+    fn offsets_lost_while_reading() {
+        let lost = || Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange));
+        let r = reader(0, 10, &[], None);
+        let e = read(&r, &ScriptedPoller::new(&[0]).then(lost())).unwrap_err().to_string();
+        assert!(e.contains("data loss") && e.contains("failOnDataLoss"), "{e}");
+
+        let r = reader(0, 10, &[("failOnDataLoss", "false")], None);
+        let mut p = ScriptedPoller::new(&[0]).then(lost());
+        p.low = 6;
+        for o in [6, 7, 8, 9] {
+            p = p.then(Ok(record(o)));
+        }
+        assert_eq!(read(&r, &p).unwrap(), vec![0, 6, 7, 8, 9]);
+        assert_eq!(*p.seeks.borrow(), vec![6]);
+    }
+
+    #[test]
+    fn other_errors_name_the_partition_and_offset() {
+        let r = reader(0, 10, &[], None);
+        let p = ScriptedPoller::new(&[0]).then(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure)));
+        let e = read(&r, &p).unwrap_err().to_string();
+        assert!(e.contains("reading t[0] at offset 1 from Kafka broker(s) fake:9092 failed"), "{e}");
     }
 }
