@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
+use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientConfig;
 
 use crate::error::{Error, Result};
 
@@ -19,14 +19,21 @@ pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> Result<()> 
         .create()
         .map_err(|e| Error::Kafka(format!("cannot create a Kafka admin client: {e}")))?;
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(-1));
-    let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT)).request_timeout(Some(ADMIN_TIMEOUT));
+    let options = AdminOptions::new()
+        .operation_timeout(Some(ADMIN_TIMEOUT))
+        .request_timeout(Some(ADMIN_TIMEOUT));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .map_err(Error::Io)?;
     let created = std::thread::scope(|scope| {
         scope
-            .spawn(|| runtime.block_on(tokio::time::timeout(ADMIN_TIMEOUT, admin.create_topics([&topic], &options))))
+            .spawn(|| {
+                runtime.block_on(tokio::time::timeout(
+                    ADMIN_TIMEOUT,
+                    admin.create_topics([&topic], &options),
+                ))
+            })
             .join()
     })
     .map_err(|_| Error::Kafka("topic creation panicked".to_string()))?;
@@ -37,7 +44,11 @@ pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> Result<()> 
                 ADMIN_TIMEOUT.as_secs()
             )));
         }
-        Ok(Err(e)) => return Err(Error::Kafka(format!("cannot create topic '{name}' on {bootstrap}: {e}"))),
+        Ok(Err(e)) => {
+            return Err(Error::Kafka(format!(
+                "cannot create topic '{name}' on {bootstrap}: {e}"
+            )));
+        }
         Ok(Ok(results)) => results,
     };
     for result in results {
@@ -46,7 +57,11 @@ pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> Result<()> 
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
                 return Err(Error::Kafka(format!("topic '{name}' already exists")));
             }
-            Err((_, code)) => return Err(Error::Kafka(format!("cannot create topic '{name}' on {bootstrap}: {code}"))),
+            Err((_, code)) => {
+                return Err(Error::Kafka(format!(
+                    "cannot create topic '{name}' on {bootstrap}: {code}"
+                )));
+            }
         }
     }
     Ok(())

@@ -16,7 +16,11 @@ use rdkafka::mocking::MockCluster;
 use crate::error::{Error, Result};
 
 enum Request {
-    CreateTopic { name: String, partitions: i32, reply: mpsc::Sender<Result<()>> },
+    CreateTopic {
+        name: String,
+        partitions: i32,
+        reply: mpsc::Sender<Result<()>>,
+    },
 }
 
 /// A running embedded broker.
@@ -47,9 +51,14 @@ impl EmbeddedKafka {
                 let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
                 for request in inbox {
                     match request {
-                        Request::CreateTopic { name, partitions, reply } => {
+                        Request::CreateTopic {
+                            name,
+                            partitions,
+                            reply,
+                        } => {
                             let result = cluster.create_topic(&name, partitions, 1).map_err(|e| {
-                                let exists = e.rdkafka_error_code() == Some(RDKafkaErrorCode::TopicAlreadyExists);
+                                let exists = e.rdkafka_error_code()
+                                    == Some(RDKafkaErrorCode::TopicAlreadyExists);
                                 if exists {
                                     Error::Kafka(format!("topic '{name}' already exists"))
                                 } else {
@@ -61,10 +70,14 @@ impl EmbeddedKafka {
                     }
                 }
             })?;
-        let bootstrap = ready_rx
-            .recv()
-            .map_err(|_| Error::Kafka("the embedded Kafka broker stopped while starting".to_string()))??;
-        Ok(Self { bootstrap, requests: Some(requests), thread: Some(thread) })
+        let bootstrap = ready_rx.recv().map_err(|_| {
+            Error::Kafka("the embedded Kafka broker stopped while starting".to_string())
+        })??;
+        Ok(Self {
+            bootstrap,
+            requests: Some(requests),
+            thread: Some(thread),
+        })
     }
 
     /// The broker list to connect to, such as `127.0.0.1:39123`.
@@ -75,14 +88,25 @@ impl EmbeddedKafka {
     /// Creates a topic with `partitions` partitions.
     pub fn create_topic(&self, name: &str, partitions: i32) -> Result<()> {
         if partitions < 1 {
-            return Err(Error::Kafka(format!("topic '{name}' needs at least one partition, not {partitions}")));
+            return Err(Error::Kafka(format!(
+                "topic '{name}' needs at least one partition, not {partitions}"
+            )));
         }
         let (reply, answer) = mpsc::channel();
         self.requests
             .as_ref()
-            .and_then(|r| r.send(Request::CreateTopic { name: name.to_string(), partitions, reply }).ok())
+            .and_then(|r| {
+                r.send(Request::CreateTopic {
+                    name: name.to_string(),
+                    partitions,
+                    reply,
+                })
+                .ok()
+            })
             .ok_or_else(|| Error::Kafka("the embedded Kafka broker has stopped".to_string()))?;
-        answer.recv().map_err(|_| Error::Kafka("the embedded Kafka broker has stopped".to_string()))?
+        answer
+            .recv()
+            .map_err(|_| Error::Kafka("the embedded Kafka broker has stopped".to_string()))?
     }
 }
 

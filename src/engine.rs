@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Schema, SchemaRef};
+use datafusion::common::TableReference;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionContext;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{Ident, ObjectName, Statement as SQLStatement, TableObject};
-use datafusion::common::TableReference;
 
 use crate::embedded::EmbeddedKafka;
 use crate::error::{Error, Result};
@@ -93,22 +93,36 @@ impl EngineBuilder {
 
     /// Builds the engine, starting the embedded broker if asked.
     pub fn build(self) -> Result<Engine> {
-        let embedded = if self.embedded_kafka { Some(EmbeddedKafka::start(1)?) } else { None };
+        let embedded = if self.embedded_kafka {
+            Some(EmbeddedKafka::start(1)?)
+        } else {
+            None
+        };
         let bootstrap = match &embedded {
             Some(kafka) => Some(kafka.bootstrap_servers().to_string()),
-            None => self.bootstrap.or_else(|| std::env::var(BOOTSTRAP_ENV).ok().filter(|s| !s.is_empty())),
+            None => self
+                .bootstrap
+                .or_else(|| std::env::var(BOOTSTRAP_ENV).ok().filter(|s| !s.is_empty())),
         };
         let default_bootstrap: DefaultBootstrap = Arc::new(RwLock::new(bootstrap));
-        let config = self.config.unwrap_or_default().with_information_schema(true);
+        let config = self
+            .config
+            .unwrap_or_default()
+            .with_information_schema(true);
         let ctx = SessionContext::new_with_config(config);
         {
             let state_ref = ctx.state_ref();
             let mut state = state_ref.write();
-            state
-                .table_factories_mut()
-                .insert("KAFKA".to_string(), Arc::new(KafkaTableFactory::new(Arc::clone(&default_bootstrap))));
+            state.table_factories_mut().insert(
+                "KAFKA".to_string(),
+                Arc::new(KafkaTableFactory::new(Arc::clone(&default_bootstrap))),
+            );
         }
-        Ok(Engine { ctx, default_bootstrap, embedded })
+        Ok(Engine {
+            ctx,
+            default_bootstrap,
+            embedded,
+        })
     }
 }
 
@@ -206,8 +220,11 @@ impl Engine {
         let frame = self.ctx.execute_logical_plan(logical).await?;
         let physical: Arc<dyn ExecutionPlan> = frame.create_physical_plan().await?;
         let batches = collect(Arc::clone(&physical), self.ctx.task_ctx()).await?;
-        let mut snapshot_tables: Vec<String> =
-            scans(&physical).iter().filter(|s| s.is_snapshot()).map(|s| s.table().to_string()).collect();
+        let mut snapshot_tables: Vec<String> = scans(&physical)
+            .iter()
+            .filter(|s| s.is_snapshot())
+            .map(|s| s.table().to_string())
+            .collect();
         snapshot_tables.sort();
         snapshot_tables.dedup();
         let kafka = KafkaReadReport {
@@ -216,7 +233,13 @@ impl Engine {
             malformed_records: sum_metric(&physical, metric::MALFORMED_RECORDS),
             snapshot_tables,
         };
-        Ok(QueryResult { schema: physical.schema(), batches, message: None, kafka, elapsed: started.elapsed() })
+        Ok(QueryResult {
+            schema: physical.schema(),
+            batches,
+            message: None,
+            kafka,
+            elapsed: started.elapsed(),
+        })
     }
 
     fn parse(&self, statement: &str) -> Result<DFStatement> {
@@ -224,11 +247,18 @@ impl Engine {
             Some(tokens) => DFParserBuilder::new(tokens).build()?,
             None => DFParserBuilder::new(statement).build()?,
         };
-        let mut parsed = parser.parse_statements().map_err(|e| Error::Sql(strip_sql_prefix(&e)))?;
+        let mut parsed = parser
+            .parse_statements()
+            .map_err(|e| Error::Sql(strip_sql_prefix(&e)))?;
         if parsed.len() != 1 {
-            return Err(Error::Sql(format!("expected one statement, found {}", parsed.len())));
+            return Err(Error::Sql(format!(
+                "expected one statement, found {}",
+                parsed.len()
+            )));
         }
-        let parsed = parsed.pop_front().ok_or_else(|| Error::Sql("empty statement".to_string()))?;
+        let parsed = parsed
+            .pop_front()
+            .ok_or_else(|| Error::Sql("empty statement".to_string()))?;
         if let DFStatement::CreateExternalTable(create) = &parsed {
             let is_kafka = create.file_type.eq_ignore_ascii_case("KAFKA");
             if is_kafka && create.locations != [KAFKA_LOCATION] {
@@ -242,11 +272,17 @@ impl Engine {
         Ok(parsed)
     }
 
-    /// `INSERT INTO kafka_table SELECT …` without a column list matches columns by name, as
-    /// Spark's Kafka sink does, when every selected column names a column of the table.
+    /// `INSERT INTO kafka_table …` without a column list and with fewer columns than the table
+    /// matches columns by name, as Spark's Kafka sink does, when every column of the query names
+    /// a column of the table, and by position onto the table's first columns otherwise (the
+    /// declared columns, or key and value).
     async fn name_kafka_insert_columns(&self, parsed: DFStatement) -> Result<DFStatement> {
-        let DFStatement::Statement(boxed) = &parsed else { return Ok(parsed) };
-        let SQLStatement::Insert(insert) = boxed.as_ref() else { return Ok(parsed) };
+        let DFStatement::Statement(boxed) = &parsed else {
+            return Ok(parsed);
+        };
+        let SQLStatement::Insert(insert) = boxed.as_ref() else {
+            return Ok(parsed);
+        };
         let (TableObject::TableName(table), Some(source)) = (&insert.table, &insert.source) else {
             return Ok(parsed);
         };
@@ -254,33 +290,63 @@ impl Engine {
             return Ok(parsed);
         }
         let reference = TableReference::from(table.to_string());
-        let Ok(provider) = self.ctx.table_provider(reference).await else { return Ok(parsed) };
+        let Ok(provider) = self.ctx.table_provider(reference).await else {
+            return Ok(parsed);
+        };
         if !provider.is::<KafkaTable>() {
             return Ok(parsed);
         }
-        let query = self.ctx.state().create_logical_plan(&source.to_string()).await?;
-        let names: Vec<String> = query.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let query = self
+            .ctx
+            .state()
+            .create_logical_plan(&source.to_string())
+            .await?;
+        let names: Vec<String> = query
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         let target = provider.schema();
-        let all_known = names.iter().all(|n| target.index_of(n).is_ok());
-        if !all_known || names.len() == target.fields().len() {
+        if names.len() >= target.fields().len() {
             return Ok(parsed);
         }
+        let by_name = names.iter().all(|n| target.index_of(n).is_ok());
+        let columns: Vec<String> = if by_name {
+            names
+        } else {
+            target
+                .fields()
+                .iter()
+                .take(names.len())
+                .map(|f| f.name().clone())
+                .collect()
+        };
         let mut insert = insert.clone();
-        insert.columns = names.iter().map(|n| ObjectName::from(vec![Ident::with_quote('"', n)])).collect();
-        Ok(DFStatement::Statement(Box::new(SQLStatement::Insert(insert))))
+        insert.columns = columns
+            .iter()
+            .map(|n| ObjectName::from(vec![Ident::with_quote('"', n)]))
+            .collect();
+        Ok(DFStatement::Statement(Box::new(SQLStatement::Insert(
+            insert,
+        ))))
     }
 
     fn execute_weir_statement(&self, statement: WeirStatement) -> Result<String> {
         match statement {
-            WeirStatement::CreateTopic { name, partitions, if_not_exists } => {
-                match self.create_topic(&name, partitions) {
-                    Ok(()) => Ok(format!("Created topic '{name}' with {partitions} partition(s)")),
-                    Err(Error::Kafka(m)) if if_not_exists && m.contains("already exists") => {
-                        Ok(format!("Topic '{name}' already exists"))
-                    }
-                    Err(e) => Err(e),
+            WeirStatement::CreateTopic {
+                name,
+                partitions,
+                if_not_exists,
+            } => match self.create_topic(&name, partitions) {
+                Ok(()) => Ok(format!(
+                    "Created topic '{name}' with {partitions} partition(s)"
+                )),
+                Err(Error::Kafka(m)) if if_not_exists && m.contains("already exists") => {
+                    Ok(format!("Topic '{name}' already exists"))
                 }
-            }
+                Err(e) => Err(e),
+            },
             WeirStatement::SetWeir { key, value } => match key.as_str() {
                 "kafka.bootstrap.servers" => {
                     let mut default = self
@@ -301,12 +367,16 @@ impl Engine {
     /// Kafka admin API of a real cluster).
     pub fn create_topic(&self, name: &str, partitions: i32) -> Result<()> {
         let bootstrap = self.default_bootstrap().ok_or_else(|| {
-            Error::Kafka("no default Kafka broker to create the topic on: use --embedded-kafka, \
+            Error::Kafka(
+                "no default Kafka broker to create the topic on: use --embedded-kafka, \
                           WEIR_KAFKA_BOOTSTRAP or SET weir.kafka.bootstrap.servers"
-                .to_string())
+                    .to_string(),
+            )
         })?;
         match &self.embedded {
-            Some(kafka) if kafka.bootstrap_servers() == bootstrap => kafka.create_topic(name, partitions),
+            Some(kafka) if kafka.bootstrap_servers() == bootstrap => {
+                kafka.create_topic(name, partitions)
+            }
             _ => crate::admin::create_topic(&bootstrap, name, partitions),
         }
     }
@@ -314,12 +384,18 @@ impl Engine {
     /// The tables of the session, with their kinds, by name.
     pub async fn tables(&self) -> Result<Vec<TableSummary>> {
         let mut out = vec![];
-        let Some(catalog) = self.ctx.catalog("datafusion") else { return Ok(out) };
-        let Some(schema) = catalog.schema("public") else { return Ok(out) };
+        let Some(catalog) = self.ctx.catalog("datafusion") else {
+            return Ok(out);
+        };
+        let Some(schema) = catalog.schema("public") else {
+            return Ok(out);
+        };
         let mut names = schema.table_names();
         names.sort();
         for name in names {
-            let Some(provider) = schema.table(&name).await? else { continue };
+            let Some(provider) = schema.table(&name).await? else {
+                continue;
+            };
             let kind = match provider.downcast_ref::<KafkaTable>() {
                 Some(kafka) if kafka.options().is_bounded() => "kafka (bounded)".to_string(),
                 Some(_) => "kafka (stream)".to_string(),
@@ -333,15 +409,24 @@ impl Engine {
     /// A table's columns (name, type, nullable) and, for a Kafka table, its options with
     /// secrets redacted.
     pub async fn describe(&self, table: &str) -> Result<(SchemaRef, Vec<(String, String)>)> {
-        let provider = self.ctx.table_provider(TableReference::from(table)).await.map_err(|_| {
-            Error::DataFusion(DataFusionError::Plan(format!("no table named '{table}'")))
-        })?;
-        let options = provider.downcast_ref::<KafkaTable>().map(|k| k.options().describe()).unwrap_or_default();
+        let provider = self
+            .ctx
+            .table_provider(TableReference::from(table))
+            .await
+            .map_err(|_| {
+                Error::DataFusion(DataFusionError::Plan(format!("no table named '{table}'")))
+            })?;
+        let options = provider
+            .downcast_ref::<KafkaTable>()
+            .map(|k| k.options().describe())
+            .unwrap_or_default();
         Ok((provider.schema(), options))
     }
 }
 
 fn strip_sql_prefix(error: &DataFusionError) -> String {
     let text = error.to_string();
-    text.strip_prefix("SQL error: ").unwrap_or(&text).to_string()
+    text.strip_prefix("SQL error: ")
+        .unwrap_or(&text)
+        .to_string()
 }

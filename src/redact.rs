@@ -43,7 +43,11 @@ mod tests {
             assert!(is_secret_key(key), "{key}");
             assert_eq!(shown_value(key, "hunter2"), REDACTED);
         }
-        for key in ["kafka.bootstrap.servers", "kafka.sasl.username", "subscribe"] {
+        for key in [
+            "kafka.bootstrap.servers",
+            "kafka.sasl.username",
+            "subscribe",
+        ] {
             assert!(!is_secret_key(key), "{key}");
             assert_eq!(shown_value(key, "x"), "x");
         }

@@ -35,10 +35,17 @@ pub fn split_statements(sql: &str) -> Result<Vec<Statement>> {
         .chain(sql.match_indices('\n').map(|(i, _)| i + 1))
         .collect();
     let byte_offset = |line: u64, column: u64| -> usize {
-        let start = line_starts.get(line.saturating_sub(1) as usize).copied().unwrap_or(sql.len());
+        let start = line_starts
+            .get(line.saturating_sub(1) as usize)
+            .copied()
+            .unwrap_or(sql.len());
         let rest = &sql[start..];
         let chars = column.saturating_sub(1) as usize;
-        start + rest.char_indices().nth(chars).map_or(rest.len(), |(i, _)| i)
+        start
+            + rest
+                .char_indices()
+                .nth(chars)
+                .map_or(rest.len(), |(i, _)| i)
     };
     let mut statements = vec![];
     let mut first: Option<&TokenWithSpan> = None;
@@ -66,7 +73,10 @@ pub fn split_statements(sql: &str) -> Result<Vec<Statement>> {
     }
     if let Some(start) = first {
         let from = byte_offset(start.span.start.line, start.span.start.column);
-        statements.push(Statement { text: sql[from..].trim_end().to_string(), line: start.span.start.line as usize });
+        statements.push(Statement {
+            text: sql[from..].trim_end().to_string(),
+            line: start.span.start.line as usize,
+        });
     }
     Ok(statements)
 }
@@ -74,7 +84,11 @@ pub fn split_statements(sql: &str) -> Result<Vec<Statement>> {
 /// True when `buffer` ends with a `;` outside strings and comments (the REPL runs it then).
 pub fn is_complete(buffer: &str) -> bool {
     match tokenize(buffer) {
-        Ok(tokens) => tokens.iter().rev().find(|t| !is_blank(&t.token)).is_some_and(|t| t.token == Token::SemiColon),
+        Ok(tokens) => tokens
+            .iter()
+            .rev()
+            .find(|t| !is_blank(&t.token))
+            .is_some_and(|t| t.token == Token::SemiColon),
         Err(_) => false,
     }
 }
@@ -102,7 +116,11 @@ pub enum WeirStatement {
 
 /// The significant tokens of a statement.
 fn words(tokens: &[TokenWithSpan]) -> Vec<&Token> {
-    tokens.iter().map(|t| &t.token).filter(|t| !is_blank(t)).collect()
+    tokens
+        .iter()
+        .map(|t| &t.token)
+        .filter(|t| !is_blank(t))
+        .collect()
 }
 
 fn is_keyword(token: &Token, keyword: Keyword) -> bool {
@@ -145,14 +163,20 @@ fn parse_create_topic(rest: &[&Token]) -> Result<WeirStatement> {
     };
     let partitions = match &rest[1..] {
         [] => 1,
-        [p, Token::Number(n, _)] if is_word(p, "PARTITIONS") => n
-            .parse::<i32>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| Error::Sql(format!("PARTITIONS must be a positive whole number, not {n}")))?,
+        [p, Token::Number(n, _)] if is_word(p, "PARTITIONS") => {
+            n.parse::<i32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                Error::Sql(format!(
+                    "PARTITIONS must be a positive whole number, not {n}"
+                ))
+            })?
+        }
         _ => return Err(syntax()),
     };
-    Ok(WeirStatement::CreateTopic { name, partitions, if_not_exists })
+    Ok(WeirStatement::CreateTopic {
+        name,
+        partitions,
+        if_not_exists,
+    })
 }
 
 fn parse_set_weir(rest: &[&Token]) -> Result<WeirStatement> {
@@ -177,7 +201,10 @@ fn parse_set_weir(rest: &[&Token]) -> Result<WeirStatement> {
         [Token::Number(n, _)] => n.clone(),
         _ => return Err(Error::Sql(format!("expected SET {key} = 'value'"))),
     };
-    let key = key.strip_prefix("weir.").unwrap_or(&key).to_ascii_lowercase();
+    let key = key
+        .strip_prefix("weir.")
+        .unwrap_or(&key)
+        .to_ascii_lowercase();
     Ok(WeirStatement::SetWeir { key, value })
 }
 
@@ -199,7 +226,10 @@ pub fn with_kafka_location(text: &str) -> Result<Option<Vec<TokenWithSpan>>> {
         .into_iter()
         .filter(|t| !matches!(t.token, Token::EOF))
         .collect();
-    while tokens.last().is_some_and(|t| matches!(t.token, Token::Whitespace(_) | Token::SemiColon)) {
+    while tokens
+        .last()
+        .is_some_and(|t| matches!(t.token, Token::Whitespace(_) | Token::SemiColon))
+    {
         tokens.pop();
     }
     for token in [
@@ -222,13 +252,26 @@ mod tests {
 
     #[test]
     fn splits_with_lines_and_ignores_semicolons_in_strings_and_comments() {
-        let sql = "-- a comment; still a comment\nSELECT ';' AS x;\n\n  /* ; */ SELECT\n 2;\n;  SELECT 3";
+        let sql =
+            "-- a comment; still a comment\nSELECT ';' AS x;\n\n  /* ; */ SELECT\n 2;\n;  SELECT 3";
         let s = split_statements(sql).unwrap();
         assert_eq!(s.len(), 3);
-        assert_eq!(s[0], Statement { text: "SELECT ';' AS x".into(), line: 2 });
+        assert_eq!(
+            s[0],
+            Statement {
+                text: "SELECT ';' AS x".into(),
+                line: 2
+            }
+        );
         assert_eq!(s[1].line, 4);
         assert_eq!(s[1].text, "SELECT\n 2");
-        assert_eq!(s[2], Statement { text: "SELECT 3".into(), line: 6 });
+        assert_eq!(
+            s[2],
+            Statement {
+                text: "SELECT 3".into(),
+                line: 6
+            }
+        );
         assert!(split_statements("SELECT 'unterminated").is_err());
     }
 
@@ -245,19 +288,38 @@ mod tests {
     fn create_topic_and_set() {
         assert_eq!(
             parse_weir_statement("create topic if not exists orders partitions 4").unwrap(),
-            Some(WeirStatement::CreateTopic { name: "orders".into(), partitions: 4, if_not_exists: true })
+            Some(WeirStatement::CreateTopic {
+                name: "orders".into(),
+                partitions: 4,
+                if_not_exists: true
+            })
         );
         assert_eq!(
             parse_weir_statement("CREATE TOPIC t").unwrap(),
-            Some(WeirStatement::CreateTopic { name: "t".into(), partitions: 1, if_not_exists: false })
+            Some(WeirStatement::CreateTopic {
+                name: "t".into(),
+                partitions: 1,
+                if_not_exists: false
+            })
         );
         assert!(parse_weir_statement("CREATE TOPIC t PARTITIONS 0").is_err());
-        assert!(parse_weir_statement("CREATE TOPIC t WITH 4").unwrap_err().to_string().contains("PARTITIONS n"));
+        assert!(
+            parse_weir_statement("CREATE TOPIC t WITH 4")
+                .unwrap_err()
+                .to_string()
+                .contains("PARTITIONS n")
+        );
         assert_eq!(
             parse_weir_statement("SET weir.kafka.bootstrap.servers = 'b:9092'").unwrap(),
-            Some(WeirStatement::SetWeir { key: "kafka.bootstrap.servers".into(), value: "b:9092".into() })
+            Some(WeirStatement::SetWeir {
+                key: "kafka.bootstrap.servers".into(),
+                value: "b:9092".into()
+            })
         );
-        assert_eq!(parse_weir_statement("SET datafusion.execution.batch_size = 10").unwrap(), None);
+        assert_eq!(
+            parse_weir_statement("SET datafusion.execution.batch_size = 10").unwrap(),
+            None
+        );
         assert_eq!(parse_weir_statement("SELECT 1").unwrap(), None);
     }
 
@@ -267,7 +329,11 @@ mod tests {
         let tokens = with_kafka_location(sql).unwrap().unwrap();
         let text: String = tokens.iter().map(|t| t.token.to_string()).collect();
         assert!(text.ends_with("LOCATION 'kafka:'"), "{text}");
-        assert!(with_kafka_location("CREATE EXTERNAL TABLE t STORED AS CSV LOCATION 'x'").unwrap().is_none());
+        assert!(
+            with_kafka_location("CREATE EXTERNAL TABLE t STORED AS CSV LOCATION 'x'")
+                .unwrap()
+                .is_none()
+        );
         assert!(with_kafka_location("SELECT 1").unwrap().is_none());
     }
 }

@@ -28,9 +28,13 @@ pub fn run(brokers: i32, topics: &[String]) -> Result<ExitCode> {
             [] => continue,
             ["create-topic", name, partitions] => match partitions.parse::<i32>() {
                 Ok(p) => kafka.create_topic(name, p).map(|()| "ok".to_string()),
-                Err(_) => Err(Error::Kafka(format!("'{partitions}' is not a partition count"))),
+                Err(_) => Err(Error::Kafka(format!(
+                    "'{partitions}' is not a partition count"
+                ))),
             },
-            _ => Err(Error::Kafka(format!("unknown command '{line}'; try: create-topic NAME PARTITIONS"))),
+            _ => Err(Error::Kafka(format!(
+                "unknown command '{line}'; try: create-topic NAME PARTITIONS"
+            ))),
         };
         match answer {
             Ok(ok) => writeln!(stdout, "{ok}")?,
@@ -42,7 +46,9 @@ pub fn run(brokers: i32, topics: &[String]) -> Result<ExitCode> {
 }
 
 fn parse_topic_spec(spec: &str) -> Result<(&str, i32)> {
-    let parsed = spec.rsplit_once(':').and_then(|(name, p)| Some((name, p.parse::<i32>().ok()?)));
+    let parsed = spec
+        .rsplit_once(':')
+        .and_then(|(name, p)| Some((name, p.parse::<i32>().ok()?)));
     parsed
         .filter(|(name, p)| !name.is_empty() && *p > 0)
         .ok_or_else(|| Error::Kafka(format!("--topic '{spec}' is not NAME:PARTITIONS")))

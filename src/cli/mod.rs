@@ -77,21 +77,29 @@ fn run(args: Args) -> Result<ExitCode> {
     if let Some(Command::Broker { brokers, topics }) = &args.command_name {
         return broker::run(*brokers, topics);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let mut builder = Engine::builder().embedded_kafka(args.embedded_kafka);
     if let Some(servers) = args.bootstrap_servers {
         builder = builder.bootstrap_servers(servers);
     }
     let engine = runtime.block_on(async { builder.build() })?;
     if let Some(bootstrap) = engine.embedded_bootstrap() {
-        eprintln!("Embedded Kafka broker listening on {bootstrap} (the session's default brokers).");
+        eprintln!(
+            "Embedded Kafka broker listening on {bootstrap} (the session's default brokers)."
+        );
     }
     match (args.command_name, args.sql) {
         (Some(_), Some(_)) => {
-            eprintln!("error: -c runs statements on its own; it cannot be combined with a subcommand");
+            eprintln!(
+                "error: -c runs statements on its own; it cannot be combined with a subcommand"
+            );
             Ok(ExitCode::from(2))
         }
-        (Some(Command::Run { paths }), None) => runner::run_paths(&engine, &runtime, &paths, args.format),
+        (Some(Command::Run { paths }), None) => {
+            runner::run_paths(&engine, &runtime, &paths, args.format)
+        }
         (None, Some(sql)) => runner::run_text(&engine, &runtime, "-c", &sql, args.format),
         (None, None) => repl::run(&engine, &runtime, args.format),
         (Some(Command::Broker { .. }), None) => unreachable!("handled above"),

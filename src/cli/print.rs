@@ -28,13 +28,18 @@ pub fn write_rows(result: &QueryResult, format: OutputFormat, out: &mut dyn Writ
     let arrow = |e: arrow::error::ArrowError| Error::DataFusion(e.into());
     match format {
         OutputFormat::Table => {
-            let table = pretty_format_batches_with_schema(result.schema.clone(), &result.batches).map_err(arrow)?;
+            let table = pretty_format_batches_with_schema(result.schema.clone(), &result.batches)
+                .map_err(arrow)?;
             writeln!(out, "{table}")?;
         }
         OutputFormat::Csv => {
-            let mut writer = arrow_csv::WriterBuilder::new().with_header(true).build(&mut *out);
+            let mut writer = arrow_csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut *out);
             if result.batches.is_empty() {
-                writer.write(&arrow::array::RecordBatch::new_empty(result.schema.clone())).map_err(arrow)?;
+                writer
+                    .write(&arrow::array::RecordBatch::new_empty(result.schema.clone()))
+                    .map_err(arrow)?;
             }
             for batch in &result.batches {
                 writer.write(batch).map_err(arrow)?;
@@ -73,7 +78,10 @@ pub fn summary(result: &QueryResult) -> String {
         ));
     }
     if kafka.malformed_records > 0 {
-        text.push_str(&format!("; {} record(s) did not decode (see the table's 'mode')", kafka.malformed_records));
+        text.push_str(&format!(
+            "; {} record(s) did not decode (see the table's 'mode')",
+            kafka.malformed_records
+        ));
     }
     text.push('.');
     for table in &kafka.snapshot_tables {

@@ -43,10 +43,17 @@ pub fn run(engine: &Engine, runtime: &Runtime, format: OutputFormat) -> Result<E
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }
-    println!("weir {} — type \\? for help, \\q to quit.", env!("CARGO_PKG_VERSION"));
+    println!(
+        "weir {} — type \\? for help, \\q to quit.",
+        env!("CARGO_PKG_VERSION")
+    );
     let mut buffer = String::new();
     loop {
-        let prompt = if buffer.is_empty() { "weir> " } else { "   -> " };
+        let prompt = if buffer.is_empty() {
+            "weir> "
+        } else {
+            "   -> "
+        };
         match editor.readline(prompt) {
             Ok(line) => {
                 if buffer.is_empty() && line.trim_start().starts_with('\\') {
@@ -80,7 +87,12 @@ pub fn run(engine: &Engine, runtime: &Runtime, format: OutputFormat) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_buffer(engine: &Engine, runtime: &Runtime, buffer: &str, format: OutputFormat) -> Result<()> {
+fn run_buffer(
+    engine: &Engine,
+    runtime: &Runtime,
+    buffer: &str,
+    format: OutputFormat,
+) -> Result<()> {
     let statements = match split_statements(buffer) {
         Ok(s) => s,
         Err(e) => {
@@ -130,7 +142,12 @@ fn backslash_command(engine: &Engine, runtime: &Runtime, line: &str) -> Result<b
         }
         ("\\d", Some(name)) => match runtime.block_on(engine.describe(name)) {
             Ok((schema, options)) => {
-                let width = schema.fields().iter().map(|f| f.name().len()).max().unwrap_or(0);
+                let width = schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().len())
+                    .max()
+                    .unwrap_or(0);
                 for field in schema.fields() {
                     let null = if field.is_nullable() { "" } else { " not null" };
                     writeln!(out, "{:width$}  {}{null}", field.name(), field.data_type())?;

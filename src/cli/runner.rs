@@ -7,17 +7,26 @@ use std::process::ExitCode;
 
 use tokio::runtime::Runtime;
 
-use super::print::{OutputFormat, summary, write_rows};
 use super::execute_cancellable;
+use super::print::{OutputFormat, summary, write_rows};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::statements::split_statements;
 
 /// Runs every file named, a directory's `.sql` files in name order.
-pub fn run_paths(engine: &Engine, runtime: &Runtime, paths: &[PathBuf], format: OutputFormat) -> Result<ExitCode> {
+pub fn run_paths(
+    engine: &Engine,
+    runtime: &Runtime,
+    paths: &[PathBuf],
+    format: OutputFormat,
+) -> Result<ExitCode> {
     for file in sql_files(paths)? {
-        let sql = std::fs::read_to_string(&file)
-            .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("cannot read {}: {e}", file.display()))))?;
+        let sql = std::fs::read_to_string(&file).map_err(|e| {
+            Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("cannot read {}: {e}", file.display()),
+            ))
+        })?;
         let code = run_text(engine, runtime, &file.display().to_string(), &sql, format)?;
         if code != ExitCode::SUCCESS {
             return Ok(code);
@@ -36,7 +45,10 @@ fn sql_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 .collect();
             found.sort();
             if found.is_empty() {
-                return Err(Error::Io(std::io::Error::other(format!("{} holds no .sql files", path.display()))));
+                return Err(Error::Io(std::io::Error::other(format!(
+                    "{} holds no .sql files",
+                    path.display()
+                ))));
             }
             files.extend(found);
         } else if path.is_file() {
@@ -53,7 +65,13 @@ fn sql_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 
 /// Runs the statements of `sql`, named `origin` in messages. Results go to stdout, summaries and
 /// errors to stderr.
-pub fn run_text(engine: &Engine, runtime: &Runtime, origin: &str, sql: &str, format: OutputFormat) -> Result<ExitCode> {
+pub fn run_text(
+    engine: &Engine,
+    runtime: &Runtime,
+    origin: &str,
+    sql: &str,
+    format: OutputFormat,
+) -> Result<ExitCode> {
     let statements = match split_statements(sql) {
         Ok(s) => s,
         Err(e) => {
@@ -65,7 +83,11 @@ pub fn run_text(engine: &Engine, runtime: &Runtime, origin: &str, sql: &str, for
     for statement in statements {
         match execute_cancellable(engine, runtime, &statement.text) {
             None => {
-                eprintln!("cancelled: {} at {origin}:{}", first_line(&statement.text), statement.line);
+                eprintln!(
+                    "cancelled: {} at {origin}:{}",
+                    first_line(&statement.text),
+                    statement.line
+                );
                 return Ok(ExitCode::from(130));
             }
             Some(Err(e)) => {

@@ -42,8 +42,12 @@ impl ValueDecoder {
             let ok = fields.len() == 1
                 && matches!(
                     fields[0].data_type(),
-                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-                        | DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+                    DataType::Utf8
+                        | DataType::LargeUtf8
+                        | DataType::Utf8View
+                        | DataType::Binary
+                        | DataType::LargeBinary
+                        | DataType::BinaryView
                 );
             if !ok {
                 return Err(DataFusionError::Plan(
@@ -53,22 +57,38 @@ impl ValueDecoder {
                 ));
             }
         }
-        Ok(Self { format, schema, mode })
+        Ok(Self {
+            format,
+            schema,
+            mode,
+        })
     }
 
     /// Decodes `values` (one per record; null for a tombstone, which decodes to null columns).
     /// `locate(i)` names record `i` in error messages.
-    pub fn decode(&self, values: &BinaryArray, locate: &dyn Fn(usize) -> String) -> Result<Decoded> {
+    pub fn decode(
+        &self,
+        values: &BinaryArray,
+        locate: &dyn Fn(usize) -> String,
+    ) -> Result<Decoded> {
         if let Ok(batch) = self.decode_all(values, None) {
             if batch.num_rows() == values.len() {
-                return Ok(Decoded { batch, kept: None, malformed: 0 });
+                return Ok(Decoded {
+                    batch,
+                    kept: None,
+                    malformed: 0,
+                });
             }
         }
         self.decode_record_by_record(values, locate)
     }
 
     /// Decodes every value in one pass; `replace[i]` substitutes an all-null row.
-    fn decode_all(&self, values: &BinaryArray, replace: Option<&[bool]>) -> Result<RecordBatch, ArrowError> {
+    fn decode_all(
+        &self,
+        values: &BinaryArray,
+        replace: Option<&[bool]>,
+    ) -> Result<RecordBatch, ArrowError> {
         let nulled = |i: usize| values.is_null(i) || replace.is_some_and(|r| r[i]);
         match &self.format {
             ValueFormat::Json => {
@@ -76,11 +96,17 @@ impl ValueDecoder {
                     .with_batch_size(values.len() + 1)
                     .build_decoder()?;
                 for i in 0..values.len() {
-                    let value = if nulled(i) { b"{}".as_slice() } else { values.value(i) };
+                    let value = if nulled(i) {
+                        b"{}".as_slice()
+                    } else {
+                        values.value(i)
+                    };
                     decode_fully(value, |b| decoder.decode(b))?;
                     decode_fully(b"\n", |b| decoder.decode(b))?;
                 }
-                Ok(decoder.flush()?.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&self.schema))))
+                Ok(decoder
+                    .flush()?
+                    .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&self.schema))))
             }
             ValueFormat::Csv { delimiter } => {
                 let mut decoder = arrow_csv::ReaderBuilder::new(Arc::clone(&self.schema))
@@ -88,13 +114,22 @@ impl ValueDecoder {
                     .with_batch_size(values.len() + 1)
                     .build_decoder();
                 let mut empty_row = b"\"\"".to_vec();
-                empty_row.extend(std::iter::repeat_n(*delimiter, self.schema.fields().len().saturating_sub(1)));
+                empty_row.extend(std::iter::repeat_n(
+                    *delimiter,
+                    self.schema.fields().len().saturating_sub(1),
+                ));
                 for i in 0..values.len() {
-                    let value = if nulled(i) { empty_row.as_slice() } else { values.value(i) };
+                    let value = if nulled(i) {
+                        empty_row.as_slice()
+                    } else {
+                        values.value(i)
+                    };
                     decode_fully(value, |b| decoder.decode(b))?;
                     decode_fully(b"\n", |b| decoder.decode(b))?;
                 }
-                Ok(decoder.flush()?.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&self.schema))))
+                Ok(decoder
+                    .flush()?
+                    .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&self.schema))))
             }
             ValueFormat::RawValue => {
                 let values: ArrayRef = match replace {
@@ -106,7 +141,10 @@ impl ValueDecoder {
                         Arc::new(BinaryArray::from(nulls))
                     }
                 };
-                let strict = CastOptions { safe: false, ..Default::default() };
+                let strict = CastOptions {
+                    safe: false,
+                    ..Default::default()
+                };
                 let column = cast_with_options(&values, self.schema.field(0).data_type(), &strict)?;
                 RecordBatch::try_new(Arc::clone(&self.schema), vec![column])
             }
@@ -117,7 +155,11 @@ impl ValueDecoder {
     }
 
     /// Finds the records that do not decode alone, then decodes the rest (or nulls) in one pass.
-    fn decode_record_by_record(&self, values: &BinaryArray, locate: &dyn Fn(usize) -> String) -> Result<Decoded> {
+    fn decode_record_by_record(
+        &self,
+        values: &BinaryArray,
+        locate: &dyn Fn(usize) -> String,
+    ) -> Result<Decoded> {
         let mut bad = vec![false; values.len()];
         for i in 0..values.len() {
             if values.is_null(i) {
@@ -126,7 +168,10 @@ impl ValueDecoder {
             let single = BinaryArray::from(vec![values.value(i)]);
             let problem = match self.decode_all(&single, None) {
                 Ok(batch) if batch.num_rows() == 1 => None,
-                Ok(batch) => Some(format!("the value holds {} rows instead of one", batch.num_rows())),
+                Ok(batch) => Some(format!(
+                    "the value holds {} rows instead of one",
+                    batch.num_rows()
+                )),
                 Err(e) => Some(e.to_string()),
             };
             if let Some(problem) = problem {
@@ -162,9 +207,17 @@ impl ValueDecoder {
         if self.mode == MalformedMode::DropMalformed && malformed > 0 {
             let kept = BooleanArray::from(bad.iter().map(|b| !b).collect::<Vec<_>>());
             let batch = filter_record_batch(&batch, &kept)?;
-            return Ok(Decoded { batch, kept: Some(kept), malformed });
+            return Ok(Decoded {
+                batch,
+                kept: Some(kept),
+                malformed,
+            });
         }
-        Ok(Decoded { batch, kept: None, malformed })
+        Ok(Decoded {
+            batch,
+            kept: None,
+            malformed,
+        })
     }
 
     fn format_name(&self) -> &'static str {
@@ -184,7 +237,9 @@ fn decode_fully(
     while !buf.is_empty() {
         let taken = decode(buf)?;
         if taken == 0 {
-            return Err(ArrowError::JsonError("the decoder took no input".to_string()));
+            return Err(ArrowError::JsonError(
+                "the decoder took no input".to_string(),
+            ));
         }
         buf = &buf[taken..];
     }
@@ -236,16 +291,31 @@ mod tests {
     }
 
     fn ids(batch: &RecordBatch) -> Vec<Option<i64>> {
-        batch.column(0).as_any().downcast_ref::<Int64Array>().unwrap().iter().collect()
+        batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .iter()
+            .collect()
     }
 
     #[test]
     fn json_batch_decodes_in_one_pass() {
         let d = ValueDecoder::new(ValueFormat::Json, schema(), MalformedMode::FailFast).unwrap();
-        let v = values(&[Some(r#"{"id":1,"name":"a"}"#), None, Some(r#"{"id":3,"extra":true}"#)]);
+        let v = values(&[
+            Some(r#"{"id":1,"name":"a"}"#),
+            None,
+            Some(r#"{"id":3,"extra":true}"#),
+        ]);
         let out = d.decode(&v, &locate).unwrap();
         assert_eq!(ids(&out.batch), vec![Some(1), None, Some(3)]);
-        let names = out.batch.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+        let names = out
+            .batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
         assert_eq!(names.value(0), "a");
         assert!(names.is_null(2));
         assert_eq!(out.malformed, 0);
@@ -254,7 +324,13 @@ mod tests {
     #[test]
     fn bad_json_names_the_record() {
         let d = ValueDecoder::new(ValueFormat::Json, schema(), MalformedMode::FailFast).unwrap();
-        for bad in [r#"{"id":"x"}"#, r#"{"id":1"#, "not json", r#"{"id":1}{"id":2}"#, ""] {
+        for bad in [
+            r#"{"id":"x"}"#,
+            r#"{"id":1"#,
+            "not json",
+            r#"{"id":1}{"id":2}"#,
+            "",
+        ] {
             let v = values(&[Some(r#"{"id":1}"#), Some(bad), Some(r#"{"id":3}"#)]);
             let e = d.decode(&v, &locate).unwrap_err().to_string();
             assert!(e.contains("offset 101"), "{bad}: {e}");
@@ -265,11 +341,15 @@ mod tests {
     #[test]
     fn dropmalformed_and_permissive() {
         let v = values(&[Some(r#"{"id":1}"#), Some("garbage"), Some(r#"{"id":3}"#)]);
-        let d = ValueDecoder::new(ValueFormat::Json, schema(), MalformedMode::DropMalformed).unwrap();
+        let d =
+            ValueDecoder::new(ValueFormat::Json, schema(), MalformedMode::DropMalformed).unwrap();
         let out = d.decode(&v, &locate).unwrap();
         assert_eq!(ids(&out.batch), vec![Some(1), Some(3)]);
         assert_eq!(out.malformed, 1);
-        assert_eq!(out.kept.unwrap().iter().collect::<Vec<_>>(), vec![Some(true), Some(false), Some(true)]);
+        assert_eq!(
+            out.kept.unwrap().iter().collect::<Vec<_>>(),
+            vec![Some(true), Some(false), Some(true)]
+        );
         let d = ValueDecoder::new(ValueFormat::Json, schema(), MalformedMode::Permissive).unwrap();
         let out = d.decode(&v, &locate).unwrap();
         assert_eq!(ids(&out.batch), vec![Some(1), None, Some(3)]);
@@ -279,12 +359,25 @@ mod tests {
 
     #[test]
     fn csv_values() {
-        let d = ValueDecoder::new(ValueFormat::Csv { delimiter: b'|' }, schema(), MalformedMode::FailFast).unwrap();
-        let out = d.decode(&values(&[Some("1|a"), Some("2|b"), None]), &locate).unwrap();
+        let d = ValueDecoder::new(
+            ValueFormat::Csv { delimiter: b'|' },
+            schema(),
+            MalformedMode::FailFast,
+        )
+        .unwrap();
+        let out = d
+            .decode(&values(&[Some("1|a"), Some("2|b"), None]), &locate)
+            .unwrap();
         assert_eq!(ids(&out.batch), vec![Some(1), Some(2), None]);
-        let e = d.decode(&values(&[Some("1|a"), Some("x|b")]), &locate).unwrap_err().to_string();
+        let e = d
+            .decode(&values(&[Some("1|a"), Some("x|b")]), &locate)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("offset 101") && e.contains("csv"), "{e}");
-        let e = d.decode(&values(&[Some("1|a\n2|b")]), &locate).unwrap_err().to_string();
+        let e = d
+            .decode(&values(&[Some("1|a\n2|b")]), &locate)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("offset 100"), "{e}");
     }
 
@@ -295,7 +388,9 @@ mod tests {
         let v = BinaryArray::from(vec![Some(b"ok".as_slice()), None, Some(&[0xff, 0xfe])]);
         let e = d.decode(&v, &locate).unwrap_err().to_string();
         assert!(e.contains("offset 102"), "{e}");
-        assert!(ValueDecoder::new(ValueFormat::RawValue, schema(), MalformedMode::FailFast).is_err());
+        assert!(
+            ValueDecoder::new(ValueFormat::RawValue, schema(), MalformedMode::FailFast).is_err()
+        );
     }
 
     #[test]
@@ -310,7 +405,13 @@ mod tests {
         .unwrap();
         let rows = encode_json_rows(&batch).unwrap();
         assert_eq!(rows.len(), 2);
-        assert_eq!(String::from_utf8(rows[0].clone()).unwrap(), r#"{"id":1,"name":"a\nb"}"#);
-        assert_eq!(String::from_utf8(rows[1].clone()).unwrap(), r#"{"name":"c"}"#);
+        assert_eq!(
+            String::from_utf8(rows[0].clone()).unwrap(),
+            r#"{"id":1,"name":"a\nb"}"#
+        );
+        assert_eq!(
+            String::from_utf8(rows[1].clone()).unwrap(),
+            r#"{"name":"c"}"#
+        );
     }
 }

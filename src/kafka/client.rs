@@ -21,16 +21,19 @@ pub struct BrokerClient {
 
 impl std::fmt::Debug for BrokerClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BrokerClient").field("bootstrap", &self.bootstrap).finish()
+        f.debug_struct("BrokerClient")
+            .field("bootstrap", &self.bootstrap)
+            .finish()
     }
 }
 
 impl BrokerClient {
     /// Connects lazily (librdkafka connects on the first request) with the table's settings.
     pub fn new(options: &KafkaTableOptions) -> Result<Self> {
-        let consumer: BaseConsumer = options.consumer_config().create().map_err(|e| {
-            DataFusionError::Plan(format!("cannot create a Kafka client: {e}"))
-        })?;
+        let consumer: BaseConsumer = options
+            .consumer_config()
+            .create()
+            .map_err(|e| DataFusionError::Plan(format!("cannot create a Kafka client: {e}")))?;
         Ok(Self {
             consumer,
             bootstrap: options.bootstrap_servers().to_string(),
@@ -41,8 +44,11 @@ impl BrokerClient {
     fn failure(&self, what: &str, error: KafkaError) -> DataFusionError {
         let timed_out = matches!(
             error.rdkafka_error_code(),
-            Some(RDKafkaErrorCode::OperationTimedOut | RDKafkaErrorCode::BrokerTransportFailure
-                | RDKafkaErrorCode::AllBrokersDown)
+            Some(
+                RDKafkaErrorCode::OperationTimedOut
+                    | RDKafkaErrorCode::BrokerTransportFailure
+                    | RDKafkaErrorCode::AllBrokersDown
+            )
         );
         if timed_out {
             DataFusionError::Execution(format!(
@@ -120,12 +126,14 @@ impl BrokerLookup for BrokerClient {
         query
             .iter()
             .map(|(tp, _)| {
-                let element = answer.find_partition(&tp.topic, tp.partition).ok_or_else(|| {
-                    DataFusionError::Execution(format!(
-                        "Kafka broker(s) {} left {tp} out of the offsets-for-times answer",
-                        self.bootstrap
-                    ))
-                })?;
+                let element = answer
+                    .find_partition(&tp.topic, tp.partition)
+                    .ok_or_else(|| {
+                        DataFusionError::Execution(format!(
+                            "Kafka broker(s) {} left {tp} out of the offsets-for-times answer",
+                            self.bootstrap
+                        ))
+                    })?;
                 if let Err(e) = element.error() {
                     return Err(self.failure(&format!("the offsets-for-times request for {tp}"), e));
                 }

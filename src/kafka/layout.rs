@@ -51,7 +51,7 @@ pub fn headers_type() -> DataType {
 /// The fields of one header.
 pub fn header_fields() -> Fields {
     Fields::from(vec![
-        Field::new("key", DataType::Utf8, false),
+        Field::new("key", DataType::Utf8, true),
         Field::new("value", DataType::Binary, true),
     ])
 }
@@ -96,19 +96,25 @@ impl TableLayout {
             if column == Column::Headers && !include_headers {
                 continue;
             }
-            let (data_type, nullable) = match column {
-                Column::Key | Column::Value => (DataType::Binary, true),
-                Column::Topic => (DataType::Utf8, false),
-                Column::Partition | Column::TimestampType => (DataType::Int32, false),
-                Column::Offset => (DataType::Int64, false),
-                Column::Timestamp => (timestamp_type(), true),
-                Column::Headers => (headers_type(), true),
+            // Nullable even where a record always has a value, so that INSERT may leave the
+            // column out (the sink then chooses: the table's topic, the partitioner, now).
+            let data_type = match column {
+                Column::Key | Column::Value => DataType::Binary,
+                Column::Topic => DataType::Utf8,
+                Column::Partition | Column::TimestampType => DataType::Int32,
+                Column::Offset => DataType::Int64,
+                Column::Timestamp => timestamp_type(),
+                Column::Headers => headers_type(),
                 Column::Declared(_) => unreachable!("metadata columns only"),
             };
-            fields.push(Field::new(format!("{prefix}{name}"), data_type, nullable));
+            fields.push(Field::new(format!("{prefix}{name}"), data_type, true));
             columns.push(column);
         }
-        Ok(Self { schema: Arc::new(Schema::new(fields)), columns, declared })
+        Ok(Self {
+            schema: Arc::new(Schema::new(fields)),
+            columns,
+            declared,
+        })
     }
 
     /// What the column named `name` holds.
@@ -130,10 +136,30 @@ mod tests {
     #[test]
     fn raw_schema_is_sparks() {
         let layout = TableLayout::new(None, true).unwrap();
-        let names: Vec<&str> = layout.schema.fields().iter().map(|f| f.name().as_str()).collect();
-        assert_eq!(names, ["key", "value", "topic", "partition", "offset", "timestamp", "timestampType", "headers"]);
+        let names: Vec<&str> = layout
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "key",
+                "value",
+                "topic",
+                "partition",
+                "offset",
+                "timestamp",
+                "timestampType",
+                "headers"
+            ]
+        );
         assert_eq!(layout.column_named("offset"), Some(Column::Offset));
-        assert_eq!(TableLayout::new(None, false).unwrap().schema.fields().len(), 7);
+        assert_eq!(
+            TableLayout::new(None, false).unwrap().schema.fields().len(),
+            7
+        );
     }
 
     #[test]
@@ -144,7 +170,11 @@ mod tests {
         assert!(layout.schema.field(0).is_nullable());
         assert_eq!(layout.column_named("_partition"), Some(Column::Partition));
         assert_eq!(layout.column_named("partition"), None);
-        let bad = Arc::new(Schema::new(vec![Field::new("_offset", DataType::Int64, true)]));
+        let bad = Arc::new(Schema::new(vec![Field::new(
+            "_offset",
+            DataType::Int64,
+            true,
+        )]));
         let e = TableLayout::new(Some(bad), false).unwrap_err().to_string();
         assert!(e.contains("'_offset' starts with '_'"), "{e}");
     }

@@ -93,6 +93,25 @@ impl Narrowing {
     }
 }
 
+impl Narrowing {
+    /// The narrowing of a disjunction: a record may satisfy either, so only what both bound
+    /// stays bounded (by the looser bound).
+    pub fn or(self, other: Narrowing) -> Narrowing {
+        let both = |a: Option<i64>, b: Option<i64>, pick: fn(i64, i64) -> i64| {
+            a.zip(b).map(|(a, b)| pick(a, b))
+        };
+        Narrowing {
+            partitions: self
+                .partitions
+                .zip(other.partitions)
+                .map(|(a, b)| a.union(&b).copied().collect()),
+            min_offset: both(self.min_offset, other.min_offset, i64::min),
+            end_offset: both(self.end_offset, other.end_offset, i64::max),
+            min_timestamp: both(self.min_timestamp, other.min_timestamp, i64::min),
+        }
+    }
+}
+
 fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.max(b)),
@@ -117,14 +136,22 @@ pub fn resolve_partitions(
         TopicSelection::Subscribe(topics) => {
             for topic in topics {
                 let partitions = existing_partitions(options, lookup, topic)?;
-                out.extend(partitions.into_iter().map(|p| TopicPartition::new(topic, p)));
+                out.extend(
+                    partitions
+                        .into_iter()
+                        .map(|p| TopicPartition::new(topic, p)),
+                );
             }
         }
         TopicSelection::Pattern(pattern) => {
             for topic in lookup.topics()? {
                 if pattern.is_match(&topic) {
                     let partitions = lookup.partitions(&topic)?.unwrap_or_default();
-                    out.extend(partitions.into_iter().map(|p| TopicPartition::new(&topic, p)));
+                    out.extend(
+                        partitions
+                            .into_iter()
+                            .map(|p| TopicPartition::new(&topic, p)),
+                    );
                 }
             }
         }
@@ -176,10 +203,19 @@ pub fn plan_ranges(
     if let Some(wanted) = &narrowing.partitions {
         partitions.retain(|tp| wanted.contains(&tp.partition));
     }
-    let watermarks: Vec<Watermarks> =
-        partitions.iter().map(|tp| lookup.watermarks(tp)).collect::<Result<_>>()?;
+    let watermarks: Vec<Watermarks> = partitions
+        .iter()
+        .map(|tp| lookup.watermarks(tp))
+        .collect::<Result<_>>()?;
 
-    let starts = resolve_position(&options.starting, &partitions, &watermarks, lookup, Bound::Start, options)?;
+    let starts = resolve_position(
+        &options.starting,
+        &partitions,
+        &watermarks,
+        lookup,
+        Bound::Start,
+        options,
+    )?;
     let latest = PositionSpec::Offsets(OffsetsSpec::Latest);
     let ends = resolve_position(
         options.ending.as_ref().unwrap_or(&latest),
@@ -191,7 +227,11 @@ pub fn plan_ranges(
     )?;
 
     let mut ranges = Vec::with_capacity(partitions.len());
-    for ((tp, wm), (start, end)) in partitions.into_iter().zip(watermarks).zip(starts.into_iter().zip(ends)) {
+    for ((tp, wm), (start, end)) in partitions
+        .into_iter()
+        .zip(watermarks)
+        .zip(starts.into_iter().zip(ends))
+    {
         let start = check_start(options, &tp, wm, start)?;
         if end > wm.high {
             return Err(DataFusionError::Plan(format!(
@@ -213,13 +253,23 @@ pub fn plan_ranges(
 }
 
 /// Partitions named in offsets or timestamp JSON must be read by the table.
-fn check_named_partitions(options: &KafkaTableOptions, partitions: &[TopicPartition]) -> Result<()> {
+fn check_named_partitions(
+    options: &KafkaTableOptions,
+    partitions: &[TopicPartition],
+) -> Result<()> {
     let known: BTreeSet<&TopicPartition> = partitions.iter().collect();
-    let positions = [("startingOffsets", Some(&options.starting)), ("endingOffsets", options.ending.as_ref())];
+    let positions = [
+        ("startingOffsets", Some(&options.starting)),
+        ("endingOffsets", options.ending.as_ref()),
+    ];
     for (name, position) in positions {
         let named: Vec<&TopicPartition> = match position {
-            Some(PositionSpec::Offsets(OffsetsSpec::PerPartition { offsets, .. })) => offsets.keys().collect(),
-            Some(PositionSpec::TimestampPerPartition { timestamps, .. }) => timestamps.keys().collect(),
+            Some(PositionSpec::Offsets(OffsetsSpec::PerPartition { offsets, .. })) => {
+                offsets.keys().collect()
+            }
+            Some(PositionSpec::TimestampPerPartition { timestamps, .. }) => {
+                timestamps.keys().collect()
+            }
             _ => vec![],
         };
         for tp in named {
@@ -272,9 +322,10 @@ fn resolve_position(
                 .collect());
         }
         PositionSpec::Timestamp(ts) => partitions.iter().map(|_| Some(*ts)).collect(),
-        PositionSpec::TimestampPerPartition { timestamps, .. } => {
-            partitions.iter().map(|tp| timestamps.get(tp).copied()).collect()
-        }
+        PositionSpec::TimestampPerPartition { timestamps, .. } => partitions
+            .iter()
+            .map(|tp| timestamps.get(tp).copied())
+            .collect(),
     };
     let query: Vec<(TopicPartition, i64)> = partitions
         .iter()
@@ -312,7 +363,12 @@ fn resolve_position(
 }
 
 /// Applies failOnDataLoss to a start that is no longer (or not yet) on the broker.
-fn check_start(options: &KafkaTableOptions, tp: &TopicPartition, wm: Watermarks, start: i64) -> Result<i64> {
+fn check_start(
+    options: &KafkaTableOptions,
+    tp: &TopicPartition,
+    wm: Watermarks,
+    start: i64,
+) -> Result<i64> {
     if start < wm.low {
         if options.fail_on_data_loss {
             return Err(DataFusionError::Execution(format!(
@@ -321,7 +377,10 @@ fn check_start(options: &KafkaTableOptions, tp: &TopicPartition, wm: Watermarks,
                 wm.low - 1
             )));
         }
-        warn!("data loss: skipping offsets {start} to {} of {tp}, no longer on the broker", wm.low - 1);
+        warn!(
+            "data loss: skipping offsets {start} to {} of {tp}, no longer on the broker",
+            wm.low - 1
+        );
         return Ok(wm.low);
     }
     if start > wm.high {
@@ -332,7 +391,10 @@ fn check_start(options: &KafkaTableOptions, tp: &TopicPartition, wm: Watermarks,
                 wm.high
             )));
         }
-        warn!("starting offset {start} of {tp} is past its latest offset {}; starting there", wm.high);
+        warn!(
+            "starting offset {start} of {tp} is past its latest offset {}; starting there",
+            wm.high
+        );
         return Ok(wm.high);
     }
     Ok(start)
@@ -360,7 +422,9 @@ fn narrow_by_timestamp(
     narrowing: &Narrowing,
     lookup: &dyn BrokerLookup,
 ) -> Result<()> {
-    let Some(ts) = narrowing.min_timestamp else { return Ok(()) };
+    let Some(ts) = narrowing.min_timestamp else {
+        return Ok(());
+    };
     let query: Vec<(TopicPartition, i64)> = ranges
         .iter()
         .filter(|r| !r.is_empty())
@@ -383,8 +447,13 @@ fn narrow_by_timestamp(
 
 /// Splits ranges so that at least `min_partitions` exist, each range into parts proportional to
 /// its share of all offsets (Spark's rule). Ranges are never merged.
-pub fn split_ranges(ranges: Vec<PartitionRange>, min_partitions: Option<usize>) -> Vec<PartitionRange> {
-    let Some(min_partitions) = min_partitions else { return ranges };
+pub fn split_ranges(
+    ranges: Vec<PartitionRange>,
+    min_partitions: Option<usize>,
+) -> Vec<PartitionRange> {
+    let Some(min_partitions) = min_partitions else {
+        return ranges;
+    };
     let total: i64 = ranges.iter().map(PartitionRange::len).sum();
     if ranges.len() >= min_partitions || total == 0 {
         return ranges;
@@ -397,7 +466,11 @@ pub fn split_ranges(ranges: Vec<PartitionRange>, min_partitions: Option<usize>) 
         for i in 0..parts {
             let start = range.start + size * i / parts;
             let end = range.start + size * (i + 1) / parts;
-            out.push(PartitionRange { tp: range.tp.clone(), start, end });
+            out.push(PartitionRange {
+                tp: range.tp.clone(),
+                start,
+                end,
+            });
         }
     }
     out
@@ -418,7 +491,10 @@ pub(crate) mod fake {
 
     impl FakeBroker {
         pub fn with_topic(mut self, name: &str, watermarks: &[(i64, i64)]) -> Self {
-            let wms = watermarks.iter().map(|&(low, high)| Watermarks { low, high }).collect();
+            let wms = watermarks
+                .iter()
+                .map(|&(low, high)| Watermarks { low, high })
+                .collect();
             self.topics.insert(name.to_string(), wms);
             self
         }
@@ -431,7 +507,10 @@ pub(crate) mod fake {
 
     impl BrokerLookup for FakeBroker {
         fn partitions(&self, topic: &str) -> Result<Option<Vec<i32>>> {
-            Ok(self.topics.get(topic).map(|w| (0..w.len() as i32).collect()))
+            Ok(self
+                .topics
+                .get(topic)
+                .map(|w| (0..w.len() as i32).collect()))
         }
         fn topics(&self) -> Result<Vec<String>> {
             Ok(self.topics.keys().cloned().collect())
@@ -455,17 +534,24 @@ mod tests {
     use std::collections::HashMap;
 
     fn options(pairs: &[(&str, &str)]) -> KafkaTableOptions {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         KafkaTableOptions::parse(&map, false, Some("fake:9092")).unwrap()
     }
 
     fn spans(ranges: &[PartitionRange]) -> Vec<(String, i32, i64, i64)> {
-        ranges.iter().map(|r| (r.tp.topic.clone(), r.tp.partition, r.start, r.end)).collect()
+        ranges
+            .iter()
+            .map(|r| (r.tp.topic.clone(), r.tp.partition, r.start, r.end))
+            .collect()
     }
 
     fn broker() -> FakeBroker {
-        FakeBroker::default().with_topic("t", &[(0, 10), (5, 20)]).with_topic("u", &[(0, 3)])
+        FakeBroker::default()
+            .with_topic("t", &[(0, 10), (5, 20)])
+            .with_topic("u", &[(0, 3)])
     }
 
     fn plan(pairs: &[(&str, &str)]) -> Result<Vec<PartitionRange>> {
@@ -475,7 +561,14 @@ mod tests {
     #[test]
     fn earliest_to_latest_per_partition() {
         let r = plan(&[("subscribe", "t,u"), ("endingOffsets", "latest")]).unwrap();
-        assert_eq!(spans(&r), vec![("t".into(), 0, 0, 10), ("t".into(), 1, 5, 20), ("u".into(), 0, 0, 3)]);
+        assert_eq!(
+            spans(&r),
+            vec![
+                ("t".into(), 0, 0, 10),
+                ("t".into(), 1, 5, 20),
+                ("u".into(), 0, 0, 3)
+            ]
+        );
     }
 
     #[test]
@@ -486,7 +579,10 @@ mod tests {
             ("endingOffsets", r#"{"t":{"0":-1,"1":7}}"#),
         ])
         .unwrap();
-        assert_eq!(spans(&r), vec![("t".into(), 0, 4, 10), ("t".into(), 1, 5, 7)]);
+        assert_eq!(
+            spans(&r),
+            vec![("t".into(), 0, 4, 10), ("t".into(), 1, 5, 7)]
+        );
     }
 
     #[test]
@@ -502,17 +598,29 @@ mod tests {
     #[test]
     fn missing_topic_and_partition_are_named() {
         let e = plan(&[("subscribe", "nope")]).unwrap_err().to_string();
-        assert!(e.contains("topic 'nope' does not exist on Kafka broker(s) fake:9092"), "{e}");
-        let e = plan(&[("subscribe", "t"), ("startingOffsets", r#"{"t":{"9":0}}"#)]).unwrap_err().to_string();
+        assert!(
+            e.contains("topic 'nope' does not exist on Kafka broker(s) fake:9092"),
+            "{e}"
+        );
+        let e = plan(&[("subscribe", "t"), ("startingOffsets", r#"{"t":{"9":0}}"#)])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("t[9]"), "{e}");
-        let e = plan(&[("subscribe", "t"), ("endingOffsets", r#"{"u":{"0":1}}"#)]).unwrap_err().to_string();
+        let e = plan(&[("subscribe", "t"), ("endingOffsets", r#"{"u":{"0":1}}"#)])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("u[0]"), "{e}");
     }
 
     #[test]
     fn end_beyond_latest_or_before_start_fails() {
-        let e = plan(&[("subscribe", "t"), ("endingOffsets", r#"{"t":{"0":11}}"#)]).unwrap_err().to_string();
-        assert!(e.contains("t[0] up to offset 11, but its latest offset is 10"), "{e}");
+        let e = plan(&[("subscribe", "t"), ("endingOffsets", r#"{"t":{"0":11}}"#)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("t[0] up to offset 11, but its latest offset is 10"),
+            "{e}"
+        );
         let e = plan(&[
             ("subscribe", "t"),
             ("startingOffsets", r#"{"t":{"0":8}}"#),
@@ -520,16 +628,31 @@ mod tests {
         ])
         .unwrap_err()
         .to_string();
-        assert!(e.contains("ends (offset 6) before it starts (offset 8)"), "{e}");
+        assert!(
+            e.contains("ends (offset 6) before it starts (offset 8)"),
+            "{e}"
+        );
     }
 
     #[test]
     fn data_loss_fails_or_skips() {
-        let e = plan(&[("subscribe", "t"), ("startingOffsets", r#"{"t":{"1":2}}"#)]).unwrap_err().to_string();
-        assert!(e.contains("offsets 2 to 4 of t[1] are no longer on the broker"), "{e}");
-        let r = plan(&[("subscribe", "t"), ("startingOffsets", r#"{"t":{"1":2}}"#), ("failOnDataLoss", "false")]).unwrap();
+        let e = plan(&[("subscribe", "t"), ("startingOffsets", r#"{"t":{"1":2}}"#)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("offsets 2 to 4 of t[1] are no longer on the broker"),
+            "{e}"
+        );
+        let r = plan(&[
+            ("subscribe", "t"),
+            ("startingOffsets", r#"{"t":{"1":2}}"#),
+            ("failOnDataLoss", "false"),
+        ])
+        .unwrap();
         assert_eq!(spans(&r)[1], ("t".into(), 1, 5, 20));
-        let e = plan(&[("subscribe", "t"), ("startingOffsets", r#"{"t":{"0":50}}"#)]).unwrap_err().to_string();
+        let e = plan(&[("subscribe", "t"), ("startingOffsets", r#"{"t":{"0":50}}"#)])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("past its latest offset 10"), "{e}");
     }
 
@@ -539,11 +662,23 @@ mod tests {
             .with_time(TopicPartition::new("t", 0), 1000, Some(3))
             .with_time(TopicPartition::new("t", 1), 1000, None);
         let o = options(&[("subscribe", "t"), ("startingTimestamp", "1000")]);
-        let e = plan_ranges(&o, &b, &Narrowing::default()).unwrap_err().to_string();
-        assert!(e.contains("t[1] has no record with a timestamp at or after 1000"), "{e}");
-        let o = options(&[("subscribe", "t"), ("startingTimestamp", "1000"), ("startingOffsetsByTimestampStrategy", "latest")]);
+        let e = plan_ranges(&o, &b, &Narrowing::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("t[1] has no record with a timestamp at or after 1000"),
+            "{e}"
+        );
+        let o = options(&[
+            ("subscribe", "t"),
+            ("startingTimestamp", "1000"),
+            ("startingOffsetsByTimestampStrategy", "latest"),
+        ]);
         let r = plan_ranges(&o, &b, &Narrowing::default()).unwrap();
-        assert_eq!(spans(&r), vec![("t".into(), 0, 3, 10), ("t".into(), 1, 20, 20)]);
+        assert_eq!(
+            spans(&r),
+            vec![("t".into(), 0, 3, 10), ("t".into(), 1, 20, 20)]
+        );
     }
 
     #[test]
@@ -559,7 +694,10 @@ mod tests {
         ]);
         let r = plan_ranges(&o, &b, &Narrowing::default()).unwrap();
         // t[0] is not named, so it starts at earliest; t[1] has no record at 900, so it ends at latest.
-        assert_eq!(spans(&r), vec![("t".into(), 0, 0, 6), ("t".into(), 1, 9, 20)]);
+        assert_eq!(
+            spans(&r),
+            vec![("t".into(), 0, 0, 6), ("t".into(), 1, 9, 20)]
+        );
     }
 
     #[test]
@@ -576,31 +714,88 @@ mod tests {
             .with_time(TopicPartition::new("t", 0), 77, Some(6))
             .with_time(TopicPartition::new("t", 1), 77, Some(20));
         let o = options(&[("subscribe", "t")]);
-        let n = Narrowing { partitions: Some([1].into()), ..Default::default() };
-        assert_eq!(spans(&plan_ranges(&o, &b, &n).unwrap()), vec![("t".into(), 1, 5, 20)]);
-        let n = Narrowing { min_offset: Some(7), end_offset: Some(12), ..Default::default() };
-        assert_eq!(spans(&plan_ranges(&o, &b, &n).unwrap()), vec![("t".into(), 0, 7, 10), ("t".into(), 1, 7, 12)]);
-        let n = Narrowing { min_offset: Some(30), ..Default::default() };
-        assert!(plan_ranges(&o, &b, &n).unwrap().iter().all(PartitionRange::is_empty));
+        let n = Narrowing {
+            partitions: Some([1].into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            spans(&plan_ranges(&o, &b, &n).unwrap()),
+            vec![("t".into(), 1, 5, 20)]
+        );
+        let n = Narrowing {
+            min_offset: Some(7),
+            end_offset: Some(12),
+            ..Default::default()
+        };
+        assert_eq!(
+            spans(&plan_ranges(&o, &b, &n).unwrap()),
+            vec![("t".into(), 0, 7, 10), ("t".into(), 1, 7, 12)]
+        );
+        let n = Narrowing {
+            min_offset: Some(30),
+            ..Default::default()
+        };
+        assert!(
+            plan_ranges(&o, &b, &n)
+                .unwrap()
+                .iter()
+                .all(PartitionRange::is_empty)
+        );
         // t[0] narrows to 6; t[1]'s answer is its end, which is not trusted, so it is read whole.
-        let n = Narrowing { min_timestamp: Some(77), ..Default::default() };
-        assert_eq!(spans(&plan_ranges(&o, &b, &n).unwrap()), vec![("t".into(), 0, 6, 10), ("t".into(), 1, 5, 20)]);
+        let n = Narrowing {
+            min_timestamp: Some(77),
+            ..Default::default()
+        };
+        assert_eq!(
+            spans(&plan_ranges(&o, &b, &n).unwrap()),
+            vec![("t".into(), 0, 6, 10), ("t".into(), 1, 5, 20)]
+        );
     }
 
     #[test]
     fn narrowings_combine() {
-        let a = Narrowing { partitions: Some([0, 1].into()), min_offset: Some(3), ..Default::default() };
-        let b = Narrowing { partitions: Some([1, 2].into()), min_offset: Some(5), end_offset: Some(9), ..Default::default() };
+        let a = Narrowing {
+            partitions: Some([0, 1].into()),
+            min_offset: Some(3),
+            ..Default::default()
+        };
+        let b = Narrowing {
+            partitions: Some([1, 2].into()),
+            min_offset: Some(5),
+            end_offset: Some(9),
+            ..Default::default()
+        };
         let c = a.and(b);
         assert_eq!(c.partitions, Some([1].into()));
         assert_eq!((c.min_offset, c.end_offset), (Some(5), Some(9)));
+        let p = Narrowing {
+            partitions: Some([0].into()),
+            end_offset: Some(5),
+            ..Default::default()
+        };
+        let q = Narrowing {
+            partitions: Some([2].into()),
+            min_offset: Some(95),
+            ..Default::default()
+        };
+        let either = p.or(q);
+        assert_eq!(either.partitions, Some([0, 2].into()));
+        assert_eq!((either.min_offset, either.end_offset), (None, None));
     }
 
     #[test]
     fn min_partitions_splits_in_proportion() {
         let ranges = vec![
-            PartitionRange { tp: TopicPartition::new("t", 0), start: 0, end: 90 },
-            PartitionRange { tp: TopicPartition::new("t", 1), start: 0, end: 10 },
+            PartitionRange {
+                tp: TopicPartition::new("t", 0),
+                start: 0,
+                end: 90,
+            },
+            PartitionRange {
+                tp: TopicPartition::new("t", 1),
+                start: 0,
+                end: 10,
+            },
         ];
         let split = split_ranges(ranges.clone(), Some(10));
         assert_eq!(split.len(), 10);

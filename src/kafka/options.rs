@@ -134,10 +134,22 @@ pub const KAFKA_TABLE_OPTIONS: &[OptionDoc] = &[
 /// librdkafka keys that weir sets itself, with the reason a user may not.
 const OWNED_CLIENT_KEYS: &[(&str, &str)] = &[
     ("kafka.auto.offset.reset", "use startingOffsets instead"),
-    ("kafka.enable.auto.commit", "weir tracks offsets itself and never auto-commits"),
-    ("kafka.enable.partition.eof", "weir uses it to detect the end of a range"),
-    ("kafka.key.deserializer", "weir reads keys as bytes; decode them in SQL"),
-    ("kafka.value.deserializer", "use the 'format' option to decode values"),
+    (
+        "kafka.enable.auto.commit",
+        "weir tracks offsets itself and never auto-commits",
+    ),
+    (
+        "kafka.enable.partition.eof",
+        "weir uses it to detect the end of a range",
+    ),
+    (
+        "kafka.key.deserializer",
+        "weir reads keys as bytes; decode them in SQL",
+    ),
+    (
+        "kafka.value.deserializer",
+        "use the 'format' option to decode values",
+    ),
 ];
 
 /// Names of the metadata columns of a table with declared columns, in schema order.
@@ -155,7 +167,10 @@ pub struct TopicPartition {
 impl TopicPartition {
     /// A partition of a topic.
     pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        Self { topic: topic.into(), partition }
+        Self {
+            topic: topic.into(),
+            partition,
+        }
     }
 }
 
@@ -315,7 +330,9 @@ impl KafkaTableOptions {
                 _ => return bad_value("minPartitions", &v, "a positive whole number"),
             },
         };
-        let group_id_prefix = bag.take("groupIdPrefix").unwrap_or_else(|| "weir".to_string());
+        let group_id_prefix = bag
+            .take("groupIdPrefix")
+            .unwrap_or_else(|| "weir".to_string());
         let format = parse_format(&mut bag, has_declared_columns)?;
         let malformed = match bag.take("mode") {
             None => MalformedMode::FailFast,
@@ -376,7 +393,10 @@ impl KafkaTableOptions {
 
     /// The broker list readers and writers connect to.
     pub fn bootstrap_servers(&self) -> &str {
-        self.client.get("bootstrap.servers").map(String::as_str).unwrap_or_default()
+        self.client
+            .get("bootstrap.servers")
+            .map(String::as_str)
+            .unwrap_or_default()
     }
 
     /// Whether the table has an end (a batch table) or is a stream.
@@ -397,7 +417,10 @@ impl KafkaTableOptions {
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "error");
         if !self.client.contains_key("socket.timeout.ms") {
-            config.set("socket.timeout.ms", self.broker_timeout.as_millis().to_string());
+            config.set(
+                "socket.timeout.ms",
+                self.broker_timeout.as_millis().to_string(),
+            );
         }
         config
     }
@@ -406,9 +429,10 @@ impl KafkaTableOptions {
     /// after `brokerTimeoutMs` unless the user set `kafka.message.timeout.ms`.
     pub fn producer_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
-        config
-            .set("enable.idempotence", "true")
-            .set("message.timeout.ms", self.broker_timeout.as_millis().to_string());
+        config.set("enable.idempotence", "true").set(
+            "message.timeout.ms",
+            self.broker_timeout.as_millis().to_string(),
+        );
         for (key, value) in &self.client {
             config.set(key, value);
         }
@@ -455,7 +479,10 @@ impl OptionBag {
         let mut entries = BTreeMap::new();
         for (key, value) in options {
             let lower = key.to_ascii_lowercase();
-            if entries.insert(lower, (key.clone(), value.clone())).is_some() {
+            if entries
+                .insert(lower, (key.clone(), value.clone()))
+                .is_some()
+            {
                 return Err(DataFusionError::Plan(format!(
                     "option '{key}' is given twice (option names ignore case)"
                 )));
@@ -465,7 +492,9 @@ impl OptionBag {
     }
 
     fn take(&mut self, name: &str) -> Option<String> {
-        self.entries.remove(&name.to_ascii_lowercase()).map(|(_, v)| v)
+        self.entries
+            .remove(&name.to_ascii_lowercase())
+            .map(|(_, v)| v)
     }
 
     fn take_bool(&mut self, name: &str, default: bool) -> Result<bool> {
@@ -491,8 +520,12 @@ impl OptionBag {
 
     /// Takes every `kafka.*` key, refusing those weir owns.
     fn take_client_keys(&mut self) -> Result<BTreeMap<String, String>> {
-        let keys: Vec<String> =
-            self.entries.keys().filter(|k| k.starts_with("kafka.")).cloned().collect();
+        let keys: Vec<String> = self
+            .entries
+            .keys()
+            .filter(|k| k.starts_with("kafka."))
+            .cloned()
+            .collect();
         let mut client = BTreeMap::new();
         for lower in keys {
             if let Some((_, reason)) = OWNED_CLIENT_KEYS.iter().find(|(k, _)| *k == lower) {
@@ -615,10 +648,19 @@ impl Side {
 }
 
 fn parse_position(bag: &mut OptionBag, side: Side) -> Result<Option<PositionSpec>> {
-    let offsets = bag.take(side.offsets_name()).map(|v| (side.offsets_name(), v));
-    let timestamp = bag.take(side.timestamp_name()).map(|v| (side.timestamp_name(), v));
-    let by_timestamp = bag.take(side.by_timestamp_name()).map(|v| (side.by_timestamp_name(), v));
-    let given: Vec<(&str, String)> = [offsets, timestamp, by_timestamp].into_iter().flatten().collect();
+    let offsets = bag
+        .take(side.offsets_name())
+        .map(|v| (side.offsets_name(), v));
+    let timestamp = bag
+        .take(side.timestamp_name())
+        .map(|v| (side.timestamp_name(), v));
+    let by_timestamp = bag
+        .take(side.by_timestamp_name())
+        .map(|v| (side.by_timestamp_name(), v));
+    let given: Vec<(&str, String)> = [offsets, timestamp, by_timestamp]
+        .into_iter()
+        .flatten()
+        .collect();
     if given.len() > 1 {
         let names: Vec<&str> = given.iter().map(|(n, _)| *n).collect();
         return Err(DataFusionError::Plan(format!(
@@ -644,7 +686,10 @@ fn parse_position(bag: &mut OptionBag, side: Side) -> Result<Option<PositionSpec
                 }
             })
             .collect::<Result<_>>()?;
-        PositionSpec::TimestampPerPartition { timestamps, default: side.default_offsets() }
+        PositionSpec::TimestampPerPartition {
+            timestamps,
+            default: side.default_offsets(),
+        }
     };
     Ok(Some(spec))
 }
@@ -683,7 +728,10 @@ fn parse_offsets(name: &str, value: &str, side: Side) -> Result<OffsetsSpec> {
                     )));
                 }
             }
-            Ok(OffsetsSpec::PerPartition { offsets, default: Box::new(side.default_offsets()) })
+            Ok(OffsetsSpec::PerPartition {
+                offsets,
+                default: Box::new(side.default_offsets()),
+            })
         }
     }
 }
@@ -774,7 +822,11 @@ fn unique_suffix() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    format!("{}-{nanos:x}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{nanos:x}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 #[cfg(test)]
@@ -786,12 +838,17 @@ mod tests {
     }
 
     fn parse_with(pairs: &[(&str, &str)], columns: bool) -> Result<KafkaTableOptions> {
-        let map = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         KafkaTableOptions::parse(&map, columns, Some("127.0.0.1:9092"))
     }
 
     fn error(pairs: &[(&str, &str)]) -> String {
-        parse(pairs).expect_err("options should be refused").to_string()
+        parse(pairs)
+            .expect_err("options should be refused")
+            .to_string()
     }
 
     #[test]
@@ -805,7 +862,10 @@ mod tests {
         assert_eq!(o.format, ValueFormat::RawRecord);
         assert_eq!(o.bootstrap_servers(), "127.0.0.1:9092");
         assert!(o.group_id.starts_with("weir-"));
-        assert_eq!(o.sink_topic, None, "two subscribed topics give no default sink topic");
+        assert_eq!(
+            o.sink_topic, None,
+            "two subscribed topics give no default sink topic"
+        );
     }
 
     #[test]
@@ -837,11 +897,15 @@ mod tests {
     #[test]
     fn pattern_and_assign() {
         let o = parse(&[("subscribePattern", "ord.*")]).unwrap();
-        let TopicSelection::Pattern(p) = o.topics else { panic!("pattern expected") };
+        let TopicSelection::Pattern(p) = o.topics else {
+            panic!("pattern expected")
+        };
         assert!(p.is_match("orders") && !p.is_match("xorders"));
         assert!(error(&[("subscribePattern", "(")]).contains("not a valid regular expression"));
         let o = parse(&[("assign", r#"{"t":[0,2]}"#)]).unwrap();
-        let TopicSelection::Assign(a) = o.topics else { panic!("assign expected") };
+        let TopicSelection::Assign(a) = o.topics else {
+            panic!("assign expected")
+        };
         assert_eq!(a["t"], vec![0, 2]);
         assert!(error(&[("assign", "t:0")]).contains("option 'assign' must be JSON"));
     }
@@ -863,7 +927,10 @@ mod tests {
         assert_eq!(**default, OffsetsSpec::Earliest);
         assert!(o.is_bounded());
         let e = error(&[("subscribe", "t"), ("endingOffsets", r#"{"t":{"0":-2}}"#)]);
-        assert!(e.contains("endingOffsets") && e.contains("-1 (latest)"), "{e}");
+        assert!(
+            e.contains("endingOffsets") && e.contains("-1 (latest)"),
+            "{e}"
+        );
         let e = error(&[("subscribe", "t"), ("startingOffsets", r#"{"t":{"x":1}}"#)]);
         assert!(e.contains("not a partition number"), "{e}");
     }
@@ -872,57 +939,115 @@ mod tests {
     fn contradictions_and_bad_values() {
         let e = error(&[("subscribe", "t"), ("endingOffsets", "earliest")]);
         assert!(e.contains("'endingOffsets' cannot be 'earliest'"), "{e}");
-        let e = error(&[("subscribe", "t"), ("startingOffsets", "earliest"), ("startingTimestamp", "5")]);
-        assert!(e.contains("startingOffsets and startingTimestamp contradict"), "{e}");
+        let e = error(&[
+            ("subscribe", "t"),
+            ("startingOffsets", "earliest"),
+            ("startingTimestamp", "5"),
+        ]);
+        assert!(
+            e.contains("startingOffsets and startingTimestamp contradict"),
+            "{e}"
+        );
         let e = error(&[("subscribe", "t"), ("failOnDataLoss", "maybe")]);
         assert!(e.contains("'failOnDataLoss' has the value 'maybe'"), "{e}");
         let e = error(&[("subscribe", "t"), ("minPartitions", "0")]);
         assert!(e.contains("minPartitions"), "{e}");
         let e = error(&[("subscribe", "t"), ("startingTimestamp", "yesterday")]);
         assert!(e.contains("startingTimestamp"), "{e}");
-        let e = error(&[("subscribe", "t"), ("startingOffsetsByTimestampStrategy", "skip")]);
+        let e = error(&[
+            ("subscribe", "t"),
+            ("startingOffsetsByTimestampStrategy", "skip"),
+        ]);
         assert!(e.contains("error or latest"), "{e}");
     }
 
     #[test]
     fn unknown_and_owned_keys() {
         let e = error(&[("subscribe", "t"), ("maxOfsetsPerTrigger", "5")]);
-        assert!(e.contains("unknown Kafka table option 'maxOfsetsPerTrigger'"), "{e}");
+        assert!(
+            e.contains("unknown Kafka table option 'maxOfsetsPerTrigger'"),
+            "{e}"
+        );
         let e = error(&[("subscribe", "t"), ("kafka.auto.offset.reset", "earliest")]);
         assert!(e.contains("use startingOffsets"), "{e}");
         let e = error(&[("subscribe", "t"), ("kafka.no.such.key", "1")]);
-        assert!(e.contains("'kafka.no.such.key' is refused by librdkafka"), "{e}");
+        assert!(
+            e.contains("'kafka.no.such.key' is refused by librdkafka"),
+            "{e}"
+        );
         let e = error(&[("subscribe", "t"), ("SUBSCRIBE", "u")]);
         assert!(e.contains("given twice"), "{e}");
     }
 
     #[test]
     fn secrets_never_appear_in_errors_or_descriptions() {
-        let e = error(&[("subscribe", "t"), ("kafka.sasl.password", "hunter2"), ("kafka.security.protocol", "bogus")]);
-        assert!(e.contains("kafka.security.protocol") && !e.contains("hunter2"), "{e}");
-        let e = bad_value::<()>("kafka.sasl.password", "hunter2", "x").unwrap_err().to_string();
+        let e = error(&[
+            ("subscribe", "t"),
+            ("kafka.sasl.password", "hunter2"),
+            ("kafka.security.protocol", "bogus"),
+        ]);
+        assert!(
+            e.contains("kafka.security.protocol") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = bad_value::<()>("kafka.sasl.password", "hunter2", "x")
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("hunter2"), "{e}");
         let o = parse(&[("subscribe", "t"), ("kafka.sasl.password", "hunter2")]).unwrap();
         let shown = format!("{:?}", o.describe());
-        assert!(!shown.contains("hunter2") && shown.contains(redact::REDACTED), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains(redact::REDACTED),
+            "{shown}"
+        );
     }
 
     #[test]
     fn formats_need_declared_columns() {
-        assert!(parse_with(&[("subscribe", "t")], true).unwrap_err().to_string().contains("needs the option 'format'"));
+        assert!(
+            parse_with(&[("subscribe", "t")], true)
+                .unwrap_err()
+                .to_string()
+                .contains("needs the option 'format'")
+        );
         assert!(error(&[("subscribe", "t"), ("format", "json")]).contains("declares no columns"));
-        let o = parse_with(&[("subscribe", "t"), ("format", "CSV"), ("csv.delimiter", "|")], true).unwrap();
+        let o = parse_with(
+            &[
+                ("subscribe", "t"),
+                ("format", "CSV"),
+                ("csv.delimiter", "|"),
+            ],
+            true,
+        )
+        .unwrap();
         assert_eq!(o.format, ValueFormat::Csv { delimiter: b'|' });
-        let e = parse_with(&[("subscribe", "t"), ("format", "avro")], true).unwrap_err().to_string();
+        let e = parse_with(&[("subscribe", "t"), ("format", "avro")], true)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("json, csv or raw"), "{e}");
-        let o = parse_with(&[("subscribe", "t"), ("format", "json"), ("mode", "dropmalformed")], true).unwrap();
+        let o = parse_with(
+            &[
+                ("subscribe", "t"),
+                ("format", "json"),
+                ("mode", "dropmalformed"),
+            ],
+            true,
+        )
+        .unwrap();
         assert_eq!(o.malformed, MalformedMode::DropMalformed);
     }
 
     #[test]
     fn missing_bootstrap_is_explained() {
-        let map = [("subscribe".to_string(), "t".to_string())].into_iter().collect();
-        let e = KafkaTableOptions::parse(&map, false, None).unwrap_err().to_string();
-        assert!(e.contains("kafka.bootstrap.servers") && e.contains("WEIR_KAFKA_BOOTSTRAP"), "{e}");
+        let map = [("subscribe".to_string(), "t".to_string())]
+            .into_iter()
+            .collect();
+        let e = KafkaTableOptions::parse(&map, false, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("kafka.bootstrap.servers") && e.contains("WEIR_KAFKA_BOOTSTRAP"),
+            "{e}"
+        );
     }
 }

@@ -41,9 +41,11 @@ impl KafkaTable {
         let layout = TableLayout::new(declared, options.include_headers)?;
         let decoder = match (&options.format, &layout.declared) {
             (ValueFormat::RawRecord, _) | (_, None) => None,
-            (format, Some(schema)) => {
-                Some(ValueDecoder::new(format.clone(), Arc::clone(schema), options.malformed)?)
-            }
+            (format, Some(schema)) => Some(ValueDecoder::new(
+                format.clone(),
+                Arc::clone(schema),
+                options.malformed,
+            )?),
         };
         Ok(Self {
             source: Arc::new(ScanSource {
@@ -96,10 +98,19 @@ impl TableProvider for KafkaTable {
         .map_err(|e| DataFusionError::Execution(format!("offset planning stopped: {e}")))??;
         let ranges = split_ranges(ranges, self.source.options.min_partitions);
         let snapshot = !self.source.options.is_bounded();
-        Ok(Arc::new(KafkaScanExec::new(Arc::clone(&self.source), ranges, projection, limit, snapshot)?))
+        Ok(Arc::new(KafkaScanExec::new(
+            Arc::clone(&self.source),
+            ranges,
+            projection,
+            limit,
+            snapshot,
+        )?))
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
         Ok(filters
             .iter()
             .map(|f| {
@@ -159,10 +170,15 @@ fn kafka_options(cmd: &CreateExternalTable) -> HashMap<String, String> {
 
 #[async_trait]
 impl TableProviderFactory for KafkaTableFactory {
-    async fn create(&self, _state: &dyn Session, cmd: &CreateExternalTable) -> Result<Arc<dyn TableProvider>> {
+    async fn create(
+        &self,
+        _state: &dyn Session,
+        cmd: &CreateExternalTable,
+    ) -> Result<Arc<dyn TableProvider>> {
         if !cmd.table_partition_cols.is_empty() {
             return Err(DataFusionError::Plan(
-                "PARTITIONED BY does not apply to Kafka tables (partitions are Kafka's own)".to_string(),
+                "PARTITIONED BY does not apply to Kafka tables (partitions are Kafka's own)"
+                    .to_string(),
             ));
         }
         let declared = (!cmd.schema.fields().is_empty()).then(|| Arc::clone(cmd.schema.inner()));

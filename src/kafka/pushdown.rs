@@ -13,22 +13,35 @@ use super::offsets::Narrowing;
 /// The narrowing `expr` allows, or `None` when it allows none.
 pub fn narrowing_of(expr: &Expr, layout: &TableLayout) -> Option<Narrowing> {
     match expr {
-        Expr::BinaryExpr(BinaryExpr { left, op: Operator::And, right }) => {
-            match (narrowing_of(left, layout), narrowing_of(right, layout)) {
-                (Some(a), Some(b)) => Some(a.and(b)),
-                (a, b) => a.or(b),
-            }
-        }
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And,
+            right,
+        }) => match (narrowing_of(left, layout), narrowing_of(right, layout)) {
+            (Some(a), Some(b)) => Some(a.and(b)),
+            (a, b) => a.or(b),
+        },
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => Some(narrowing_of(left, layout)?.or(narrowing_of(right, layout)?)),
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
             if let (Some(column), Some(value)) = (column_of(left, layout), literal_of(right)) {
                 comparison(column, *op, &value)
-            } else if let (Some(value), Some(column)) = (literal_of(left), column_of(right, layout)) {
+            } else if let (Some(value), Some(column)) = (literal_of(left), column_of(right, layout))
+            {
                 comparison(column, op.swap()?, &value)
             } else {
                 None
             }
         }
-        Expr::Between(Between { expr, negated: false, low, high }) => {
+        Expr::Between(Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        }) => {
             let column = column_of(expr, layout)?;
             let low = comparison(column, Operator::GtEq, &literal_of(low)?);
             let high = comparison(column, Operator::LtEq, &literal_of(high)?);
@@ -39,11 +52,17 @@ pub fn narrowing_of(expr: &Expr, layout: &TableLayout) -> Option<Narrowing> {
         }
         Expr::InList(list) if !list.negated => {
             let column = column_of(&list.expr, layout)?;
-            let values: Option<Vec<i64>> = list.list.iter().map(|e| integer(&literal_of(e)?)).collect();
+            let values: Option<Vec<i64>> =
+                list.list.iter().map(|e| integer(&literal_of(e)?)).collect();
             let values = values?;
             match column {
                 Column::Partition => Some(Narrowing {
-                    partitions: Some(values.iter().filter_map(|v| i32::try_from(*v).ok()).collect()),
+                    partitions: Some(
+                        values
+                            .iter()
+                            .filter_map(|v| i32::try_from(*v).ok())
+                            .collect(),
+                    ),
                     ..Default::default()
                 }),
                 Column::Offset => Some(Narrowing {
@@ -136,7 +155,11 @@ fn millis(value: &ScalarValue) -> Option<i64> {
         ScalarValue::TimestampMicrosecond(Some(v), _) => (*v, 1000),
         ScalarValue::TimestampNanosecond(Some(v), _) => (*v, 1_000_000),
         ScalarValue::Date32(_) | ScalarValue::Date64(_) | ScalarValue::Utf8(_) => {
-            return millis(&value.cast_to(&DataType::Timestamp(TimeUnit::Millisecond, None)).ok()?);
+            return millis(
+                &value
+                    .cast_to(&DataType::Timestamp(TimeUnit::Millisecond, None))
+                    .ok()?,
+            );
         }
         _ => return None,
     };
@@ -157,7 +180,13 @@ mod tests {
         let l = layout();
         let n = narrowing_of(&col("partition").eq(lit(2)), &l).unwrap();
         assert_eq!(n.partitions, Some([2].into()));
-        let n = narrowing_of(&col("offset").gt(lit(10i64)).and(col("offset").lt_eq(lit(20i64))), &l).unwrap();
+        let n = narrowing_of(
+            &col("offset")
+                .gt(lit(10i64))
+                .and(col("offset").lt_eq(lit(20i64))),
+            &l,
+        )
+        .unwrap();
         assert_eq!((n.min_offset, n.end_offset), (Some(11), Some(21)));
         let n = narrowing_of(&lit(5i64).lt(col("offset")), &l).unwrap();
         assert_eq!(n.min_offset, Some(6));
@@ -170,12 +199,30 @@ mod tests {
     #[test]
     fn timestamp_lower_bounds_only() {
         let l = layout();
-        let ts = lit(ScalarValue::TimestampMillisecond(Some(1_000), Some("UTC".into())));
-        assert_eq!(narrowing_of(&col("timestamp").gt_eq(ts.clone()), &l).unwrap().min_timestamp, Some(1_000));
-        assert_eq!(narrowing_of(&col("timestamp").gt(ts.clone()), &l).unwrap().min_timestamp, Some(1_001));
+        let ts = lit(ScalarValue::TimestampMillisecond(
+            Some(1_000),
+            Some("UTC".into()),
+        ));
+        assert_eq!(
+            narrowing_of(&col("timestamp").gt_eq(ts.clone()), &l)
+                .unwrap()
+                .min_timestamp,
+            Some(1_000)
+        );
+        assert_eq!(
+            narrowing_of(&col("timestamp").gt(ts.clone()), &l)
+                .unwrap()
+                .min_timestamp,
+            Some(1_001)
+        );
         assert!(narrowing_of(&col("timestamp").lt(ts), &l).is_none());
         let ns = lit(ScalarValue::TimestampNanosecond(Some(1_500_000), None));
-        assert_eq!(narrowing_of(&col("timestamp").gt_eq(ns), &l).unwrap().min_timestamp, Some(1));
+        assert_eq!(
+            narrowing_of(&col("timestamp").gt_eq(ns), &l)
+                .unwrap()
+                .min_timestamp,
+            Some(1)
+        );
     }
 
     #[test]
@@ -183,7 +230,23 @@ mod tests {
         let l = layout();
         assert!(!can_narrow(&col("key").eq(lit("a")), &l));
         assert!(!can_narrow(&col("partition").gt(lit(1)), &l));
-        assert!(!can_narrow(&col("offset").eq(lit(1)).or(col("offset").eq(lit(5))), &l));
-        assert!(can_narrow(&col("offset").eq(lit(1)).and(col("key").eq(lit("a"))), &l));
+        assert!(!can_narrow(
+            &col("offset").lt(lit(1)).or(col("offset").gt(lit(5))),
+            &l
+        ));
+        assert!(!can_narrow(
+            &col("partition").eq(lit(1)).or(col("key").eq(lit("a"))),
+            &l
+        ));
+        let n = narrowing_of(
+            &col("partition").eq(lit(1)).or(col("partition").eq(lit(3))),
+            &l,
+        )
+        .unwrap();
+        assert_eq!(n.partitions, Some([1, 3].into()));
+        assert!(can_narrow(
+            &col("offset").eq(lit(1)).and(col("key").eq(lit("a"))),
+            &l
+        ));
     }
 }

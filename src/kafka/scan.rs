@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::{
-    ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, Int32Array, Int64Array,
-    ListBuilder, RecordBatch, RecordBatchOptions, StringArray, StringBuilder, StructBuilder,
+    ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, Int32Array, Int64Array, ListBuilder,
+    RecordBatch, RecordBatchOptions, StringArray, StringBuilder, StructBuilder,
     TimestampMillisecondArray,
 };
 use arrow::compute::filter;
@@ -18,7 +18,9 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
+use datafusion::physical_plan::metrics::{
+    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
@@ -180,7 +182,9 @@ impl ExecutionPlan for KafkaScanExec {
         if children.is_empty() {
             Ok(self)
         } else {
-            Err(DataFusionError::Internal("KafkaScanExec has no children".to_string()))
+            Err(DataFusionError::Internal(
+                "KafkaScanExec has no children".to_string(),
+            ))
         }
     }
 
@@ -188,10 +192,17 @@ impl ExecutionPlan for KafkaScanExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.replace_children(children, ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute))
+        self.replace_children(
+            children,
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )
     }
 
-    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
         let mut builder = RecordBatchReceiverStreamBuilder::new(Arc::clone(&self.schema), 2);
         let Some(range) = self.ranges.get(partition).cloned() else {
             return Ok(builder.build());
@@ -204,7 +215,8 @@ impl ExecutionPlan for KafkaScanExec {
             row_limit: self.row_limit,
             batch_size: context.session_config().batch_size(),
             fetched: MetricBuilder::new(&self.metrics).counter(metric::RECORDS_FETCHED, partition),
-            malformed: MetricBuilder::new(&self.metrics).counter(metric::MALFORMED_RECORDS, partition),
+            malformed: MetricBuilder::new(&self.metrics)
+                .counter(metric::MALFORMED_RECORDS, partition),
         };
         let tx = builder.tx();
         builder.spawn_blocking(move || reader.run(&tx));
@@ -254,28 +266,41 @@ impl RecordPoller for BaseConsumer {
     }
 
     fn low_watermark(&self, tp: &TopicPartition, timeout: Duration) -> Result<i64, KafkaError> {
-        self.fetch_watermarks(&tp.topic, tp.partition, timeout).map(|(low, _)| low)
+        self.fetch_watermarks(&tp.topic, tp.partition, timeout)
+            .map(|(low, _)| low)
     }
 
     fn seek(&self, tp: &TopicPartition, offset: i64, timeout: Duration) -> Result<(), KafkaError> {
-        Consumer::seek(self, &tp.topic, tp.partition, Offset::Offset(offset), timeout)
+        Consumer::seek(
+            self,
+            &tp.topic,
+            tp.partition,
+            Offset::Offset(offset),
+            timeout,
+        )
     }
 }
 
 impl RangeReader {
     fn run(self, tx: &Sender<Result<RecordBatch>>) -> Result<()> {
         let tp = &self.range.tp;
-        let consumer: BaseConsumer = self
-            .source
-            .options
-            .consumer_config()
-            .create()
-            .map_err(|e| DataFusionError::Execution(format!("cannot create a Kafka consumer for {tp}: {e}")))?;
+        let consumer: BaseConsumer =
+            self.source
+                .options
+                .consumer_config()
+                .create()
+                .map_err(|e| {
+                    DataFusionError::Execution(format!(
+                        "cannot create a Kafka consumer for {tp}: {e}"
+                    ))
+                })?;
         let mut assignment = TopicPartitionList::new();
         assignment
             .add_partition_offset(&tp.topic, tp.partition, Offset::Offset(self.range.start))
             .and_then(|()| consumer.assign(&assignment))
-            .map_err(|e| DataFusionError::Execution(format!("cannot assign {tp} to a consumer: {e}")))?;
+            .map_err(|e| {
+                DataFusionError::Execution(format!("cannot assign {tp} to a consumer: {e}"))
+            })?;
         self.read(&consumer, tx)
     }
 
@@ -285,9 +310,9 @@ impl RangeReader {
     fn read<P: RecordPoller>(&self, poller: &P, tx: &Sender<Result<RecordBatch>>) -> Result<()> {
         let options = &self.source.options;
         let tp = &self.range.tp;
-        let needs_value = self.source.decoder.is_some()
-            && self.projection.iter().any(|c| matches!(c, Column::Declared(_)))
-            || self.projection.contains(&Column::Value);
+        // A table with declared columns decodes every record, even for count(*), so that every
+        // query sees the same records under the table's 'mode'.
+        let needs_value = self.source.decoder.is_some() || self.projection.contains(&Column::Value);
         let mut batch = BatchBuilder::new(&self.projection, needs_value, self.batch_size);
         let mut next = self.range.start;
         let mut rows_sent = 0usize;
@@ -310,7 +335,9 @@ impl RangeReader {
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => break,
-                Some(Err(e)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::OffsetOutOfRange) => {
+                Some(Err(e))
+                    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::OffsetOutOfRange) =>
+                {
                     next = self.recover_lost_offsets(poller, next)?;
                     last_progress = Instant::now();
                 }
@@ -350,7 +377,9 @@ impl RangeReader {
         let tp = &self.range.tp;
         let low = poller
             .low_watermark(tp, options.broker_timeout)
-            .map_err(|e| DataFusionError::Execution(format!("cannot look up the watermarks of {tp}: {e}")))?;
+            .map_err(|e| {
+                DataFusionError::Execution(format!("cannot look up the watermarks of {tp}: {e}"))
+            })?;
         if options.fail_on_data_loss || low <= next {
             return Err(DataFusionError::Execution(format!(
                 "data loss: offsets {next} to {} of {tp} were deleted from the broker while the \
@@ -358,10 +387,13 @@ impl RangeReader {
                 low - 1
             )));
         }
-        warn!("data loss: offsets {next} to {} of {tp} were deleted while being read; skipping them", low - 1);
-        poller
-            .seek(tp, low, options.broker_timeout)
-            .map_err(|e| DataFusionError::Execution(format!("cannot seek {tp} to offset {low}: {e}")))?;
+        warn!(
+            "data loss: offsets {next} to {} of {tp} were deleted while being read; skipping them",
+            low - 1
+        );
+        poller.seek(tp, low, options.broker_timeout).map_err(|e| {
+            DataFusionError::Execution(format!("cannot seek {tp} to offset {low}: {e}"))
+        })?;
         Ok(low)
     }
 
@@ -371,7 +403,9 @@ impl RangeReader {
         self.malformed.add(built.malformed);
         let rows = built.batch.num_rows();
         if tx.blocking_send(Ok(built.batch)).is_err() {
-            return Err(DataFusionError::ResourcesExhausted("the query stopped reading".to_string()));
+            return Err(DataFusionError::ResourcesExhausted(
+                "the query stopped reading".to_string(),
+            ));
         }
         Ok(rows)
     }
@@ -403,11 +437,12 @@ impl BatchBuilder {
             timestamps: wants(Column::Timestamp).then(|| Vec::with_capacity(capacity)),
             timestamp_types: wants(Column::TimestampType).then(|| Vec::with_capacity(capacity)),
             headers: wants(Column::Headers).then(|| {
-                ListBuilder::new(StructBuilder::from_fields(header_fields(), capacity))
-                    .with_field(match super::layout::headers_type() {
+                ListBuilder::new(StructBuilder::from_fields(header_fields(), capacity)).with_field(
+                    match super::layout::headers_type() {
                         arrow::datatypes::DataType::List(field) => field,
                         _ => unreachable!("headers are a list"),
-                    })
+                    },
+                )
             }),
         }
     }
@@ -469,7 +504,12 @@ impl BatchBuilder {
         let mut decoded = None;
         if let (Some(decoder), Some(values)) = (&source.decoder, &values) {
             let locate = |i: usize| {
-                format!("topic '{}' partition {} offset {}", range.tp.topic, range.tp.partition, offsets.value(i))
+                format!(
+                    "topic '{}' partition {} offset {}",
+                    range.tp.topic,
+                    range.tp.partition,
+                    offsets.value(i)
+                )
             };
             decoded = Some(decoder.decode(values, &locate)?);
         }
@@ -485,26 +525,42 @@ impl BatchBuilder {
                     columns.push(Arc::clone(decoded.batch.column(*i)));
                     continue;
                 }
-                Column::Key => Arc::new(self.keys.as_mut().map(BinaryBuilder::finish).ok_or_else(|| {
-                    DataFusionError::Internal("key column without a builder".to_string())
-                })?),
+                Column::Key => Arc::new(self.keys.as_mut().map(BinaryBuilder::finish).ok_or_else(
+                    || DataFusionError::Internal("key column without a builder".to_string()),
+                )?),
                 Column::Value => Arc::new(values.clone().ok_or_else(|| {
                     DataFusionError::Internal("value column without a builder".to_string())
                 })?),
-                Column::Topic => Arc::new(StringArray::from_iter_values(std::iter::repeat_n(range.tp.topic.as_str(), rows))),
+                Column::Topic => Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                    range.tp.topic.as_str(),
+                    rows,
+                ))),
                 Column::Partition => Arc::new(Int32Array::from(vec![range.tp.partition; rows])),
                 Column::Offset => Arc::new(offsets.clone()),
                 Column::Timestamp => Arc::new(
-                    TimestampMillisecondArray::from(self.timestamps.as_mut().map(std::mem::take).unwrap_or_default())
-                        .with_data_type(timestamp_type()),
+                    TimestampMillisecondArray::from(
+                        self.timestamps
+                            .as_mut()
+                            .map(std::mem::take)
+                            .unwrap_or_default(),
+                    )
+                    .with_data_type(timestamp_type()),
                 ),
-                Column::TimestampType => {
-                    Arc::new(Int32Array::from(self.timestamp_types.as_mut().map(std::mem::take).unwrap_or_default()))
-                }
+                Column::TimestampType => Arc::new(Int32Array::from(
+                    self.timestamp_types
+                        .as_mut()
+                        .map(std::mem::take)
+                        .unwrap_or_default(),
+                )),
                 Column::Headers => Arc::new(
-                    self.headers.as_mut().map(ListBuilder::finish).ok_or_else(|| {
-                        DataFusionError::Internal("headers column without a builder".to_string())
-                    })?,
+                    self.headers
+                        .as_mut()
+                        .map(ListBuilder::finish)
+                        .ok_or_else(|| {
+                            DataFusionError::Internal(
+                                "headers column without a builder".to_string(),
+                            )
+                        })?,
                 ),
             };
             columns.push(match kept {
@@ -518,7 +574,10 @@ impl BatchBuilder {
             columns,
             &RecordBatchOptions::new().with_row_count(Some(kept_rows)),
         )?;
-        Ok(BuiltBatch { batch, malformed: decoded.map_or(0, |d| d.malformed) })
+        Ok(BuiltBatch {
+            batch,
+            malformed: decoded.map_or(0, |d| d.malformed),
+        })
     }
 }
 
@@ -529,7 +588,11 @@ pub fn sum_metric(plan: &Arc<dyn ExecutionPlan>, name: &str) -> usize {
         .and_then(|scan| scan.metrics())
         .and_then(|m| m.sum_by_name(name))
         .map_or(0, |v| v.as_usize());
-    own + plan.children().iter().map(|c| sum_metric(c, name)).sum::<usize>()
+    own + plan
+        .children()
+        .iter()
+        .map(|c| sum_metric(c, name))
+        .sum::<usize>()
 }
 
 /// Every [`KafkaScanExec`] in a plan.
@@ -568,7 +631,11 @@ mod tests {
     impl ScriptedPoller {
         fn new(offsets: &[i64]) -> Self {
             let script = offsets.iter().map(|o| Ok(record(*o))).collect();
-            Self { script: RefCell::new(script), low: 0, seeks: RefCell::new(vec![]) }
+            Self {
+                script: RefCell::new(script),
+                low: 0,
+                seeks: RefCell::new(vec![]),
+            }
         }
         fn then(self, answer: Result<OwnedMessage, KafkaError>) -> Self {
             self.script.borrow_mut().push_back(answer);
@@ -593,16 +660,30 @@ mod tests {
         fn poll(&self, _timeout: Duration) -> Option<Result<OwnedMessage, KafkaError>> {
             self.script.borrow_mut().pop_front()
         }
-        fn low_watermark(&self, _tp: &TopicPartition, _timeout: Duration) -> Result<i64, KafkaError> {
+        fn low_watermark(
+            &self,
+            _tp: &TopicPartition,
+            _timeout: Duration,
+        ) -> Result<i64, KafkaError> {
             Ok(self.low)
         }
-        fn seek(&self, _tp: &TopicPartition, offset: i64, _timeout: Duration) -> Result<(), KafkaError> {
+        fn seek(
+            &self,
+            _tp: &TopicPartition,
+            offset: i64,
+            _timeout: Duration,
+        ) -> Result<(), KafkaError> {
             self.seeks.borrow_mut().push(offset);
             Ok(())
         }
     }
 
-    fn reader(start: i64, end: i64, extra: &[(&str, &str)], row_limit: Option<usize>) -> RangeReader {
+    fn reader(
+        start: i64,
+        end: i64,
+        extra: &[(&str, &str)],
+        row_limit: Option<usize>,
+    ) -> RangeReader {
         let mut map: HashMap<String, String> = HashMap::from([("subscribe".into(), "t".into())]);
         map.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let options = KafkaTableOptions::parse(&map, false, Some("fake:9092")).unwrap();
@@ -611,8 +692,17 @@ mod tests {
         let projection = vec![Column::Offset, Column::Value];
         RangeReader {
             schema: Arc::new(layout.schema.project(&[4, 1]).unwrap()),
-            source: Arc::new(ScanSource { table: "t".into(), options: Arc::new(options), layout, decoder: None }),
-            range: PartitionRange { tp: TopicPartition::new("t", 0), start, end },
+            source: Arc::new(ScanSource {
+                table: "t".into(),
+                options: Arc::new(options),
+                layout,
+                decoder: None,
+            }),
+            range: PartitionRange {
+                tp: TopicPartition::new("t", 0),
+                start,
+                end,
+            },
             projection,
             row_limit,
             batch_size: 2,
@@ -630,7 +720,14 @@ mod tests {
         while let Ok(batch) = rx.try_recv() {
             let batch = batch?;
             assert!(batch.num_rows() <= 2, "batches respect the batch size");
-            offsets.extend(batch.column(0).as_primitive::<Int64Type>().values().iter().copied());
+            offsets.extend(
+                batch
+                    .column(0)
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .iter()
+                    .copied(),
+            );
         }
         Ok(offsets)
     }
@@ -651,10 +748,16 @@ mod tests {
     fn gaps_inside_and_at_the_end_of_a_range() {
         // A compacted partition: offsets 0, 1, 5, 9 remain; the range [0, 7) ends in a gap.
         let r = reader(0, 7, &[], None);
-        assert_eq!(read(&r, &ScriptedPoller::new(&[0, 1, 5, 9])).unwrap(), vec![0, 1, 5]);
+        assert_eq!(
+            read(&r, &ScriptedPoller::new(&[0, 1, 5, 9])).unwrap(),
+            vec![0, 1, 5]
+        );
         // A transaction marker at offset 4 is the last offset: the partition ends (EOF) at 5.
         let r = reader(2, 5, &[], None);
-        assert_eq!(read(&r, &ScriptedPoller::new(&[2, 3]).then(eof())).unwrap(), vec![2, 3]);
+        assert_eq!(
+            read(&r, &ScriptedPoller::new(&[2, 3]).then(eof())).unwrap(),
+            vec![2, 3]
+        );
     }
 
     #[test]
@@ -662,22 +765,41 @@ mod tests {
         let r = reader(0, 100, &[], Some(3));
         let p = ScriptedPoller::new(&[0, 1, 2, 3, 4, 5]);
         assert_eq!(read(&r, &p).unwrap(), vec![0, 1, 2]);
-        assert_eq!(p.script.borrow().len(), 3, "nothing past the limit is consumed");
+        assert_eq!(
+            p.script.borrow().len(),
+            3,
+            "nothing past the limit is consumed"
+        );
     }
 
     #[test]
     fn silence_times_out_with_the_range_named() {
         let r = reader(0, 5, &[("kafkaConsumer.pollTimeoutMs", "1")], None);
-        let e = read(&r, &ScriptedPoller::new(&[0, 1])).unwrap_err().to_string();
-        assert!(e.contains("no record of t[0] arrived within 1 ms") && e.contains("offset 2 of the range [0, 5)"), "{e}");
+        let e = read(&r, &ScriptedPoller::new(&[0, 1]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no record of t[0] arrived within 1 ms")
+                && e.contains("offset 2 of the range [0, 5)"),
+            "{e}"
+        );
     }
 
     #[test]
     fn offsets_lost_while_reading() {
-        let lost = || Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange));
+        let lost = || {
+            Err(KafkaError::MessageConsumption(
+                RDKafkaErrorCode::OffsetOutOfRange,
+            ))
+        };
         let r = reader(0, 10, &[], None);
-        let e = read(&r, &ScriptedPoller::new(&[0]).then(lost())).unwrap_err().to_string();
-        assert!(e.contains("data loss") && e.contains("failOnDataLoss"), "{e}");
+        let e = read(&r, &ScriptedPoller::new(&[0]).then(lost()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("data loss") && e.contains("failOnDataLoss"),
+            "{e}"
+        );
 
         let r = reader(0, 10, &[("failOnDataLoss", "false")], None);
         let mut p = ScriptedPoller::new(&[0]).then(lost());
@@ -692,8 +814,13 @@ mod tests {
     #[test]
     fn other_errors_name_the_partition_and_offset() {
         let r = reader(0, 10, &[], None);
-        let p = ScriptedPoller::new(&[0]).then(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure)));
+        let p = ScriptedPoller::new(&[0]).then(Err(KafkaError::MessageConsumption(
+            RDKafkaErrorCode::BrokerTransportFailure,
+        )));
         let e = read(&r, &p).unwrap_err().to_string();
-        assert!(e.contains("reading t[0] at offset 1 from Kafka broker(s) fake:9092 failed"), "{e}");
+        assert!(
+            e.contains("reading t[0] at offset 1 from Kafka broker(s) fake:9092 failed"),
+            "{e}"
+        );
     }
 }

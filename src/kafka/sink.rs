@@ -21,10 +21,10 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::StreamExt;
+use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::ClientContext;
 
 use super::layout::{Column, TableLayout, timestamp_type};
 use super::options::ValueFormat;
@@ -105,7 +105,11 @@ impl KafkaSink {
             headers: find(Column::Headers),
             timestamp: find(Column::Timestamp),
         };
-        Ok(Self { source, schema, columns })
+        Ok(Self {
+            source,
+            schema,
+            columns,
+        })
     }
 }
 
@@ -145,13 +149,19 @@ impl DataSink for KafkaSink {
         &self.schema
     }
 
-    async fn write_all(&self, mut data: SendableRecordBatchStream, _context: &Arc<TaskContext>) -> Result<u64> {
+    async fn write_all(
+        &self,
+        mut data: SendableRecordBatchStream,
+        _context: &Arc<TaskContext>,
+    ) -> Result<u64> {
         let options = &self.source.options;
         let producer: Arc<BaseProducer<DeliveryReport>> = Arc::new(
             options
                 .producer_config()
                 .create_with_context(DeliveryReport::default())
-                .map_err(|e| DataFusionError::Execution(format!("cannot create a Kafka producer: {e}")))?,
+                .map_err(|e| {
+                    DataFusionError::Execution(format!("cannot create a Kafka producer: {e}"))
+                })?,
         );
         let mut written = 0u64;
         while let Some(batch) = data.next().await {
@@ -162,7 +172,14 @@ impl DataSink for KafkaSink {
             let table = self.source.table.clone();
             let timeout = options.broker_timeout;
             written += tokio::task::spawn_blocking(move || {
-                produce_batch(&producer, &batch, &columns, default_topic.as_deref(), &table, timeout)
+                produce_batch(
+                    &producer,
+                    &batch,
+                    &columns,
+                    default_topic.as_deref(),
+                    &table,
+                    timeout,
+                )
             })
             .await
             .map_err(|e| DataFusionError::Execution(format!("producing stopped: {e}")))??;
@@ -198,8 +215,14 @@ impl DataSink for KafkaSink {
     }
 }
 
-fn cast_column(batch: &RecordBatch, index: Option<usize>, to: &DataType) -> Result<Option<ArrayRef>> {
-    index.map(|i| cast(batch.column(i), to).map_err(DataFusionError::from)).transpose()
+fn cast_column(
+    batch: &RecordBatch,
+    index: Option<usize>,
+    to: &DataType,
+) -> Result<Option<ArrayRef>> {
+    index
+        .map(|i| cast(batch.column(i), to).map_err(DataFusionError::from))
+        .transpose()
 }
 
 fn produce_batch(
@@ -219,7 +242,10 @@ fn produce_batch(
         }
         ValueColumns::Json(indices) => {
             value_bytes = None;
-            values = encode_json_rows(&batch.project(indices)?)?.into_iter().map(Some).collect();
+            values = encode_json_rows(&batch.project(indices)?)?
+                .into_iter()
+                .map(Some)
+                .collect();
         }
     }
     let value_bytes: Option<&BinaryArray> = value_bytes.as_ref().map(|a| a.as_binary::<i32>());
@@ -230,7 +256,8 @@ fn produce_batch(
     let partitions = cast_column(batch, columns.partition, &DataType::Int32)?;
     let partitions: Option<&Int32Array> = partitions.as_ref().map(|a| a.as_primitive());
     let timestamps = cast_column(batch, columns.timestamp, &timestamp_type())?;
-    let timestamps: Option<&TimestampMillisecondArray> = timestamps.as_ref().map(|a| a.as_primitive());
+    let timestamps: Option<&TimestampMillisecondArray> =
+        timestamps.as_ref().map(|a| a.as_primitive());
     let headers = columns.headers.map(|i| batch.column(i).as_list::<i32>());
 
     for row in 0..batch.num_rows() {
@@ -269,7 +296,7 @@ fn produce_batch(
             let contents = cast(entries.column(1), &DataType::Binary)?;
             let contents = contents.as_binary::<i32>();
             let mut owned = OwnedHeaders::new_with_capacity(entries.len());
-            for h in 0..entries.len() {
+            for h in (0..entries.len()).filter(|h| names.is_valid(*h)) {
                 owned = owned.insert(Header {
                     key: names.value(h),
                     value: contents.is_valid(h).then(|| contents.value(h)),

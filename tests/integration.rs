@@ -1,0 +1,11 @@
+//! Integration tests: weir against librdkafka's mock cluster speaking the real Kafka protocol,
+//! in process and as a separate `weir broker` process, plus the `weir` command itself.
+
+mod integration {
+    pub mod cli;
+    pub mod common;
+    pub mod docs;
+    pub mod formats;
+    pub mod sink;
+    pub mod source;
+}

@@ -1,0 +1,228 @@
+//! The `weir` command: runner, one-shot, REPL (piped standard input), and the quick start.
+
+use std::io::{Read, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::common::{Broker, fill, unique};
+
+fn weir() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command
+        .env_remove("WEIR_KAFKA_BOOTSTRAP")
+        .env("RUST_LOG", "error");
+    command
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn run_ok(command: &mut Command) -> Output {
+    let output = command.output().expect("weir runs");
+    assert!(
+        output.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    output
+}
+
+#[test]
+fn the_quick_start_script_runs_on_the_embedded_broker() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/examples/quickstart.sql");
+    let output = run_ok(weir().args(["--embedded-kafka", "run", script]));
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("Embedded Kafka broker listening on 127.0.0.1:"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("| 1000  |"),
+        "1000 orders inserted:\n{stdout}"
+    );
+    assert!(stdout.contains("| customer-5 | 143    |"), "{stdout}");
+    assert!(
+        stderr.contains("10 rows")
+            && stderr.contains("read 10 Kafka record(s) from 1 offset range(s)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("is a stream (no endingOffsets): this read a snapshot"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_runner_stops_at_the_first_failure_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("01-setup.sql"),
+        "CREATE TOPIC t PARTITIONS 2;\nSELECT 41 + 1 AS answer;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("02-broken.sql"),
+        "SELECT 1;\n\n  SELEC oops;\nSELECT 'never';\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not SQL").unwrap();
+    let output = weir()
+        .args(["--embedded-kafka", "run"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    assert!(stdout.contains("| 42     |"), "{stdout}");
+    assert!(stderr.contains("02-broken.sql:3: SQL error"), "{stderr}");
+    assert!(!stdout.contains("never"), "{stdout}");
+
+    let missing = weir().args(["run", "/no/such/file.sql"]).output().unwrap();
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).contains("/no/such/file.sql: no such file"),
+        "{}",
+        text(&missing.stderr)
+    );
+}
+
+#[test]
+fn output_formats_for_one_shot_sql() {
+    let csv = run_ok(weir().args([
+        "--format",
+        "csv",
+        "-c",
+        "SELECT 1 AS a, 'x' AS b UNION ALL SELECT 2, 'y' ORDER BY a",
+    ]));
+    assert_eq!(text(&csv.stdout), "a,b\n1,x\n2,y\n");
+    let json = run_ok(weir().args(["--format", "json", "-c", "SELECT 1 AS a, 'x' AS b"]));
+    assert_eq!(text(&json.stdout), "{\"a\":1,\"b\":\"x\"}\n");
+    let bad = weir()
+        .args(["-c", "SELECT 1; SELECT nope FROM nowhere"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        text(&bad.stderr).contains("line 1 of -c") && text(&bad.stderr).contains("nowhere"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
+
+#[test]
+fn one_shot_sql_against_a_broker_process_from_the_environment() {
+    let mut broker = Broker::process();
+    let topic = unique("cli");
+    broker.create_topic(&topic, 2);
+    fill(&broker.bootstrap(), &topic, 2, 3);
+    let sql = format!(
+        "CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('subscribe' '{topic}'); SELECT count(*) AS n FROM t"
+    );
+    let output = run_ok(
+        weir()
+            .env("WEIR_KAFKA_BOOTSTRAP", broker.bootstrap())
+            .args(["--format", "csv", "-c", &sql]),
+    );
+    assert_eq!(text(&output.stdout), "n\n6\n");
+}
+
+#[test]
+fn the_repl_reads_multi_line_statements_and_backslash_commands() {
+    let history = tempfile::NamedTempFile::new().unwrap();
+    let mut child = weir()
+        .arg("--embedded-kafka")
+        .env("WEIR_HISTORY", history.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let script = "\\?\nCREATE TOPIC events PARTITIONS 2;\nCREATE EXTERNAL TABLE events\n  STORED AS KAFKA\n  OPTIONS ('subscribe' 'events',\n    'kafka.sasl.password' 'hunter2');\n\\d\n\\d events\nSELECT 6 *\n  7 AS answer;\nSELECT nope;\n\\q\nSELECT 'after quit';\n";
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    assert!(stdout.contains("\\d NAME"), "help: {stdout}");
+    assert!(
+        stdout.contains("events  kafka (stream)"),
+        "table list: {stdout}"
+    );
+    assert!(
+        stdout.contains("timestampType  Int32"),
+        "description: {stdout}"
+    );
+    assert!(
+        stdout.contains("kafka.sasl.password = ********") && !stdout.contains("hunter2"),
+        "secret redacted: {stdout}"
+    );
+    assert!(
+        stdout.contains("| 42     |") && stdout.contains("1 row in"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("error:") && stdout.contains("nope"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("after quit"), "{stdout}");
+    let saved = std::fs::read_to_string(history.path()).unwrap();
+    assert!(saved.contains("SELECT 6 *"), "history saved: {saved}");
+}
+
+#[test]
+fn ctrl_c_cancels_the_running_statement_not_the_repl() {
+    let mut child = weir()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(
+            b"SELECT count(*) FROM generate_series(1, 100000000000) AS t(n) WHERE n % 7 = 3;\n",
+        )
+        .unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = child.id().to_string();
+    let started = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    stdin
+        .write_all(b"SELECT 'still here' AS status;\n")
+        .unwrap();
+    drop(stdin);
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{stdout}");
+    assert!(stdout.contains("Statement cancelled."), "{stdout}");
+    assert!(stdout.contains("still here"), "{stdout}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the cancelled statement did not keep running"
+    );
+}
