@@ -2,6 +2,7 @@
 //! follows each (rows, time, what was read from Kafka).
 
 use std::io::Write;
+use std::sync::Arc;
 
 use arrow::util::pretty::pretty_format_batches_with_schema;
 use clap::ValueEnum;
@@ -28,8 +29,9 @@ pub fn write_rows(result: &QueryResult, format: OutputFormat, out: &mut dyn Writ
     let arrow = |e: arrow::error::ArrowError| Error::DataFusion(e.into());
     match format {
         OutputFormat::Table => {
-            let table = pretty_format_batches_with_schema(result.schema.clone(), &result.batches)
-                .map_err(arrow)?;
+            let table =
+                pretty_format_batches_with_schema(Arc::clone(&result.schema), &result.batches)
+                    .map_err(arrow)?;
             writeln!(out, "{table}")?;
         }
         OutputFormat::Csv => {
@@ -38,7 +40,9 @@ pub fn write_rows(result: &QueryResult, format: OutputFormat, out: &mut dyn Writ
                 .build(&mut *out);
             if result.batches.is_empty() {
                 writer
-                    .write(&arrow::array::RecordBatch::new_empty(result.schema.clone()))
+                    .write(&arrow::array::RecordBatch::new_empty(Arc::clone(
+                        &result.schema,
+                    )))
                     .map_err(arrow)?;
             }
             for batch in &result.batches {

@@ -79,10 +79,10 @@ pub fn run(engine: &Engine, runtime: &Runtime, format: OutputFormat) -> Result<E
             Err(e) => return Err(readline_error(e)),
         }
     }
-    if let Some(path) = &history {
-        if let Err(e) = editor.save_history(path) {
-            eprintln!("warning: could not save history to {}: {e}", path.display());
-        }
+    if let Some(path) = &history
+        && let Err(e) = editor.save_history(path)
+    {
+        eprintln!("warning: could not save history to {}: {e}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

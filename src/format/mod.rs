@@ -71,14 +71,14 @@ impl ValueDecoder {
         values: &BinaryArray,
         locate: &dyn Fn(usize) -> String,
     ) -> Result<Decoded> {
-        if let Ok(batch) = self.decode_all(values, None) {
-            if batch.num_rows() == values.len() {
-                return Ok(Decoded {
-                    batch,
-                    kept: None,
-                    malformed: 0,
-                });
-            }
+        if let Ok(batch) = self.decode_all(values, None)
+            && batch.num_rows() == values.len()
+        {
+            return Ok(Decoded {
+                batch,
+                kept: None,
+                malformed: 0,
+            });
         }
         self.decode_record_by_record(values, locate)
     }
@@ -161,7 +161,7 @@ impl ValueDecoder {
         locate: &dyn Fn(usize) -> String,
     ) -> Result<Decoded> {
         let mut bad = vec![false; values.len()];
-        for i in 0..values.len() {
+        for (i, is_bad) in bad.iter_mut().enumerate() {
             if values.is_null(i) {
                 continue;
             }
@@ -184,7 +184,7 @@ impl ValueDecoder {
                         self.format_name(),
                     )));
                 }
-                bad[i] = true;
+                *is_bad = true;
             }
         }
         let malformed = bad.iter().filter(|b| **b).count();

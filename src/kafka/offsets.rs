@@ -436,10 +436,11 @@ fn narrow_by_timestamp(
     let answers = lookup.offsets_for_times(&query)?;
     let mut answers = answers.into_iter();
     for range in ranges.iter_mut().filter(|r| !r.is_empty()) {
-        if let Some(offset) = answers.next().flatten() {
-            if offset > range.start && offset < range.end {
-                range.start = offset;
-            }
+        if let Some(offset) = answers.next().flatten()
+            && offset > range.start
+            && offset < range.end
+        {
+            range.start = offset;
         }
     }
     Ok(())

@@ -233,22 +233,21 @@ fn produce_batch(
     table: &str,
     timeout: Duration,
 ) -> Result<u64> {
-    let values: Vec<Option<Vec<u8>>>;
-    let value_bytes: Option<ArrayRef>;
-    match &columns.value {
-        ValueColumns::Bytes(i) => {
-            value_bytes = Some(cast(batch.column(*i), &DataType::Binary)?);
-            values = vec![];
+    let value_column: Option<ArrayRef> = match &columns.value {
+        ValueColumns::Bytes(i) => Some(cast(batch.column(*i), &DataType::Binary)?),
+        ValueColumns::Json(_) => None,
+    };
+    let value_bytes: Option<&BinaryArray> = value_column.as_ref().map(|a| a.as_binary::<i32>());
+    let json_values: Vec<Vec<u8>> = match &columns.value {
+        ValueColumns::Json(indices) => encode_json_rows(&batch.project(indices)?)?,
+        ValueColumns::Bytes(_) => vec![],
+    };
+    let value_of = |row: usize| -> Option<&[u8]> {
+        match value_bytes {
+            Some(v) => v.is_valid(row).then(|| v.value(row)),
+            None => json_values.get(row).map(Vec::as_slice),
         }
-        ValueColumns::Json(indices) => {
-            value_bytes = None;
-            values = encode_json_rows(&batch.project(indices)?)?
-                .into_iter()
-                .map(Some)
-                .collect();
-        }
-    }
-    let value_bytes: Option<&BinaryArray> = value_bytes.as_ref().map(|a| a.as_binary::<i32>());
+    };
     let keys = cast_column(batch, columns.key, &DataType::Binary)?;
     let keys: Option<&BinaryArray> = keys.as_ref().map(|a| a.as_binary::<i32>());
     let topics = cast_column(batch, columns.topic, &DataType::Utf8)?;
@@ -271,10 +270,7 @@ fn produce_batch(
                 ))
             })?,
         };
-        let value: Option<&[u8]> = match value_bytes {
-            Some(v) => v.is_valid(row).then(|| v.value(row)),
-            None => values[row].as_deref(),
-        };
+        let value = value_of(row);
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
         if let Some(value) = value {
             record = record.payload(value);

@@ -1,0 +1,101 @@
+//! JSON value decoding: weir's batch decoder over Kafka values against the C3 ceiling of
+//! `../shared/docs/benchmarks.md` (arrow-json over the same payloads as one contiguous buffer),
+//! measured alternately in the same run. `cargo bench --bench decode`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::BinaryArray;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use weir::format::ValueDecoder;
+use weir::kafka::options::{MalformedMode, ValueFormat};
+
+const RECORDS: usize = 200_000;
+const BATCH: usize = 8192;
+const RUNS: usize = 5;
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("auction", DataType::Int64, true),
+        Field::new("bidder", DataType::Int64, true),
+        Field::new("price", DataType::Int64, true),
+        Field::new("channel", DataType::Utf8, true),
+        Field::new("extra", DataType::Utf8, true),
+    ]))
+}
+
+fn payloads() -> Vec<Vec<u8>> {
+    (0..RECORDS)
+        .map(|i| {
+            format!(
+                r#"{{"auction":{},"bidder":{},"price":{},"channel":"channel-{}","extra":"{}"}}"#,
+                1000 + i % 97,
+                2000 + i % 1013,
+                (i * 7919) % 100_000,
+                i % 4,
+                "x".repeat(20 + i % 17)
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+/// C3: arrow-json over newline-delimited payloads already in one buffer.
+fn ceiling(buffer: &[u8]) -> usize {
+    let mut decoder = arrow_json::ReaderBuilder::new(schema()).with_batch_size(BATCH).build_decoder().unwrap();
+    let mut rows = 0;
+    let mut rest = buffer;
+    while !rest.is_empty() {
+        let taken = decoder.decode(rest).unwrap();
+        rest = &rest[taken..];
+        if let Some(batch) = decoder.flush().unwrap() {
+            rows += batch.num_rows();
+        }
+    }
+    rows + decoder.flush().unwrap().map_or(0, |b| b.num_rows())
+}
+
+/// weir: batches of Kafka values as the scan builds them.
+fn weir_decode(batches: &[BinaryArray], decoder: &ValueDecoder) -> usize {
+    let locate = |i: usize| format!("record {i}");
+    batches.iter().map(|values| decoder.decode(values, &locate).unwrap().batch.num_rows()).sum()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let payloads = payloads();
+    let bytes: usize = payloads.iter().map(Vec::len).sum();
+    let mut buffer = Vec::with_capacity(bytes + RECORDS);
+    for p in &payloads {
+        buffer.extend_from_slice(p);
+        buffer.push(b'\n');
+    }
+    let batches: Vec<BinaryArray> =
+        payloads.chunks(BATCH).map(|c| BinaryArray::from(c.iter().map(|p| Some(p.as_slice())).collect::<Vec<_>>())).collect();
+    let decoder = ValueDecoder::new(ValueFormat::Json, schema(), MalformedMode::FailFast).unwrap();
+
+    assert_eq!(ceiling(&buffer), RECORDS);
+    assert_eq!(weir_decode(&batches, &decoder), RECORDS);
+    let (mut c3, mut ours) = (vec![], vec![]);
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        assert_eq!(ceiling(&buffer), RECORDS);
+        c3.push(RECORDS as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        assert_eq!(weir_decode(&batches, &decoder), RECORDS);
+        ours.push(RECORDS as f64 / t.elapsed().as_secs_f64());
+    }
+    let ratios: Vec<f64> = ours.iter().zip(&c3).map(|(w, c)| w / c).collect();
+    let range = |v: &[f64]| (v.iter().copied().fold(f64::MAX, f64::min), v.iter().copied().fold(0.0, f64::max));
+    println!("JSON decode, {RECORDS} records of {} B on average, {RUNS} alternating runs", bytes / RECORDS);
+    for (name, v) in [("C3 arrow-json, one buffer", &c3), ("weir ValueDecoder", &ours)] {
+        let (lo, hi) = range(v);
+        println!("{name:28} median {:>10.0} records/s  (min {lo:.0}, max {hi:.0})", median(v.clone()));
+    }
+    let (lo, hi) = range(&ratios);
+    println!("{:28} median {:>10.3}            (min {lo:.3}, max {hi:.3})", "weir / C3", median(ratios.clone()));
+}
