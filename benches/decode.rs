@@ -42,7 +42,10 @@ fn payloads() -> Vec<Vec<u8>> {
 
 /// C3: arrow-json over newline-delimited payloads already in one buffer.
 fn ceiling(buffer: &[u8]) -> usize {
-    let mut decoder = arrow_json::ReaderBuilder::new(schema()).with_batch_size(BATCH).build_decoder().unwrap();
+    let mut decoder = arrow_json::ReaderBuilder::new(schema())
+        .with_batch_size(BATCH)
+        .build_decoder()
+        .unwrap();
     let mut rows = 0;
     let mut rest = buffer;
     while !rest.is_empty() {
@@ -58,7 +61,10 @@ fn ceiling(buffer: &[u8]) -> usize {
 /// weir: batches of Kafka values as the scan builds them.
 fn weir_decode(batches: &[BinaryArray], decoder: &ValueDecoder) -> usize {
     let locate = |i: usize| format!("record {i}");
-    batches.iter().map(|values| decoder.decode(values, &locate).unwrap().batch.num_rows()).sum()
+    batches
+        .iter()
+        .map(|values| decoder.decode(values, &locate).unwrap().batch.num_rows())
+        .sum()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -74,8 +80,10 @@ fn main() {
         buffer.extend_from_slice(p);
         buffer.push(b'\n');
     }
-    let batches: Vec<BinaryArray> =
-        payloads.chunks(BATCH).map(|c| BinaryArray::from(c.iter().map(|p| Some(p.as_slice())).collect::<Vec<_>>())).collect();
+    let batches: Vec<BinaryArray> = payloads
+        .chunks(BATCH)
+        .map(|c| BinaryArray::from(c.iter().map(|p| Some(p.as_slice())).collect::<Vec<_>>()))
+        .collect();
     let decoder = ValueDecoder::new(ValueFormat::Json, schema(), MalformedMode::FailFast).unwrap();
 
     assert_eq!(ceiling(&buffer), RECORDS);
@@ -90,12 +98,30 @@ fn main() {
         ours.push(RECORDS as f64 / t.elapsed().as_secs_f64());
     }
     let ratios: Vec<f64> = ours.iter().zip(&c3).map(|(w, c)| w / c).collect();
-    let range = |v: &[f64]| (v.iter().copied().fold(f64::MAX, f64::min), v.iter().copied().fold(0.0, f64::max));
-    println!("JSON decode, {RECORDS} records of {} B on average, {RUNS} alternating runs", bytes / RECORDS);
-    for (name, v) in [("C3 arrow-json, one buffer", &c3), ("weir ValueDecoder", &ours)] {
+    let range = |v: &[f64]| {
+        (
+            v.iter().copied().fold(f64::MAX, f64::min),
+            v.iter().copied().fold(0.0, f64::max),
+        )
+    };
+    println!(
+        "JSON decode, {RECORDS} records of {} B on average, {RUNS} alternating runs",
+        bytes / RECORDS
+    );
+    for (name, v) in [
+        ("C3 arrow-json, one buffer", &c3),
+        ("weir ValueDecoder", &ours),
+    ] {
         let (lo, hi) = range(v);
-        println!("{name:28} median {:>10.0} records/s  (min {lo:.0}, max {hi:.0})", median(v.clone()));
+        println!(
+            "{name:28} median {:>10.0} records/s  (min {lo:.0}, max {hi:.0})",
+            median(v.clone())
+        );
     }
     let (lo, hi) = range(&ratios);
-    println!("{:28} median {:>10.3}            (min {lo:.3}, max {hi:.3})", "weir / C3", median(ratios.clone()));
+    println!(
+        "{:28} median {:>10.3}            (min {lo:.3}, max {hi:.3})",
+        "weir / C3",
+        median(ratios.clone())
+    );
 }

@@ -27,9 +27,52 @@ pub fn shown_value<'a>(key: &str, value: &'a str) -> &'a str {
     if is_secret_key(key) { REDACTED } else { value }
 }
 
+/// `sql` with the values of secret options (`'kafka.sasl.password' 'x'`) replaced by
+/// [`REDACTED`], for the REPL's history file.
+pub fn redact_statement(sql: &str) -> String {
+    use datafusion::sql::sqlparser::tokenizer::Token;
+    let Ok(tokens) = crate::statements::tokenize(sql) else {
+        return sql.to_string();
+    };
+    let mut out = String::with_capacity(sql.len());
+    let mut previous_key: Option<String> = None;
+    for token in tokens {
+        let token = token.token;
+        match &token {
+            Token::SingleQuotedString(value) | Token::DoubleQuotedString(value) => {
+                if previous_key.as_deref().is_some_and(is_secret_key) {
+                    out.push_str(&format!("'{REDACTED}'"));
+                    previous_key = None;
+                    continue;
+                }
+                previous_key = Some(value.clone());
+            }
+            Token::Whitespace(_) => {}
+            _ => previous_key = None,
+        }
+        out.push_str(&token.to_string());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statements_lose_their_secrets() {
+        let sql = "CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS (\n  'kafka.sasl.password' 'hunter2', 'subscribe' 't')";
+        let redacted = redact_statement(sql);
+        assert!(!redacted.contains("hunter2"), "{redacted}");
+        assert!(
+            redacted.contains("'kafka.sasl.password' '********', 'subscribe' 't'"),
+            "{redacted}"
+        );
+        assert_eq!(
+            redact_statement("SELECT 'password', 'kept'"),
+            "SELECT 'password', 'kept'"
+        );
+    }
 
     #[test]
     fn secret_keys_are_recognised() {

@@ -13,6 +13,7 @@ use super::execute_cancellable;
 use super::print::{OutputFormat, summary, write_rows};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::redact::redact_statement;
 use crate::statements::{is_complete, split_statements};
 
 const HELP: &str = "\
@@ -66,7 +67,7 @@ pub fn run(engine: &Engine, runtime: &Runtime, format: OutputFormat) -> Result<E
                 buffer.push_str(&line);
                 buffer.push('\n');
                 if is_complete(&buffer) {
-                    let _ = editor.add_history_entry(buffer.trim_end());
+                    let _ = editor.add_history_entry(redact_statement(buffer.trim_end()));
                     run_buffer(engine, runtime, &buffer, format)?;
                     buffer.clear();
                 }

@@ -702,6 +702,22 @@ mod tests {
     }
 
     #[test]
+    fn ending_offsets_by_timestamp_per_partition() {
+        let b = broker().with_time(TopicPartition::new("t", 1), 700, Some(12));
+        let o = options(&[
+            ("subscribe", "t"),
+            ("endingOffsetsByTimestamp", r#"{"t":{"1":700}}"#),
+        ]);
+        let r = plan_ranges(&o, &b, &Narrowing::default()).unwrap();
+        // t[0] is not named, so it ends at latest; t[1] ends before its first record at 700.
+        assert_eq!(
+            spans(&r),
+            vec![("t".into(), 0, 0, 10), ("t".into(), 1, 5, 12)]
+        );
+        assert!(o.is_bounded());
+    }
+
+    #[test]
     fn an_answer_of_end_counts_as_no_record() {
         let b = broker().with_time(TopicPartition::new("t", 0), 1, Some(10));
         let o = options(&[("subscribe", "t"), ("endingTimestamp", "1")]);

@@ -883,6 +883,18 @@ mod tests {
         assert_eq!(o.client.get("isolation.level").unwrap(), "read_committed");
         assert_eq!(o.group_id, "mine");
         assert_eq!(o.sink_topic.as_deref(), Some("t"));
+        let o = parse(&[
+            ("subscribe", "a,b"),
+            ("groupIdPrefix", "etl"),
+            ("topic", "b"),
+        ])
+        .unwrap();
+        assert!(o.group_id.starts_with("etl-"), "{}", o.group_id);
+        assert_eq!(o.sink_topic.as_deref(), Some("b"));
+        assert_eq!(
+            o.consumer_config().get("group.id"),
+            Some(o.group_id.as_str())
+        );
     }
 
     #[test]

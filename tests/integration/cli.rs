@@ -179,6 +179,10 @@ fn the_repl_reads_multi_line_statements_and_backslash_commands() {
     assert!(!stdout.contains("after quit"), "{stdout}");
     let saved = std::fs::read_to_string(history.path()).unwrap();
     assert!(saved.contains("SELECT 6 *"), "history saved: {saved}");
+    assert!(
+        !saved.contains("hunter2"),
+        "secrets are not saved in the history: {saved}"
+    );
 }
 
 #[test]
@@ -196,7 +200,7 @@ fn ctrl_c_cancels_the_running_statement_not_the_repl() {
         )
         .unwrap();
     stdin.flush().unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_secs(3));
     let pid = child.id().to_string();
     let started = Instant::now();
     assert!(

@@ -168,6 +168,21 @@ pub fn fill(bootstrap: &str, topic: &str, partitions: i32, count: usize) {
     produce(bootstrap, topic, &records);
 }
 
+/// An in-process broker with a new topic of `partitions` partitions holding
+/// `per_partition` records each (see [`fill`]), and an engine using the broker.
+pub fn filled_topic(
+    prefix: &str,
+    partitions: i32,
+    per_partition: usize,
+) -> (Broker, String, Engine) {
+    let mut broker = Broker::in_process();
+    let topic = unique(prefix);
+    broker.create_topic(&topic, partitions);
+    fill(&broker.bootstrap(), &topic, partitions, per_partition);
+    let engine = broker.engine();
+    (broker, topic, engine)
+}
+
 /// Runs statements, panicking with the failing one.
 pub async fn run(engine: &Engine, sql: &str) -> QueryResult {
     let mut last = None;

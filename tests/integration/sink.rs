@@ -102,6 +102,36 @@ async fn insert_encodes_declared_columns_as_json() {
 }
 
 #[tokio::test]
+async fn the_topic_option_and_compressed_producers() {
+    let mut broker = Broker::in_process();
+    let (a, b) = (unique("topic-a"), unique("topic-b"));
+    broker.create_topic(&a, 1);
+    broker.create_topic(&b, 1);
+    let engine = broker.engine();
+    for codec in ["zstd", "lz4", "snappy", "gzip"] {
+        run(
+            &engine,
+            &format!(
+                "CREATE OR REPLACE EXTERNAL TABLE both_topics STORED AS KAFKA OPTIONS ('subscribe' '{a},{b}', 'topic' '{b}',
+                   'kafka.compression.type' '{codec}', 'kafka.linger.ms' '5');
+                 INSERT INTO both_topics (value) SELECT repeat('{codec} ', 50) FROM generate_series(1, 20)"
+            ),
+        )
+        .await;
+    }
+    let result = run(
+        &engine,
+        "SELECT topic, count(*) FROM both_topics GROUP BY topic",
+    )
+    .await;
+    assert_eq!(
+        lines(&result.batches),
+        vec![format!("{b}|80")],
+        "every record went to the 'topic' option's topic"
+    );
+}
+
+#[tokio::test]
 async fn insert_errors_name_what_is_wrong() {
     let broker = Broker::in_process();
     let engine = broker.engine();

@@ -1,15 +1,11 @@
 //! Reading Kafka tables: exact ranges, options, pushdown, errors, both broker kinds.
 
-use super::common::{Broker, Record, fails, fill, lines, produce, run, unique};
+use super::common::{Broker, Record, fails, fill, filled_topic, lines, produce, run, unique};
 use datafusion::physical_plan::ExecutionPlan;
 
 #[tokio::test]
 async fn bounded_reads_return_exactly_the_range_of_each_partition() {
-    let mut broker = Broker::in_process();
-    let topic = unique("exact");
-    broker.create_topic(&topic, 3);
-    fill(&broker.bootstrap(), &topic, 3, 20);
-    let engine = broker.engine();
+    let (_broker, topic, engine) = filled_topic("exact", 3, 20);
     let result = run(
         &engine,
         &format!(
@@ -41,11 +37,7 @@ async fn bounded_reads_return_exactly_the_range_of_each_partition() {
 
 #[tokio::test]
 async fn many_partitions_and_min_partitions() {
-    let mut broker = Broker::in_process();
-    let topic = unique("many");
-    broker.create_topic(&topic, 48);
-    fill(&broker.bootstrap(), &topic, 48, 5);
-    let engine = broker.engine();
+    let (mut broker, topic, engine) = filled_topic("many", 48, 5);
     let result = run(
         &engine,
         &format!(
@@ -77,11 +69,7 @@ async fn many_partitions_and_min_partitions() {
 
 #[tokio::test]
 async fn a_stream_is_read_as_a_snapshot_and_says_so() {
-    let mut broker = Broker::in_process();
-    let topic = unique("snap");
-    broker.create_topic(&topic, 2);
-    fill(&broker.bootstrap(), &topic, 2, 4);
-    let engine = broker.engine();
+    let (broker, topic, engine) = filled_topic("snap", 2, 4);
     let result = run(
         &engine,
         &format!("CREATE EXTERNAL TABLE events STORED AS KAFKA OPTIONS ('subscribe' '{topic}'); SELECT count(*) FROM events"),
@@ -100,11 +88,7 @@ async fn a_stream_is_read_as_a_snapshot_and_says_so() {
 
 #[tokio::test]
 async fn pushdown_narrows_what_is_fetched() {
-    let mut broker = Broker::in_process();
-    let topic = unique("push");
-    broker.create_topic(&topic, 4);
-    fill(&broker.bootstrap(), &topic, 4, 100);
-    let engine = broker.engine();
+    let (_broker, topic, engine) = filled_topic("push", 4, 100);
     run(&engine, &format!("CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('subscribe' '{topic}', 'endingOffsets' 'latest')")).await;
 
     let cases: &[(&str, &str, usize)] = &[
@@ -157,11 +141,7 @@ async fn pushdown_narrows_what_is_fetched() {
 
 #[tokio::test]
 async fn projection_builds_only_the_columns_read() {
-    let mut broker = Broker::in_process();
-    let topic = unique("proj");
-    broker.create_topic(&topic, 1);
-    fill(&broker.bootstrap(), &topic, 1, 3);
-    let engine = broker.engine();
+    let (_broker, topic, engine) = filled_topic("proj", 1, 3);
     run(&engine, &format!("CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('subscribe' '{topic}', 'includeHeaders' 'true')")).await;
     let frame = engine
         .session()
@@ -416,11 +396,7 @@ async fn offsets_lost_to_retention_fail_or_are_skipped() {
 async fn timestamp_options_use_the_broker_lookup() {
     // The mock answers offsets-for-times with the end offset ("no record at or after"), so
     // these show the real call path and the strategy; the resolution rules have unit tests.
-    let mut broker = Broker::in_process();
-    let topic = unique("ts");
-    broker.create_topic(&topic, 1);
-    fill(&broker.bootstrap(), &topic, 1, 3);
-    let engine = broker.engine();
+    let (_broker, topic, engine) = filled_topic("ts", 1, 3);
     let e = fails(
         &engine,
         &format!("CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('subscribe' '{topic}', 'startingTimestamp' '1000'); SELECT * FROM t"),
@@ -455,11 +431,7 @@ async fn timestamp_options_use_the_broker_lookup() {
 
 #[tokio::test]
 async fn read_committed_and_security_keys_pass_through() {
-    let mut broker = Broker::in_process();
-    let topic = unique("rc");
-    broker.create_topic(&topic, 2);
-    fill(&broker.bootstrap(), &topic, 2, 5);
-    let engine = broker.engine();
+    let (_broker, topic, engine) = filled_topic("rc", 2, 5);
     let result = run(
         &engine,
         &format!(
