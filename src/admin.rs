@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Creates `name` with `partitions` partitions and the cluster's default replication.
-pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> Result<()> {
+pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
@@ -22,35 +22,15 @@ pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> Result<()> 
     let options = AdminOptions::new()
         .operation_timeout(Some(ADMIN_TIMEOUT))
         .request_timeout(Some(ADMIN_TIMEOUT));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .map_err(Error::Io)?;
-    let created = std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                runtime.block_on(tokio::time::timeout(
-                    ADMIN_TIMEOUT,
-                    admin.create_topics([&topic], &options),
-                ))
-            })
-            .join()
-    })
-    .map_err(|_| Error::Kafka("topic creation panicked".to_string()))?;
-    let results = match created {
-        Err(_) => {
-            return Err(Error::Kafka(format!(
+    let results = tokio::time::timeout(ADMIN_TIMEOUT, admin.create_topics([&topic], &options))
+        .await
+        .map_err(|_| {
+            Error::Kafka(format!(
                 "Kafka broker(s) {bootstrap} did not create topic '{name}' within {} s",
                 ADMIN_TIMEOUT.as_secs()
-            )));
-        }
-        Ok(Err(e)) => {
-            return Err(Error::Kafka(format!(
-                "cannot create topic '{name}' on {bootstrap}: {e}"
-            )));
-        }
-        Ok(Ok(results)) => results,
-    };
+            ))
+        })?
+        .map_err(|e| Error::Kafka(format!("cannot create topic '{name}' on {bootstrap}: {e}")))?;
     for result in results {
         match result {
             Ok(_) => {}

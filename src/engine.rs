@@ -204,7 +204,7 @@ impl Engine {
     pub async fn execute(&self, statement: &str) -> Result<QueryResult> {
         let started = Instant::now();
         if let Some(own) = statements::parse_weir_statement(statement)? {
-            let message = self.execute_weir_statement(own)?;
+            let message = self.execute_weir_statement(own).await?;
             return Ok(QueryResult {
                 schema: Arc::new(Schema::empty()),
                 batches: vec![],
@@ -332,13 +332,13 @@ impl Engine {
         ))))
     }
 
-    fn execute_weir_statement(&self, statement: WeirStatement) -> Result<String> {
+    async fn execute_weir_statement(&self, statement: WeirStatement) -> Result<String> {
         match statement {
             WeirStatement::CreateTopic {
                 name,
                 partitions,
                 if_not_exists,
-            } => match self.create_topic(&name, partitions) {
+            } => match self.create_topic(&name, partitions).await {
                 Ok(()) => Ok(format!(
                     "Created topic '{name}' with {partitions} partition(s)"
                 )),
@@ -365,7 +365,7 @@ impl Engine {
 
     /// Creates a topic on the session's default broker (the embedded one, or through the
     /// Kafka admin API of a real cluster).
-    pub fn create_topic(&self, name: &str, partitions: i32) -> Result<()> {
+    pub async fn create_topic(&self, name: &str, partitions: i32) -> Result<()> {
         let bootstrap = self.default_bootstrap().ok_or_else(|| {
             Error::Kafka(
                 "no default Kafka broker to create the topic on: use --embedded-kafka, \
@@ -377,7 +377,7 @@ impl Engine {
             Some(kafka) if kafka.bootstrap_servers() == bootstrap => {
                 kafka.create_topic(name, partitions)
             }
-            _ => crate::admin::create_topic(&bootstrap, name, partitions),
+            _ => crate::admin::create_topic(&bootstrap, name, partitions).await,
         }
     }
 
@@ -418,7 +418,7 @@ impl Engine {
             })?;
         let options = provider
             .downcast_ref::<KafkaTable>()
-            .map(|k| k.options().describe())
+            .map(|k| k.options().describe().to_vec())
             .unwrap_or_default();
         Ok((provider.schema(), options))
     }

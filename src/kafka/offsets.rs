@@ -60,6 +60,12 @@ impl PartitionRange {
     }
 }
 
+impl std::fmt::Display for PartitionRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:[{}, {})", self.tp, self.start, self.end)
+    }
+}
+
 /// What a query's predicates let the scan skip. Every bound is one the records must satisfy, so
 /// narrowing never drops a record the query would keep.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -152,9 +152,6 @@ const OWNED_CLIENT_KEYS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Names of the metadata columns of a table with declared columns, in schema order.
-pub const METADATA_PREFIX: &str = "_";
-
 /// A partition of a topic.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TopicPartition {
@@ -296,6 +293,8 @@ pub struct KafkaTableOptions {
     pub broker_timeout: Duration,
     /// The `kafka.*` keys, without the prefix, as given.
     pub client: BTreeMap<String, String>,
+    /// The options as they may be shown.
+    shown: Vec<(String, String)>,
 }
 
 impl KafkaTableOptions {
@@ -308,6 +307,7 @@ impl KafkaTableOptions {
         default_bootstrap: Option<&str>,
     ) -> Result<Self> {
         let mut bag = OptionBag::new(options)?;
+        let shown = shown_options(options, default_bootstrap);
 
         let topics = parse_topic_selection(&mut bag)?;
         let starting = parse_position(&mut bag, Side::Starting)?
@@ -388,6 +388,7 @@ impl KafkaTableOptions {
             poll_timeout,
             broker_timeout,
             client,
+            shown,
         })
     }
 
@@ -439,33 +440,39 @@ impl KafkaTableOptions {
         config
     }
 
-    /// The options as they may be shown (secrets redacted), for `\d name`.
-    pub fn describe(&self) -> Vec<(String, String)> {
-        let mut out = vec![];
-        match &self.topics {
-            TopicSelection::Subscribe(t) => out.push(("subscribe".into(), t.join(","))),
-            TopicSelection::Pattern(p) => out.push(("subscribePattern".into(), p.to_string())),
-            TopicSelection::Assign(a) => out.push((
-                "assign".into(),
-                serde_json::to_string(a).unwrap_or_default(),
-            )),
-        }
-        out.push(("startingOffsets".into(), format!("{:?}", self.starting)));
-        out.push((
-            "endingOffsets".into(),
-            match &self.ending {
-                Some(e) => format!("{e:?}"),
-                None => "none (stream)".into(),
-            },
-        ));
-        out.push(("format".into(), format!("{:?}", self.format)));
-        for (key, value) in &self.client {
-            let key = format!("kafka.{key}");
-            let shown = redact::shown_value(&key, value).to_string();
-            out.push((key, shown));
-        }
-        out
+    /// The options as given (with their documented names, and secrets redacted), plus the
+    /// brokers when they came from the session default; for `\d name`.
+    pub fn describe(&self) -> &[(String, String)] {
+        &self.shown
     }
+}
+
+/// The options as they may be shown: documented names, secrets redacted, sorted.
+fn shown_options(
+    options: &HashMap<String, String>,
+    default_bootstrap: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut shown: Vec<(String, String)> = options
+        .iter()
+        .map(|(key, value)| {
+            let name = KAFKA_TABLE_OPTIONS
+                .iter()
+                .find(|o| o.name.eq_ignore_ascii_case(key))
+                .map_or_else(|| key.to_ascii_lowercase(), |o| o.name.to_string());
+            let value = redact::shown_value(&name, value).to_string();
+            (name, value)
+        })
+        .collect();
+    if !shown.iter().any(|(k, _)| k == "kafka.bootstrap.servers")
+        && let Some(servers) = default_bootstrap
+    {
+        shown.push((
+            "kafka.bootstrap.servers".to_string(),
+            format!("{servers} (session default)"),
+        ));
+    }
+    shown.sort();
+    shown
 }
 
 /// A table's options as given, matched without regard to case, taken one by one.
@@ -1006,11 +1013,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!e.contains("hunter2"), "{e}");
-        let o = parse(&[("subscribe", "t"), ("kafka.sasl.password", "hunter2")]).unwrap();
-        let shown = format!("{:?}", o.describe());
+        let o = parse(&[
+            ("subscribe", "t"),
+            ("kafka.sasl.password", "hunter2"),
+            ("startingoffsets", "latest"),
+        ])
+        .unwrap();
+        let shown = o.describe();
         assert!(
-            !shown.contains("hunter2") && shown.contains(redact::REDACTED),
-            "{shown}"
+            shown.contains(&(
+                "kafka.sasl.password".to_string(),
+                redact::REDACTED.to_string()
+            )),
+            "{shown:?}"
+        );
+        assert!(
+            shown.contains(&("startingOffsets".to_string(), "latest".to_string())),
+            "{shown:?}"
+        );
+        assert!(
+            shown.contains(&(
+                "kafka.bootstrap.servers".to_string(),
+                "127.0.0.1:9092 (session default)".to_string()
+            )),
+            "{shown:?}"
         );
     }
 

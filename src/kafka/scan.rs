@@ -140,9 +140,9 @@ impl DisplayAs for KafkaScanExec {
             )?,
             DisplayFormatType::Verbose => {
                 write!(f, "KafkaScanExec: table={}, ranges=[", self.source.table)?;
-                for (i, r) in self.ranges.iter().enumerate() {
+                for (i, range) in self.ranges.iter().enumerate() {
                     let sep = if i == 0 { "" } else { ", " };
-                    write!(f, "{sep}{}:[{}, {})", r.tp, r.start, r.end)?;
+                    write!(f, "{sep}{range}")?;
                 }
                 write!(f, "]")?;
             }
@@ -602,12 +602,6 @@ pub fn scans(plan: &Arc<dyn ExecutionPlan>) -> Vec<&KafkaScanExec> {
         out.extend(scans(child));
     }
     out
-}
-
-impl fmt::Display for PartitionRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:[{}, {})", self.tp, self.start, self.end)
-    }
 }
 
 #[cfg(test)]
