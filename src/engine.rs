@@ -1,7 +1,7 @@
 //! [`Engine`], weir's embedded API: a DataFusion session that knows Kafka tables, weir's own
 //! statements, and the session's default broker, and runs SQL to Arrow record batches.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
@@ -19,7 +19,13 @@ use crate::error::{Error, Result};
 use crate::kafka::provider::DefaultBootstrap;
 use crate::kafka::scan::{metric, scans, sum_metric};
 use crate::kafka::{KafkaTable, KafkaTableFactory};
+use crate::queries::{QueryRegistry, StreamingSettings};
+use crate::sinks::memory::{Kind as SinkKind, MemorySinkFactory};
+use crate::sinks::parquet::ParquetTableFactory;
 use crate::statements::{self, KAFKA_LOCATION, WeirStatement};
+use crate::storage::S3Settings;
+use crate::stream::query::{ProgressListener, reads_stream};
+use crate::stream::{self, QueryHandle, Trigger};
 
 /// The environment variable holding the session's default Kafka broker list.
 pub const BOOTSTRAP_ENV: &str = "WEIR_KAFKA_BOOTSTRAP";
@@ -52,6 +58,9 @@ pub struct Engine {
     ctx: SessionContext,
     default_bootstrap: DefaultBootstrap,
     embedded: Option<EmbeddedKafka>,
+    s3: Arc<RwLock<S3Settings>>,
+    streaming: Mutex<StreamingSettings>,
+    queries: QueryRegistry,
 }
 
 impl std::fmt::Debug for Engine {
@@ -65,11 +74,13 @@ impl std::fmt::Debug for Engine {
 }
 
 /// Configures an [`Engine`].
-#[derive(Debug, Default)]
+#[derive(Default)]
+#[allow(missing_debug_implementations)]
 pub struct EngineBuilder {
     bootstrap: Option<String>,
     embedded_kafka: bool,
     config: Option<SessionConfig>,
+    listener: Option<ProgressListener>,
 }
 
 impl EngineBuilder {
@@ -91,6 +102,12 @@ impl EngineBuilder {
         self
     }
 
+    /// Calls `listener` with the progress of every batch of every streaming query.
+    pub fn progress_listener(mut self, listener: ProgressListener) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
     /// Builds the engine, starting the embedded broker if asked.
     pub fn build(self) -> Result<Engine> {
         let embedded = if self.embedded_kafka {
@@ -105,6 +122,7 @@ impl EngineBuilder {
                 .or_else(|| std::env::var(BOOTSTRAP_ENV).ok().filter(|s| !s.is_empty())),
         };
         let default_bootstrap: DefaultBootstrap = Arc::new(RwLock::new(bootstrap));
+        let s3 = Arc::new(RwLock::new(S3Settings::default()));
         let config = self
             .config
             .unwrap_or_default()
@@ -113,15 +131,31 @@ impl EngineBuilder {
         {
             let state_ref = ctx.state_ref();
             let mut state = state_ref.write();
-            state.table_factories_mut().insert(
+            let factories = state.table_factories_mut();
+            factories.insert(
                 "KAFKA".to_string(),
                 Arc::new(KafkaTableFactory::new(Arc::clone(&default_bootstrap))),
+            );
+            factories.insert(
+                "PARQUET".to_string(),
+                Arc::new(ParquetTableFactory::new(Arc::clone(&s3))),
+            );
+            factories.insert(
+                "MEMORY".to_string(),
+                Arc::new(MemorySinkFactory::new(SinkKind::Memory)),
+            );
+            factories.insert(
+                "CONSOLE".to_string(),
+                Arc::new(MemorySinkFactory::new(SinkKind::Console)),
             );
         }
         Ok(Engine {
             ctx,
             default_bootstrap,
             embedded,
+            s3,
+            streaming: Mutex::default(),
+            queries: QueryRegistry::new(self.listener),
         })
     }
 }
@@ -204,16 +238,34 @@ impl Engine {
     pub async fn execute(&self, statement: &str) -> Result<QueryResult> {
         let started = Instant::now();
         if let Some(own) = statements::parse_weir_statement(statement)? {
-            let message = self.execute_weir_statement(own).await?;
+            let (message, batches) = self.execute_weir_statement(own).await?;
             return Ok(QueryResult {
-                schema: Arc::new(Schema::empty()),
-                batches: vec![],
-                message: Some(message),
+                schema: batches
+                    .first()
+                    .map_or_else(|| Arc::new(Schema::empty()), RecordBatch::schema),
+                batches,
+                message,
                 kafka: KafkaReadReport::default(),
                 elapsed: started.elapsed(),
             });
         }
         let parsed = self.parse(statement)?;
+        if let Some(sink) = insert_target(&parsed) {
+            if reads_stream(&self.ctx, statement).await {
+                let handle = self.start_query(&sink, statement, &[]).await?;
+                return Ok(QueryResult {
+                    schema: Arc::new(Schema::empty()),
+                    batches: vec![],
+                    message: Some(format!(
+                        "Started streaming query '{}' into '{sink}' (it reads a Kafka stream; STOP QUERY {} ends it)",
+                        handle.name(),
+                        handle.name()
+                    )),
+                    kafka: KafkaReadReport::default(),
+                    elapsed: started.elapsed(),
+                });
+            }
+        }
         let parsed = self.name_kafka_insert_columns(parsed).await?;
         let state = self.ctx.state();
         let logical = state.statement_to_plan(parsed).await?;
@@ -260,13 +312,16 @@ impl Engine {
             .pop_front()
             .ok_or_else(|| Error::Sql("empty statement".to_string()))?;
         if let DFStatement::CreateExternalTable(create) = &parsed {
-            let is_kafka = create.file_type.eq_ignore_ascii_case("KAFKA");
-            if is_kafka && create.locations != [KAFKA_LOCATION] {
-                return Err(Error::Sql(
-                    "a Kafka table has no LOCATION; name its broker with the option \
-                     'kafka.bootstrap.servers'"
-                        .to_string(),
-                ));
+            let kind = create.file_type.to_ascii_uppercase();
+            if ["KAFKA", "MEMORY", "CONSOLE"].contains(&kind.as_str())
+                && create.locations != [KAFKA_LOCATION]
+            {
+                let hint = if kind == "KAFKA" {
+                    "; name its broker with the option 'kafka.bootstrap.servers'"
+                } else {
+                    ""
+                };
+                return Err(Error::Sql(format!("a {kind} table has no LOCATION{hint}")));
             }
         }
         Ok(parsed)
@@ -332,35 +387,145 @@ impl Engine {
         ))))
     }
 
-    async fn execute_weir_statement(&self, statement: WeirStatement) -> Result<String> {
-        match statement {
+    async fn execute_weir_statement(
+        &self,
+        statement: WeirStatement,
+    ) -> Result<(Option<String>, Vec<RecordBatch>)> {
+        let message = match statement {
             WeirStatement::CreateTopic {
                 name,
                 partitions,
                 if_not_exists,
             } => match self.create_topic(&name, partitions).await {
-                Ok(()) => Ok(format!(
-                    "Created topic '{name}' with {partitions} partition(s)"
-                )),
+                Ok(()) => format!("Created topic '{name}' with {partitions} partition(s)"),
                 Err(Error::Kafka(m)) if if_not_exists && m.contains("already exists") => {
-                    Ok(format!("Topic '{name}' already exists"))
+                    format!("Topic '{name}' already exists")
                 }
-                Err(e) => Err(e),
+                Err(e) => return Err(e),
             },
-            WeirStatement::SetWeir { key, value } => match key.as_str() {
-                "kafka.bootstrap.servers" => {
-                    let mut default = self
-                        .default_bootstrap
-                        .write()
-                        .map_err(|_| Error::Kafka("session settings lock poisoned".to_string()))?;
-                    *default = Some(value.clone());
-                    Ok(format!("Default Kafka brokers set to {value}"))
+            WeirStatement::CreateStreamingQuery {
+                name,
+                options,
+                insert,
+            } => {
+                let handle = self.start_query(&name, &insert, &options).await?;
+                format!(
+                    "Started streaming query '{name}' (id {}) into {}",
+                    handle.id(),
+                    handle.sink()
+                )
+            }
+            WeirStatement::ShowQueries => return Ok((None, vec![self.queries.show()?])),
+            WeirStatement::StopQuery { name } => {
+                let handle = self.queries.get(&name)?;
+                handle.stop().await?;
+                match handle.progress() {
+                    Some(p) => format!(
+                        "Stopped streaming query '{name}' after batch {}",
+                        p.batch_id
+                    ),
+                    None => format!("Stopped streaming query '{name}' before its first batch"),
                 }
-                other => Err(Error::Sql(format!(
-                    "unknown setting 'weir.{other}'; the settings are weir.kafka.bootstrap.servers"
+            }
+            WeirStatement::DescribeQuery { name } => {
+                let handle = self.queries.get(&name)?;
+                let status = format!("{:?}", handle.status());
+                match handle.progress() {
+                    Some(p) => format!(
+                        "{status}\n{}",
+                        serde_json::to_string_pretty(&p)
+                            .map_err(|e| Error::Streaming(e.to_string()))?
+                    ),
+                    None => format!("{status}; no batch has run yet"),
+                }
+            }
+            WeirStatement::SetWeir { key, value } => self.set(&key, &value)?,
+        };
+        Ok((Some(message), vec![]))
+    }
+
+    /// Applies `SET weir.<key> = value`.
+    fn set(&self, key: &str, value: &str) -> Result<String> {
+        let poisoned = || Error::Streaming("session settings lock poisoned".to_string());
+        match key {
+            "kafka.bootstrap.servers" => {
+                *self.default_bootstrap.write().map_err(|_| poisoned())? = Some(value.to_string());
+                Ok(format!("Default Kafka brokers set to {value}"))
+            }
+            "checkpoint_root" => {
+                self.streaming
+                    .lock()
+                    .map_err(|_| poisoned())?
+                    .checkpoint_root = Some(value.to_string());
+                Ok(format!(
+                    "Streaming queries keep their checkpoints under {value}/<query name>"
+                ))
+            }
+            "trigger" => {
+                Trigger::parse(value)?;
+                self.streaming.lock().map_err(|_| poisoned())?.trigger = Some(value.to_string());
+                Ok(format!(
+                    "Streaming queries default to the trigger '{value}'"
+                ))
+            }
+            other => match other.strip_prefix("s3.") {
+                Some(s3_key)
+                    if self
+                        .s3
+                        .write()
+                        .map_err(|_| poisoned())?
+                        .set(s3_key, value)? =>
+                {
+                    Ok(format!("Set weir.{other}"))
+                }
+                _ => Err(Error::Sql(format!(
+                    "unknown setting 'weir.{other}'; the settings are weir.kafka.bootstrap.servers, \
+                     weir.checkpoint_root, weir.trigger and weir.s3.(endpoint|region|access_key_id|\
+                     secret_access_key|allow_http)"
                 ))),
             },
         }
+    }
+
+    /// Starts streaming query `name` running `insert_sql` (an `INSERT INTO sink SELECT …` over
+    /// Kafka stream tables), with the WITH options `options` and the session's defaults.
+    pub async fn start_query(
+        &self,
+        name: &str,
+        insert_sql: &str,
+        options: &[(String, String)],
+    ) -> Result<Arc<QueryHandle>> {
+        self.queries.check_free(name)?;
+        let settings = self
+            .streaming
+            .lock()
+            .map_err(|_| Error::Streaming("session settings lock poisoned".to_string()))?
+            .clone();
+        let options = settings.query_options(name, options)?;
+        let s3 = self.s3.read().map(|s| s.clone()).unwrap_or_default();
+        let handle = Arc::new(
+            stream::query::start(
+                self.ctx.clone(),
+                name,
+                insert_sql,
+                options,
+                &s3,
+                self.queries.listener.clone(),
+            )
+            .await?,
+        );
+        self.queries.add(Arc::clone(&handle))?;
+        Ok(handle)
+    }
+
+    /// The streaming query named `name`.
+    pub fn query(&self, name: &str) -> Result<Arc<QueryHandle>> {
+        self.queries.get(name)
+    }
+
+    /// Every streaming query of the session.
+    pub fn queries(&self) -> Vec<Arc<QueryHandle>> {
+        self.queries.all()
     }
 
     /// Creates a topic on the session's default broker (the embedded one, or through the
@@ -421,6 +586,20 @@ impl Engine {
             .map(|k| k.options().describe().to_vec())
             .unwrap_or_default();
         Ok((provider.schema(), options))
+    }
+}
+
+/// The table an INSERT writes to.
+fn insert_target(statement: &DFStatement) -> Option<String> {
+    let DFStatement::Statement(boxed) = statement else {
+        return None;
+    };
+    let SQLStatement::Insert(insert) = boxed.as_ref() else {
+        return None;
+    };
+    match &insert.table {
+        TableObject::TableName(name) => Some(name.to_string()),
+        _ => None,
     }
 }
 

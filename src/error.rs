@@ -19,6 +19,12 @@ pub enum Error {
     /// A Kafka operation of weir's own (embedded broker, topic creation) failed.
     #[error("Kafka error: {0}")]
     Kafka(String),
+    /// A streaming query's checkpoint is missing, foreign, corrupt or taken.
+    #[error("{0}")]
+    Checkpoint(String),
+    /// A streaming query failed or was misconfigured.
+    #[error("{0}")]
+    Streaming(String),
     /// Reading a file or writing output failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

@@ -18,14 +18,19 @@
 #![warn(missing_docs, missing_debug_implementations, clippy::clone_on_ref_ptr)]
 
 mod admin;
+pub mod checkpoint;
 pub mod cli;
 pub mod embedded;
 pub mod engine;
 pub mod error;
 pub mod format;
 pub mod kafka;
+pub mod queries;
 mod redact;
+pub mod sinks;
 pub mod statements;
+pub mod storage;
+pub mod stream;
 
 pub use engine::{Engine, EngineBuilder, KafkaReadReport, QueryResult};
 pub use error::{Error, Result};

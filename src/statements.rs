@@ -28,13 +28,12 @@ fn is_blank(token: &Token) -> bool {
     matches!(token, Token::Whitespace(_) | Token::EOF)
 }
 
-/// Splits a script into statements at top-level `;`, skipping empty ones and comments.
-pub fn split_statements(sql: &str) -> Result<Vec<Statement>> {
-    let tokens = tokenize(sql)?;
+/// Maps a token's (line, column) to its byte offset in `sql`.
+fn byte_offsets(sql: &str) -> impl Fn(u64, u64) -> usize + '_ {
     let line_starts: Vec<usize> = std::iter::once(0)
         .chain(sql.match_indices('\n').map(|(i, _)| i + 1))
         .collect();
-    let byte_offset = |line: u64, column: u64| -> usize {
+    move |line: u64, column: u64| -> usize {
         let start = line_starts
             .get(line.saturating_sub(1) as usize)
             .copied()
@@ -46,7 +45,13 @@ pub fn split_statements(sql: &str) -> Result<Vec<Statement>> {
                 .char_indices()
                 .nth(chars)
                 .map_or(rest.len(), |(i, _)| i)
-    };
+    }
+}
+
+/// Splits a script into statements at top-level `;`, skipping empty ones and comments.
+pub fn split_statements(sql: &str) -> Result<Vec<Statement>> {
+    let tokens = tokenize(sql)?;
+    let byte_offset = byte_offsets(sql);
     let mut statements = vec![];
     let mut first: Option<&TokenWithSpan> = None;
     for token in &tokens {
@@ -105,6 +110,27 @@ pub enum WeirStatement {
         /// Whether an existing topic is fine.
         if_not_exists: bool,
     },
+    /// `CREATE STREAMING QUERY name [WITH ('key' 'value', …)] AS INSERT INTO …`
+    CreateStreamingQuery {
+        /// Query name.
+        name: String,
+        /// Options of the WITH clause.
+        options: Vec<(String, String)>,
+        /// The INSERT statement.
+        insert: String,
+    },
+    /// `SHOW QUERIES`
+    ShowQueries,
+    /// `STOP QUERY name`
+    StopQuery {
+        /// Query name.
+        name: String,
+    },
+    /// `DESCRIBE QUERY name`
+    DescribeQuery {
+        /// Query name.
+        name: String,
+    },
     /// `SET weir.<key> = value`
     SetWeir {
         /// The key after `weir.`.
@@ -138,10 +164,94 @@ pub fn parse_weir_statement(text: &str) -> Result<Option<WeirStatement>> {
     if w.len() >= 2 && is_keyword(w[0], Keyword::CREATE) && is_word(w[1], "TOPIC") {
         return parse_create_topic(&w[2..]).map(Some);
     }
+    if w.len() >= 3
+        && is_keyword(w[0], Keyword::CREATE)
+        && is_word(w[1], "STREAMING")
+        && is_word(w[2], "QUERY")
+    {
+        return parse_create_streaming_query(text, &tokens).map(Some);
+    }
+    if w.len() == 2 && is_keyword(w[0], Keyword::SHOW) && is_word(w[1], "QUERIES") {
+        return Ok(Some(WeirStatement::ShowQueries));
+    }
+    if w.len() >= 2
+        && is_word(w[1], "QUERY")
+        && (is_word(w[0], "STOP") || is_keyword(w[0], Keyword::DESCRIBE))
+    {
+        let name = match w.get(2..) {
+            Some([Token::Word(n)]) => n.value.clone(),
+            Some([Token::SingleQuotedString(n)]) => n.clone(),
+            _ => {
+                return Err(Error::Sql(
+                    "expected STOP QUERY name or DESCRIBE QUERY name".to_string(),
+                ));
+            }
+        };
+        return Ok(Some(if is_word(w[0], "STOP") {
+            WeirStatement::StopQuery { name }
+        } else {
+            WeirStatement::DescribeQuery { name }
+        }));
+    }
     if w.len() >= 2 && is_keyword(w[0], Keyword::SET) && is_word(w[1], "weir") {
         return parse_set_weir(&w[1..]).map(Some);
     }
     Ok(None)
+}
+
+const STREAMING_QUERY_SYNTAX: &str =
+    "CREATE STREAMING QUERY name [WITH ('option' 'value', …)] AS INSERT INTO sink SELECT …";
+
+fn parse_create_streaming_query(text: &str, tokens: &[TokenWithSpan]) -> Result<WeirStatement> {
+    let syntax = || Error::Sql(format!("expected {STREAMING_QUERY_SYNTAX}"));
+    let significant: Vec<&TokenWithSpan> = tokens.iter().filter(|t| !is_blank(&t.token)).collect();
+    let token = |i: usize| significant.get(i).map(|t| &t.token);
+    let name = match token(3) {
+        Some(Token::Word(w)) => w.value.clone(),
+        Some(Token::SingleQuotedString(s)) => s.clone(),
+        _ => return Err(syntax()),
+    };
+    let mut i = 4;
+    let mut options = vec![];
+    if token(i).is_some_and(|t| is_keyword(t, Keyword::WITH)) {
+        if token(i + 1) != Some(&Token::LParen) {
+            return Err(syntax());
+        }
+        i += 2;
+        loop {
+            match (token(i), token(i + 1)) {
+                (Some(Token::RParen), _) => {
+                    i += 1;
+                    break;
+                }
+                (Some(Token::SingleQuotedString(k)), Some(Token::SingleQuotedString(v))) => {
+                    options.push((k.clone(), v.clone()));
+                    i += 2;
+                    if token(i) == Some(&Token::Comma) {
+                        i += 1;
+                    }
+                }
+                _ => {
+                    return Err(Error::Sql(format!(
+                        "expected 'option' 'value' pairs in WITH (…): {STREAMING_QUERY_SYNTAX}"
+                    )));
+                }
+            }
+        }
+    }
+    if !token(i).is_some_and(|t| is_keyword(t, Keyword::AS)) {
+        return Err(syntax());
+    }
+    let insert = significant
+        .get(i + 1)
+        .filter(|t| is_keyword(&t.token, Keyword::INSERT))
+        .ok_or_else(syntax)?;
+    let offset = byte_offsets(text)(insert.span.start.line, insert.span.start.column);
+    Ok(WeirStatement::CreateStreamingQuery {
+        name,
+        options,
+        insert: text[offset..].trim().to_string(),
+    })
 }
 
 const CREATE_TOPIC_SYNTAX: &str = "CREATE TOPIC [IF NOT EXISTS] name [PARTITIONS n]";
@@ -216,7 +326,9 @@ pub fn with_kafka_location(text: &str) -> Result<Option<Vec<TokenWithSpan>>> {
     let is_create_external = w.iter().take(4).any(|t| is_keyword(t, Keyword::EXTERNAL))
         && w.first().is_some_and(|t| is_keyword(t, Keyword::CREATE));
     let stored_as_kafka = w.windows(3).any(|s| {
-        is_keyword(s[0], Keyword::STORED) && is_keyword(s[1], Keyword::AS) && is_word(s[2], "KAFKA")
+        is_keyword(s[0], Keyword::STORED)
+            && is_keyword(s[1], Keyword::AS)
+            && LOCATIONLESS_FORMATS.iter().any(|f| is_word(s[2], f))
     });
     let has_location = w.iter().any(|t| is_keyword(t, Keyword::LOCATION));
     if !(is_create_external && stored_as_kafka) || has_location {
@@ -242,6 +354,9 @@ pub fn with_kafka_location(text: &str) -> Result<Option<Vec<TokenWithSpan>>> {
     }
     Ok(Some(tokens))
 }
+
+/// Table kinds that have no location.
+const LOCATIONLESS_FORMATS: [&str; 3] = ["KAFKA", "MEMORY", "CONSOLE"];
 
 /// The location weir gives a Kafka table so that DataFusion accepts its DDL.
 pub const KAFKA_LOCATION: &str = "kafka:";
@@ -321,6 +436,51 @@ mod tests {
             None
         );
         assert_eq!(parse_weir_statement("SELECT 1").unwrap(), None);
+    }
+
+    #[test]
+    fn queries_statements() {
+        assert_eq!(
+            parse_weir_statement("SHOW QUERIES").unwrap(),
+            Some(WeirStatement::ShowQueries)
+        );
+        assert_eq!(
+            parse_weir_statement("stop query job").unwrap(),
+            Some(WeirStatement::StopQuery { name: "job".into() })
+        );
+        assert_eq!(
+            parse_weir_statement("DESCRIBE QUERY job").unwrap(),
+            Some(WeirStatement::DescribeQuery { name: "job".into() })
+        );
+        assert_eq!(parse_weir_statement("DESCRIBE t").unwrap(), None);
+    }
+
+    #[test]
+    fn create_streaming_query() {
+        let sql = "CREATE STREAMING QUERY job\n  WITH ('trigger' '5 seconds', 'checkpoint' '/tmp/cp')\n  AS INSERT INTO out SELECT * FROM src";
+        assert_eq!(
+            parse_weir_statement(sql).unwrap(),
+            Some(WeirStatement::CreateStreamingQuery {
+                name: "job".into(),
+                options: vec![
+                    ("trigger".into(), "5 seconds".into()),
+                    ("checkpoint".into(), "/tmp/cp".into())
+                ],
+                insert: "INSERT INTO out SELECT * FROM src".into(),
+            })
+        );
+        let plain =
+            parse_weir_statement("CREATE STREAMING QUERY q AS INSERT INTO o SELECT 1").unwrap();
+        assert!(
+            matches!(plain, Some(WeirStatement::CreateStreamingQuery { options, .. }) if options.is_empty())
+        );
+        for bad in [
+            "CREATE STREAMING QUERY q AS SELECT 1",
+            "CREATE STREAMING QUERY q WITH ('a') AS INSERT INTO o SELECT 1",
+            "CREATE STREAMING QUERY",
+        ] {
+            assert!(parse_weir_statement(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

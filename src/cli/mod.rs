@@ -16,6 +16,8 @@ pub use print::OutputFormat;
 
 use crate::engine::{BOOTSTRAP_ENV, Engine};
 use crate::error::Result;
+use crate::stream::QueryProgress;
+use std::sync::Arc;
 
 /// weir: streaming SQL for Apache Kafka.
 #[derive(Debug, Parser)]
@@ -81,6 +83,10 @@ fn run(args: Args) -> Result<ExitCode> {
         .enable_all()
         .build()?;
     let mut builder = Engine::builder().embedded_kafka(args.embedded_kafka);
+    if args.command_name.is_some() || args.sql.is_some() {
+        builder =
+            builder.progress_listener(Arc::new(|p: &QueryProgress| eprintln!("{}", p.summary())));
+    }
     if let Some(servers) = args.bootstrap_servers {
         builder = builder.bootstrap_servers(servers);
     }
@@ -90,7 +96,7 @@ fn run(args: Args) -> Result<ExitCode> {
             "Embedded Kafka broker listening on {bootstrap} (the session's default brokers)."
         );
     }
-    match (args.command_name, args.sql) {
+    let code = match (args.command_name, args.sql) {
         (Some(_), Some(_)) => {
             eprintln!(
                 "error: -c runs statements on its own; it cannot be combined with a subcommand"
@@ -103,6 +109,41 @@ fn run(args: Args) -> Result<ExitCode> {
         (None, Some(sql)) => runner::run_text(&engine, &runtime, "-c", &sql, args.format),
         (None, None) => repl::run(&engine, &runtime, args.format),
         (Some(Command::Broker { .. }), None) => unreachable!("handled above"),
+    }?;
+    if code != ExitCode::SUCCESS {
+        runtime.block_on(stop_queries(&engine));
+        return Ok(code);
+    }
+    Ok(runtime.block_on(await_queries(&engine)))
+}
+
+/// Waits for the session's streaming queries to end (availableNow and once end by themselves);
+/// Ctrl-C stops them cleanly at a batch boundary.
+async fn await_queries(engine: &Engine) -> ExitCode {
+    let mut code = ExitCode::SUCCESS;
+    for query in engine.queries() {
+        let outcome = tokio::select! {
+            outcome = query.await_termination() => outcome,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("Stopping streaming queries at the end of their current batch…");
+                stop_queries(engine).await;
+                return ExitCode::from(130);
+            }
+        };
+        if let Err(e) = outcome {
+            eprintln!("error: {e}");
+            code = ExitCode::FAILURE;
+        }
+    }
+    code
+}
+
+/// Stops every running streaming query at a batch boundary.
+async fn stop_queries(engine: &Engine) {
+    for query in engine.queries() {
+        if let Err(e) = query.stop().await {
+            eprintln!("error: {e}");
+        }
     }
 }
 

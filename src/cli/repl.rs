@@ -80,6 +80,11 @@ pub fn run(engine: &Engine, runtime: &Runtime, format: OutputFormat) -> Result<E
             Err(e) => return Err(readline_error(e)),
         }
     }
+    for query in engine.queries() {
+        if let Err(e) = runtime.block_on(query.stop()) {
+            eprintln!("error: {e}");
+        }
+    }
     if let Some(path) = &history
         && let Err(e) = editor.save_history(path)
     {

@@ -406,6 +406,22 @@ fn check_start(
     Ok(start)
 }
 
+/// Fixed ranges (a streaming batch's slice) narrowed by partition and offset predicates.
+pub fn narrow_fixed(ranges: &[PartitionRange], narrowing: &Narrowing) -> Vec<PartitionRange> {
+    let mut out: Vec<PartitionRange> = ranges
+        .iter()
+        .filter(|r| {
+            narrowing
+                .partitions
+                .as_ref()
+                .is_none_or(|p| p.contains(&r.tp.partition))
+        })
+        .cloned()
+        .collect();
+    narrow_offsets(&mut out, narrowing);
+    out
+}
+
 fn narrow_offsets(ranges: &mut [PartitionRange], narrowing: &Narrowing) {
     for range in ranges {
         if let Some(min) = narrowing.min_offset {

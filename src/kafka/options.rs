@@ -120,6 +120,26 @@ pub const KAFKA_TABLE_OPTIONS: &[OptionDoc] = &[
         meaning: "Topic that INSERT writes to when a row has no topic column value.",
     },
     OptionDoc {
+        name: "maxOffsetsPerTrigger",
+        default: "none",
+        meaning: "Streaming queries: at most this many offsets per batch, shared among partitions in proportion to their backlog.",
+    },
+    OptionDoc {
+        name: "maxOffsetsPerPartitionPerTrigger",
+        default: "none",
+        meaning: "Streaming queries: at most this many offsets of any one partition per batch (for skewed topics).",
+    },
+    OptionDoc {
+        name: "minOffsetsPerTrigger",
+        default: "none",
+        meaning: "Streaming queries: wait until this many offsets are available, or maxTriggerDelay has passed since the last batch.",
+    },
+    OptionDoc {
+        name: "maxTriggerDelay",
+        default: "15m",
+        meaning: "Streaming queries: the longest minOffsetsPerTrigger may hold a batch back.",
+    },
+    OptionDoc {
         name: "kafkaConsumer.pollTimeoutMs",
         default: "120000",
         meaning: "How long a reader waits for the next record of a range it has not finished before failing the query.",
@@ -262,6 +282,37 @@ pub enum MalformedMode {
     Permissive,
 }
 
+/// The rate and flow options of one source (Spark's, plus a per-partition cap).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    /// `maxOffsetsPerTrigger`: at most this many offsets a batch, split by backlog.
+    pub max_offsets: Option<i64>,
+    /// `maxOffsetsPerPartitionPerTrigger`: at most this many offsets of one partition a batch.
+    pub max_per_partition: Option<i64>,
+    /// `minOffsetsPerTrigger`: wait for this many offsets, up to `max_trigger_delay`.
+    pub min_offsets: Option<i64>,
+    /// `maxTriggerDelay`.
+    pub max_trigger_delay: Duration,
+}
+
+/// Parses a duration such as `15m`, `30 seconds`, `500ms` (a bare number is milliseconds).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim().to_ascii_lowercase();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.trim().parse().ok()?;
+    let seconds = match unit.trim() {
+        "" | "ms" | "millisecond" | "milliseconds" => value / 1000.0,
+        "s" | "sec" | "second" | "seconds" => value,
+        "m" | "min" | "minute" | "minutes" => value * 60.0,
+        "h" | "hour" | "hours" => value * 3600.0,
+        _ => return None,
+    };
+    (seconds > 0.0 && seconds.is_finite()).then(|| Duration::from_secs_f64(seconds))
+}
+
 /// The validated options of one Kafka table.
 #[derive(Debug, Clone)]
 pub struct KafkaTableOptions {
@@ -291,6 +342,8 @@ pub struct KafkaTableOptions {
     pub poll_timeout: Duration,
     /// How long weir waits for the broker's answers and acknowledgements.
     pub broker_timeout: Duration,
+    /// Rate and flow limits of streaming queries reading the table.
+    pub rate: RateLimits,
     /// The `kafka.*` keys, without the prefix, as given.
     pub client: BTreeMap<String, String>,
     /// The options as they may be shown.
@@ -349,6 +402,24 @@ impl KafkaTableOptions {
         });
         let poll_timeout = bag.take_millis("kafkaConsumer.pollTimeoutMs", 120_000)?;
         let broker_timeout = bag.take_millis("brokerTimeoutMs", 30_000)?;
+        let rate = RateLimits {
+            max_offsets: bag.take_positive("maxOffsetsPerTrigger")?,
+            max_per_partition: bag.take_positive("maxOffsetsPerPartitionPerTrigger")?,
+            min_offsets: bag.take_positive("minOffsetsPerTrigger")?,
+            max_trigger_delay: match bag.take("maxTriggerDelay") {
+                None => Duration::from_secs(15 * 60),
+                Some(v) => match parse_duration(&v) {
+                    Some(d) => d,
+                    None => {
+                        return bad_value(
+                            "maxTriggerDelay",
+                            &v,
+                            "a duration such as 15m, 30s or 500ms",
+                        );
+                    }
+                },
+            },
+        };
 
         let mut client = bag.take_client_keys()?;
         bag.reject_leftovers()?;
@@ -387,9 +458,21 @@ impl KafkaTableOptions {
             sink_topic,
             poll_timeout,
             broker_timeout,
+            rate,
             client,
             shown,
         })
+    }
+
+    /// What the table reads, such as `subscribe orders`, for checkpoint metadata.
+    pub fn topics_description(&self) -> String {
+        match &self.topics {
+            TopicSelection::Subscribe(t) => format!("subscribe {}", t.join(",")),
+            TopicSelection::Pattern(p) => format!("subscribePattern {}", p.as_str()),
+            TopicSelection::Assign(a) => {
+                format!("assign {}", serde_json::to_string(a).unwrap_or_default())
+            }
+        }
     }
 
     /// The broker list readers and writers connect to.
@@ -511,6 +594,16 @@ impl OptionBag {
                 "true" => Ok(true),
                 "false" => Ok(false),
                 _ => bad_value(name, &v, "true or false"),
+            },
+        }
+    }
+
+    fn take_positive(&mut self, name: &str) -> Result<Option<i64>> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(v) => match v.trim().parse::<i64>() {
+                Ok(n) if n > 0 => Ok(Some(n)),
+                _ => bad_value(name, &v, "a positive whole number"),
             },
         }
     }
@@ -973,6 +1066,25 @@ mod tests {
         assert!(e.contains("minPartitions"), "{e}");
         let e = error(&[("subscribe", "t"), ("startingTimestamp", "yesterday")]);
         assert!(e.contains("startingTimestamp"), "{e}");
+        let e = error(&[("subscribe", "t"), ("maxOffsetsPerTrigger", "-5")]);
+        assert!(
+            e.contains("'maxOffsetsPerTrigger' has the value '-5'"),
+            "{e}"
+        );
+        let e = error(&[("subscribe", "t"), ("maxTriggerDelay", "soon")]);
+        assert!(e.contains("maxTriggerDelay"), "{e}");
+        let o = parse(&[
+            ("subscribe", "t"),
+            ("maxOffsetsPerTrigger", "100"),
+            ("minOffsetsPerTrigger", "10"),
+            ("maxTriggerDelay", "30s"),
+        ])
+        .unwrap();
+        assert_eq!(o.rate.max_offsets, Some(100));
+        assert_eq!(o.rate.min_offsets, Some(10));
+        assert_eq!(o.rate.max_trigger_delay, Duration::from_secs(30));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
         let e = error(&[
             ("subscribe", "t"),
             ("startingOffsetsByTimestampStrategy", "skip"),

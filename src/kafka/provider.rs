@@ -16,7 +16,7 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use super::client::BrokerClient;
 use super::layout::TableLayout;
-use super::offsets::{Narrowing, plan_ranges, split_ranges};
+use super::offsets::{Narrowing, PartitionRange, narrow_fixed, plan_ranges, split_ranges};
 use super::options::{KafkaTableOptions, ValueFormat};
 use super::pushdown::{can_narrow, narrowing_of};
 use super::scan::{KafkaScanExec, ScanSource};
@@ -24,9 +24,11 @@ use super::sink::KafkaSink;
 use crate::format::ValueDecoder;
 
 /// A Kafka table: bounded when it has an end, a stream otherwise.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct KafkaTable {
     source: Arc<ScanSource>,
+    /// The exact ranges to read, for a batch of a streaming query; planned per query otherwise.
+    fixed_ranges: Option<Vec<PartitionRange>>,
 }
 
 impl KafkaTable {
@@ -54,12 +56,31 @@ impl KafkaTable {
                 layout,
                 decoder,
             }),
+            fixed_ranges: None,
         })
     }
 
     /// The table's validated options.
     pub fn options(&self) -> &KafkaTableOptions {
         &self.source.options
+    }
+
+    /// The same table reading exactly `ranges` (one batch of a streaming query).
+    pub fn bound_to(&self, ranges: Vec<PartitionRange>) -> KafkaTable {
+        KafkaTable {
+            source: Arc::clone(&self.source),
+            fixed_ranges: Some(ranges),
+        }
+    }
+
+    /// The table's name.
+    pub fn name(&self) -> &str {
+        &self.source.table
+    }
+
+    /// True for a table without an end that no batch has bound.
+    pub fn is_stream(&self) -> bool {
+        !self.source.options.is_bounded() && self.fixed_ranges.is_none()
     }
 
     /// The table's column layout.
@@ -89,6 +110,16 @@ impl TableProvider for KafkaTable {
             .iter()
             .filter_map(|f| narrowing_of(f, &self.source.layout))
             .fold(Narrowing::default(), Narrowing::and);
+        if let Some(fixed) = &self.fixed_ranges {
+            let ranges = narrow_fixed(fixed, &narrowing);
+            return Ok(Arc::new(KafkaScanExec::new(
+                Arc::clone(&self.source),
+                ranges,
+                projection,
+                limit,
+                false,
+            )?));
+        }
         let options = Arc::clone(&self.source.options);
         let ranges = tokio::task::spawn_blocking(move || {
             let client = BrokerClient::new(&options)?;

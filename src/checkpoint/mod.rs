@@ -1,0 +1,425 @@
+//! The checkpoint of a streaming query, on any object store: `metadata` (which query it
+//! belongs to), `offsets/N` (the exact slice of batch N, written before the batch runs) and
+//! `commits/N` (written after the sink committed batch N). Every file is JSON, written once
+//! (put-if-absent), so two instances of a query cannot both write batch N.
+
+use std::collections::BTreeMap;
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutMode, PutPayload};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::storage::{Location, S3Settings, resolve};
+
+/// Which query a checkpoint belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryMetadata {
+    /// The query's id, fixed when the checkpoint is created.
+    pub id: String,
+    /// The query's name.
+    pub name: String,
+    /// When the checkpoint was created (ms since the epoch).
+    pub created_ms: i64,
+    /// What the query reads, one line per source table (its topics).
+    pub sources: Vec<String>,
+    /// Where it writes.
+    pub sink: String,
+}
+
+/// The offsets of one partition in a batch: `[start, end)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionSlice {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// First offset read.
+    pub start: i64,
+    /// First offset not read.
+    pub end: i64,
+}
+
+/// `offsets/N`: the slice batch N reads, per source table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OffsetsEntry {
+    /// The batch id.
+    pub batch_id: u64,
+    /// When the batch was planned (ms since the epoch).
+    pub trigger_time_ms: i64,
+    /// Source table name → its partitions' ranges.
+    pub sources: BTreeMap<String, Vec<PartitionSlice>>,
+}
+
+/// `commits/N`: batch N is in the sink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitEntry {
+    /// The batch id.
+    pub batch_id: u64,
+    /// When the sink committed it (ms since the epoch).
+    pub committed_ms: i64,
+    /// Rows the sink received.
+    pub rows: u64,
+}
+
+/// Where a query resumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// No batch was ever planned.
+    Fresh,
+    /// Batch `last.batch_id` is committed; the next batch continues from its ends.
+    Resume {
+        /// The last committed batch.
+        last: OffsetsEntry,
+    },
+    /// Batch `entry.batch_id` was planned but not committed: run it again, with this slice.
+    Replay {
+        /// The uncommitted batch.
+        entry: OffsetsEntry,
+        /// The batch before it, if any.
+        previous: Option<OffsetsEntry>,
+    },
+}
+
+/// A query's checkpoint directory.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    location: Location,
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+impl Checkpoint {
+    /// The checkpoint at `location` (`file://`, a path, `memory://`, `s3://`).
+    pub fn open(location: &str, s3: &S3Settings) -> Result<Self> {
+        Ok(Self {
+            location: resolve(location, s3)?,
+        })
+    }
+
+    /// Where it is, as the user gave it.
+    pub fn display(&self) -> &str {
+        &self.location.display
+    }
+
+    fn path(&self, name: &str) -> Path {
+        Path::from(format!("{}/{name}", self.location.root).trim_start_matches('/'))
+    }
+
+    fn error(&self, what: impl std::fmt::Display) -> Error {
+        Error::Checkpoint(format!("checkpoint {}: {what}", self.location.display))
+    }
+
+    async fn read_json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        let path = self.path(name);
+        let bytes = match self.location.store.get(&path).await {
+            Ok(found) => found
+                .bytes()
+                .await
+                .map_err(|e| self.error(format!("cannot read {name}: {e}")))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.error(format!("cannot read {name}: {e}"))),
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            self.error(format!(
+                "{name} is not a valid weir checkpoint file ({e}); it may be truncated or \
+                 written by another program"
+            ))
+        })
+    }
+
+    async fn create_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(value).map_err(|e| self.error(e))?;
+        let path = self.path(name);
+        match self
+            .location
+            .store
+            .put_opts(&path, PutPayload::from(bytes), PutMode::Create.into())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Err(self.error(format!(
+                "{name} already exists: another instance of this query is running on the \
+                     same checkpoint"
+            ))),
+            Err(e) => Err(self.error(format!("cannot write {name}: {e}"))),
+        }
+    }
+
+    /// Creates the metadata of a new checkpoint, or checks that an existing one belongs to a
+    /// query over the same sources and sink; returns the metadata in force.
+    pub async fn start(&self, wanted: &QueryMetadata) -> Result<QueryMetadata> {
+        match self.read_json::<QueryMetadata>("metadata").await? {
+            None => {
+                self.create_json("metadata", wanted).await?;
+                Ok(wanted.clone())
+            }
+            Some(found) if found.sources == wanted.sources && found.sink == wanted.sink => {
+                Ok(found)
+            }
+            Some(found) => Err(self.error(format!(
+                "it belongs to query '{}' over {} into {}, not to a query over {} into {}; give \
+                 this query another checkpoint location",
+                found.name,
+                found.sources.join("; "),
+                found.sink,
+                wanted.sources.join("; "),
+                wanted.sink
+            ))),
+        }
+    }
+
+    async fn batch_ids(&self, dir: &str) -> Result<Vec<u64>> {
+        let prefix = self.path(dir);
+        let listed: Vec<_> = self
+            .location
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| self.error(format!("cannot list {dir}/: {e}")))?;
+        let mut ids = vec![];
+        for meta in listed {
+            let name = meta.location.filename().unwrap_or_default().to_string();
+            match name.parse::<u64>() {
+                Ok(id) => ids.push(id),
+                Err(_) => return Err(self.error(format!("{dir}/{name} is not a batch file"))),
+            }
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    async fn offsets(&self, id: u64) -> Result<OffsetsEntry> {
+        let entry: OffsetsEntry = self
+            .read_json(&format!("offsets/{id}"))
+            .await?
+            .ok_or_else(|| self.error(format!("offsets/{id} is missing")))?;
+        if entry.batch_id != id {
+            return Err(self.error(format!("offsets/{id} names batch {}", entry.batch_id)));
+        }
+        Ok(entry)
+    }
+
+    /// Where the query resumes, from the latest offsets and commits.
+    pub async fn recover(&self) -> Result<Recovery> {
+        let planned = self.batch_ids("offsets").await?;
+        let committed = self.batch_ids("commits").await?;
+        let (Some(&last_planned), last_committed) = (planned.last(), committed.last().copied())
+        else {
+            return match committed.last() {
+                None => Ok(Recovery::Fresh),
+                Some(id) => Err(self.error(format!("commits/{id} exists without offsets/{id}"))),
+            };
+        };
+        match last_committed {
+            Some(c) if c == last_planned => Ok(Recovery::Resume {
+                last: self.offsets(c).await?,
+            }),
+            Some(c) if c + 1 == last_planned => Ok(Recovery::Replay {
+                entry: self.offsets(last_planned).await?,
+                previous: Some(self.offsets(c).await?),
+            }),
+            None if planned.len() == 1 => Ok(Recovery::Replay {
+                entry: self.offsets(last_planned).await?,
+                previous: None,
+            }),
+            other => Err(self.error(format!(
+                "the latest planned batch is {last_planned} but the latest committed one is {}; \
+                 the checkpoint is inconsistent",
+                other.map_or("none".to_string(), |c| c.to_string())
+            ))),
+        }
+    }
+
+    /// Writes `offsets/N` before batch N runs.
+    pub async fn write_offsets(&self, entry: &OffsetsEntry) -> Result<()> {
+        self.create_json(&format!("offsets/{}", entry.batch_id), entry)
+            .await
+    }
+
+    /// Writes `commits/N` after the sink committed batch N.
+    pub async fn write_commit(&self, entry: &CommitEntry) -> Result<()> {
+        self.create_json(&format!("commits/{}", entry.batch_id), entry)
+            .await
+    }
+
+    /// Whether batch `id` is committed.
+    pub async fn is_committed(&self, id: u64) -> Result<bool> {
+        Ok(self
+            .read_json::<CommitEntry>(&format!("commits/{id}"))
+            .await?
+            .is_some())
+    }
+
+    /// Deletes offsets and commits of batches older than the newest `keep`.
+    pub async fn purge(&self, keep: u64, latest: u64) -> Result<()> {
+        let Some(oldest_kept) = latest.checked_sub(keep.saturating_sub(1)) else {
+            return Ok(());
+        };
+        for dir in ["commits", "offsets"] {
+            for id in self
+                .batch_ids(dir)
+                .await?
+                .into_iter()
+                .filter(|id| *id < oldest_kept)
+            {
+                self.location
+                    .store
+                    .delete(&self.path(&format!("{dir}/{id}")))
+                    .await
+                    .map_err(|e| self.error(format!("cannot delete {dir}/{id}: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metadata(sources: &[&str]) -> QueryMetadata {
+        QueryMetadata {
+            id: "q1".into(),
+            name: "job".into(),
+            created_ms: 1,
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            sink: "parquet out".into(),
+        }
+    }
+
+    fn entry(id: u64, end: i64) -> OffsetsEntry {
+        let slice = PartitionSlice {
+            topic: "t".into(),
+            partition: 0,
+            start: end - 10,
+            end,
+        };
+        OffsetsEntry {
+            batch_id: id,
+            trigger_time_ms: 5,
+            sources: [("orders".to_string(), vec![slice])].into(),
+        }
+    }
+
+    fn commit(id: u64) -> CommitEntry {
+        CommitEntry {
+            batch_id: id,
+            committed_ms: 6,
+            rows: 10,
+        }
+    }
+
+    /// The same rules on every store.
+    async fn conformance(location: &str) {
+        let c = Checkpoint::open(location, &S3Settings::default()).unwrap();
+        assert_eq!(c.recover().await.unwrap(), Recovery::Fresh);
+        assert_eq!(
+            c.start(&metadata(&["orders: subscribe t"]))
+                .await
+                .unwrap()
+                .id,
+            "q1"
+        );
+        let e = c
+            .start(&metadata(&["other: subscribe u"]))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("belongs to query 'job' over orders: subscribe t"),
+            "{e}"
+        );
+
+        c.write_offsets(&entry(0, 10)).await.unwrap();
+        assert_eq!(
+            c.recover().await.unwrap(),
+            Recovery::Replay {
+                entry: entry(0, 10),
+                previous: None
+            }
+        );
+        c.write_commit(&commit(0)).await.unwrap();
+        assert_eq!(
+            c.recover().await.unwrap(),
+            Recovery::Resume { last: entry(0, 10) }
+        );
+        c.write_offsets(&entry(1, 20)).await.unwrap();
+        assert_eq!(
+            c.recover().await.unwrap(),
+            Recovery::Replay {
+                entry: entry(1, 20),
+                previous: Some(entry(0, 10))
+            }
+        );
+        let e = c
+            .write_offsets(&entry(1, 30))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("offsets/1 already exists: another instance"),
+            "{e}"
+        );
+        c.write_commit(&commit(1)).await.unwrap();
+        for id in 2..6 {
+            c.write_offsets(&entry(id, 10 * (id as i64 + 1)))
+                .await
+                .unwrap();
+            c.write_commit(&commit(id)).await.unwrap();
+        }
+        c.purge(2, 5).await.unwrap();
+        assert_eq!(c.batch_ids("offsets").await.unwrap(), vec![4, 5]);
+        assert_eq!(c.batch_ids("commits").await.unwrap(), vec![4, 5]);
+        assert_eq!(
+            c.recover().await.unwrap(),
+            Recovery::Resume { last: entry(5, 60) }
+        );
+    }
+
+    #[tokio::test]
+    async fn rules_hold_in_memory_and_on_local_files() {
+        conformance("memory://checkpoint-conformance/q").await;
+        let dir = tempfile::tempdir().unwrap();
+        conformance(dir.path().to_str().unwrap()).await;
+        let dir = tempfile::tempdir().unwrap();
+        conformance(&format!("file://{}/nested/cp", dir.path().display())).await;
+    }
+
+    #[tokio::test]
+    async fn corrupt_and_foreign_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Checkpoint::open(dir.path().to_str().unwrap(), &S3Settings::default()).unwrap();
+        c.write_offsets(&entry(0, 10)).await.unwrap();
+        std::fs::write(dir.path().join("offsets/0"), b"{\"batchId\": 0, \"trig").unwrap();
+        let e = c.recover().await.unwrap_err().to_string();
+        assert!(
+            e.contains("offsets/0 is not a valid weir checkpoint file") && e.contains("truncated"),
+            "{e}"
+        );
+        std::fs::write(dir.path().join("offsets/notes.txt"), b"hello").unwrap();
+        let e = c.recover().await.unwrap_err().to_string();
+        assert!(e.contains("offsets/notes.txt is not a batch file"), "{e}");
+        std::fs::write(dir.path().join("metadata"), b"<html>").unwrap();
+        let e = c.start(&metadata(&["x"])).await.unwrap_err().to_string();
+        assert!(
+            e.contains("metadata is not a valid weir checkpoint file"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! Streaming queries: a loop of micro-batches, each reading one exact offset slice of its Kafka
+//! sources, writing the result to a [`crate::sinks::StreamingSink`], and recording its progress
+//! in a [`crate::checkpoint::Checkpoint`], so that a restart loses and repeats nothing.
+
+pub mod progress;
+pub mod query;
+pub mod slice;
+pub mod trigger;
+
+pub use progress::QueryProgress;
+pub use query::{QueryHandle, QueryOptions, QueryStatus};
+pub use trigger::Trigger;

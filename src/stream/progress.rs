@@ -1,0 +1,106 @@
+//! What each batch of a streaming query reports, like Spark's StreamingQueryProgress.
+
+use serde::Serialize;
+
+/// One partition's part in a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionProgress {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// First offset of the batch.
+    pub start_offset: i64,
+    /// First offset after the batch.
+    pub end_offset: i64,
+    /// The partition's latest offset when the batch was planned.
+    pub latest_offset: i64,
+    /// Offsets not yet read: latest minus end.
+    pub lag: i64,
+}
+
+/// One source table's part in a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceProgress {
+    /// Source table.
+    pub table: String,
+    /// Its partitions.
+    pub partitions: Vec<PartitionProgress>,
+    /// Offsets skipped as lost (failOnDataLoss false).
+    pub lost_offsets: i64,
+}
+
+/// How long the parts of a batch took, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Durations {
+    /// Planning the slice and writing `offsets/N`.
+    pub plan_ms: u64,
+    /// Reading, processing and writing to the sink (including its commit).
+    pub execute_ms: u64,
+    /// Writing `commits/N` (and committing offsets to the consumer group, if asked).
+    pub commit_ms: u64,
+    /// The whole batch.
+    pub total_ms: u64,
+}
+
+/// The report of one batch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryProgress {
+    /// Query id (fixed in the checkpoint).
+    pub id: String,
+    /// Query name.
+    pub name: String,
+    /// Batch id.
+    pub batch_id: u64,
+    /// When the batch started (ms since the epoch).
+    pub timestamp_ms: i64,
+    /// Records read from Kafka.
+    pub num_input_rows: u64,
+    /// Rows written to the sink.
+    pub num_output_rows: u64,
+    /// Input rows per second since the previous batch started.
+    pub input_rows_per_second: f64,
+    /// Input rows per second of this batch's own duration.
+    pub processed_rows_per_second: f64,
+    /// How long it took.
+    pub durations: Durations,
+    /// Per source and partition: offsets and lag.
+    pub sources: Vec<SourceProgress>,
+    /// The sink.
+    pub sink: String,
+    /// True when the batch re-ran an uncommitted batch after a restart.
+    pub replayed: bool,
+}
+
+impl QueryProgress {
+    /// Offsets not yet read, over all sources.
+    pub fn total_lag(&self) -> i64 {
+        self.sources
+            .iter()
+            .flat_map(|s| &s.partitions)
+            .map(|p| p.lag)
+            .sum()
+    }
+
+    /// One line for logs and the runner.
+    pub fn summary(&self) -> String {
+        format!(
+            "query {} batch {}: {} rows in {} ms ({:.0} rows/s), lag {}{}",
+            self.name,
+            self.batch_id,
+            self.num_input_rows,
+            self.durations.total_ms,
+            self.processed_rows_per_second,
+            self.total_lag(),
+            if self.replayed {
+                " (replayed after restart)"
+            } else {
+                ""
+            }
+        )
+    }
+}

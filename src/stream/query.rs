@@ -1,0 +1,753 @@
+//! One streaming query: its batch loop, and the [`QueryHandle`] that reports its progress and
+//! stops it.
+//!
+//! Batch N: plan the slice (start = the previous batch's end; end = latest, clamped by the rate
+//! options), write `offsets/N`, run the query over exactly that slice into the sink (which
+//! commits batch N), write `commits/N`, report progress. On start, a batch planned but not
+//! committed is run again with exactly its recorded slice.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use datafusion::catalog::TableProvider;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::provider_as_source;
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
+use datafusion::physical_plan::execute_stream;
+use log::{info, warn};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use super::progress::{Durations, PartitionProgress, QueryProgress, SourceProgress};
+use super::slice::{clamp, plan_slice, should_wait};
+use super::trigger::Trigger;
+use crate::checkpoint::{
+    Checkpoint, CommitEntry, OffsetsEntry, PartitionSlice, QueryMetadata, Recovery, now_ms,
+};
+use crate::error::{Error, Result};
+use crate::kafka::client::BrokerClient;
+use crate::kafka::offsets::PartitionRange;
+use crate::kafka::scan::{metric, sum_metric};
+use crate::kafka::{KafkaTable, TopicPartition};
+use crate::sinks::{StreamingSink, streaming_sink};
+use crate::storage::S3Settings;
+
+/// How a streaming query runs.
+#[derive(Debug, Clone)]
+pub struct QueryOptions {
+    /// When batches run.
+    pub trigger: Trigger,
+    /// Where its checkpoint lives.
+    pub checkpoint: String,
+    /// Also commit each batch's end offsets to a consumer group named after the query.
+    pub commit_offsets_to_group: bool,
+    /// How many batches' offsets and commits the checkpoint keeps.
+    pub retention: u64,
+}
+
+/// Where a query is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryStatus {
+    /// Running batches (or waiting for data).
+    Running,
+    /// Its trigger is done (once, availableNow).
+    Finished,
+    /// Stopped on request, at a batch boundary.
+    Stopped,
+    /// Failed; the message says why.
+    Failed(String),
+}
+
+/// Called with every batch's progress.
+pub type ProgressListener = Arc<dyn Fn(&QueryProgress) + Send + Sync>;
+
+/// How many progress reports a handle keeps.
+const PROGRESS_KEPT: usize = 100;
+/// How long a query without data waits before it looks again.
+const IDLE_POLL: Duration = Duration::from_millis(250);
+
+#[derive(Debug)]
+struct Shared {
+    status: Mutex<QueryStatus>,
+    progress: Mutex<VecDeque<QueryProgress>>,
+}
+
+/// A running (or ended) streaming query.
+#[derive(Debug)]
+pub struct QueryHandle {
+    name: String,
+    id: String,
+    sink: String,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl QueryHandle {
+    /// The query's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The query's id, kept in its checkpoint across restarts.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// What it writes to.
+    pub fn sink(&self) -> &str {
+        &self.sink
+    }
+
+    /// Where it is in its life.
+    pub fn status(&self) -> QueryStatus {
+        self.shared
+            .status
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or(QueryStatus::Failed("status lock poisoned".into()))
+    }
+
+    /// The progress of the latest batch.
+    pub fn progress(&self) -> Option<QueryProgress> {
+        self.shared
+            .progress
+            .lock()
+            .ok()
+            .and_then(|p| p.back().cloned())
+    }
+
+    /// The progress of the latest batches, oldest first.
+    pub fn recent_progress(&self) -> Vec<QueryProgress> {
+        self.shared
+            .progress
+            .lock()
+            .map(|p| p.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Waits until the query ends; an error if it failed.
+    pub async fn await_termination(&self) -> Result<()> {
+        if let Some(task) = self.task.lock().await.take() {
+            task.await
+                .map_err(|e| Error::Streaming(format!("query '{}' panicked: {e}", self.name)))?;
+        }
+        match self.status() {
+            QueryStatus::Failed(message) => Err(Error::Streaming(message)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Stops the query at the next batch boundary (a running batch completes and commits) and
+    /// waits for it.
+    pub async fn stop(&self) -> Result<()> {
+        let _ = self.stop.send(true);
+        self.await_termination().await
+    }
+}
+
+/// What a query reads and where it writes, found in its INSERT statement.
+struct Plan {
+    sink: Arc<dyn StreamingSink>,
+    sources: BTreeMap<String, Arc<KafkaTable>>,
+}
+
+fn plan_error(e: DataFusionError) -> Error {
+    Error::DataFusion(e)
+}
+
+/// Finds the sink and the stream sources of `insert_sql`.
+async fn analyse(ctx: &SessionContext, insert_sql: &str) -> Result<Plan> {
+    let plan = ctx
+        .state()
+        .create_logical_plan(insert_sql)
+        .await
+        .map_err(plan_error)?;
+    let LogicalPlan::Dml(DmlStatement {
+        table_name,
+        op: WriteOp::Insert(_),
+        input,
+        ..
+    }) = &plan
+    else {
+        return Err(Error::Streaming(
+            "a streaming query is an INSERT INTO sink SELECT … statement".to_string(),
+        ));
+    };
+    let provider: Arc<dyn TableProvider> = ctx
+        .table_provider(table_name.clone())
+        .await
+        .map_err(plan_error)?;
+    let sink = streaming_sink(&provider).ok_or_else(|| {
+        Error::Streaming(format!(
+            "table '{table_name}' cannot take a streaming query's output: streaming sinks are \
+             Parquet tables with declared columns, MEMORY tables and CONSOLE tables"
+        ))
+    })?;
+    let mut sources = BTreeMap::new();
+    input
+        .apply(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                if let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source) {
+                    if let Some(kafka) = provider.downcast_ref::<KafkaTable>() {
+                        if kafka.is_stream() {
+                            sources.insert(
+                                scan.table_name.table().to_string(),
+                                Arc::new(kafka.clone()),
+                            );
+                        }
+                    }
+                }
+            }
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        })
+        .map_err(plan_error)?;
+    if sources.is_empty() {
+        return Err(Error::Streaming(
+            "the query reads no Kafka stream (a Kafka table without endingOffsets); run it as a \
+             plain INSERT instead"
+                .to_string(),
+        ));
+    }
+    Ok(Plan { sink, sources })
+}
+
+/// True when `insert_sql` reads a Kafka stream table.
+pub async fn reads_stream(ctx: &SessionContext, insert_sql: &str) -> bool {
+    let Ok(plan) = ctx.state().create_logical_plan(insert_sql).await else {
+        return false;
+    };
+    let mut found = false;
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            if let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source) {
+                found |= provider
+                    .downcast_ref::<KafkaTable>()
+                    .is_some_and(KafkaTable::is_stream);
+            }
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+/// Starts a streaming query: checks it, opens (or creates) its checkpoint, and runs its batch
+/// loop in the background.
+pub async fn start(
+    ctx: SessionContext,
+    name: &str,
+    insert_sql: &str,
+    options: QueryOptions,
+    s3: &S3Settings,
+    listener: Option<ProgressListener>,
+) -> Result<QueryHandle> {
+    let plan = analyse(&ctx, insert_sql).await?;
+    let checkpoint = Checkpoint::open(&options.checkpoint, s3)?;
+    let wanted = QueryMetadata {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: name.to_string(),
+        created_ms: now_ms(),
+        sources: plan
+            .sources
+            .iter()
+            .map(|(table, kafka)| format!("{table}: {}", kafka.options().topics_description()))
+            .collect(),
+        sink: plan.sink.describe(),
+    };
+    let metadata = checkpoint.start(&wanted).await?;
+    let recovery = checkpoint.recover().await?;
+    let shared = Arc::new(Shared {
+        status: Mutex::new(QueryStatus::Running),
+        progress: Mutex::default(),
+    });
+    let (stop, stop_rx) = watch::channel(false);
+    let sink_description = plan.sink.describe();
+    let runner = Runner {
+        ctx,
+        name: name.to_string(),
+        id: metadata.id.clone(),
+        insert_sql: insert_sql.to_string(),
+        options,
+        plan,
+        checkpoint,
+        shared: Arc::clone(&shared),
+        stop: stop_rx,
+        listener,
+        fault: FaultHook::from_env(),
+        last_batch_started: None,
+    };
+    let task = tokio::spawn(runner.run(recovery));
+    Ok(QueryHandle {
+        name: name.to_string(),
+        id: metadata.id,
+        sink: sink_description,
+        shared,
+        stop,
+        task: tokio::sync::Mutex::new(Some(task)),
+    })
+}
+
+/// A failure injected between the sink's commit and `commits/N`, for crash tests:
+/// `WEIR_FAULT_AFTER_SINK_COMMIT=abort` ends the process there, `=sleep:MS` pauses there.
+#[derive(Debug, Clone, Copy)]
+enum FaultHook {
+    None,
+    Abort,
+    Sleep(Duration),
+}
+
+impl FaultHook {
+    fn from_env() -> Self {
+        match std::env::var("WEIR_FAULT_AFTER_SINK_COMMIT")
+            .ok()
+            .as_deref()
+        {
+            Some("abort") => FaultHook::Abort,
+            Some(other) => other
+                .strip_prefix("sleep:")
+                .and_then(|ms| ms.parse().ok())
+                .map_or(FaultHook::None, |ms| {
+                    FaultHook::Sleep(Duration::from_millis(ms))
+                }),
+            None => FaultHook::None,
+        }
+    }
+}
+
+/// The ends of each source's partitions after a batch.
+type Ends = BTreeMap<String, BTreeMap<TopicPartition, i64>>;
+
+fn ends_of(entry: &OffsetsEntry) -> Ends {
+    entry
+        .sources
+        .iter()
+        .map(|(table, slices)| {
+            let ends = slices
+                .iter()
+                .map(|s| (TopicPartition::new(&s.topic, s.partition), s.end))
+                .collect();
+            (table.clone(), ends)
+        })
+        .collect()
+}
+
+fn ranges_of(slices: &[PartitionSlice]) -> Vec<PartitionRange> {
+    slices
+        .iter()
+        .map(|s| PartitionRange {
+            tp: TopicPartition::new(&s.topic, s.partition),
+            start: s.start,
+            end: s.end,
+        })
+        .collect()
+}
+
+/// A planned batch: the slice, plus each partition's latest offset, for progress.
+struct Planned {
+    entry: OffsetsEntry,
+    latest: BTreeMap<(String, TopicPartition), i64>,
+    lost: BTreeMap<String, i64>,
+}
+
+struct Runner {
+    ctx: SessionContext,
+    name: String,
+    id: String,
+    insert_sql: String,
+    options: QueryOptions,
+    plan: Plan,
+    checkpoint: Checkpoint,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    listener: Option<ProgressListener>,
+    fault: FaultHook,
+    last_batch_started: Option<Instant>,
+}
+
+impl Runner {
+    async fn run(mut self, recovery: Recovery) {
+        let status = match self.run_batches(recovery).await {
+            Ok(status) => status,
+            Err(e) => {
+                let message = format!("streaming query '{}' failed: {e}", self.name);
+                warn!("{message}");
+                QueryStatus::Failed(message)
+            }
+        };
+        if let Ok(mut s) = self.shared.status.lock() {
+            *s = status;
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Sleeps `duration`, or less if a stop is asked for.
+    async fn pause(&mut self, duration: Duration) {
+        let _ = tokio::time::timeout(duration, self.stop.wait_for(|stop| *stop)).await;
+    }
+
+    async fn run_batches(&mut self, recovery: Recovery) -> Result<QueryStatus> {
+        let (mut next_id, mut previous) = match recovery {
+            Recovery::Fresh => (0, None),
+            Recovery::Resume { last } => (last.batch_id + 1, Some(ends_of(&last))),
+            Recovery::Replay { entry, .. } => {
+                info!(
+                    "query {}: replaying uncommitted batch {} with its recorded slice",
+                    self.name, entry.batch_id
+                );
+                let planned = Planned {
+                    latest: BTreeMap::new(),
+                    lost: BTreeMap::new(),
+                    entry,
+                };
+                self.run_batch(&planned, true).await?;
+                (planned.entry.batch_id + 1, Some(ends_of(&planned.entry)))
+            }
+        };
+        let mut available_now_target: Option<Ends> = None;
+        loop {
+            if self.stopping() {
+                return Ok(QueryStatus::Stopped);
+            }
+            if let (Trigger::ProcessingTime(interval), Some(started)) =
+                (self.options.trigger, self.last_batch_started)
+            {
+                let next_tick = started + interval;
+                let now = Instant::now();
+                if next_tick > now {
+                    self.pause(next_tick - now).await;
+                    continue;
+                }
+            }
+            let mut planned = self.plan_batch(next_id, previous.as_ref()).await?;
+            if self.options.trigger == Trigger::AvailableNow {
+                let target = available_now_target.get_or_insert_with(|| latest_ends(&planned));
+                cut_to(&mut planned.entry, target);
+            }
+            let offsets: i64 = planned
+                .entry
+                .sources
+                .values()
+                .flatten()
+                .map(|s| s.end - s.start)
+                .sum();
+            let since_last = self
+                .last_batch_started
+                .map_or(Duration::MAX, |t| t.elapsed());
+            let waits = offsets == 0
+                || self
+                    .plan
+                    .sources
+                    .values()
+                    .any(|t| should_wait(offsets, &t.options().rate, since_last));
+            if waits {
+                if matches!(self.options.trigger, Trigger::Once | Trigger::AvailableNow)
+                    && offsets == 0
+                {
+                    return Ok(QueryStatus::Finished);
+                }
+                self.pause(IDLE_POLL).await;
+                continue;
+            }
+            self.checkpoint.write_offsets(&planned.entry).await?;
+            self.run_batch(&planned, false).await?;
+            previous = Some(ends_of(&planned.entry));
+            next_id += 1;
+            let done = match self.options.trigger {
+                Trigger::Once => true,
+                Trigger::AvailableNow => available_now_target
+                    .as_ref()
+                    .is_some_and(|t| reached(previous.as_ref(), t)),
+                _ => false,
+            };
+            if done {
+                return Ok(QueryStatus::Finished);
+            }
+        }
+    }
+
+    async fn plan_batch(&self, batch_id: u64, previous: Option<&Ends>) -> Result<Planned> {
+        let mut entry = OffsetsEntry {
+            batch_id,
+            trigger_time_ms: now_ms(),
+            sources: BTreeMap::new(),
+        };
+        let mut latest = BTreeMap::new();
+        let mut lost = BTreeMap::new();
+        for (table, kafka) in &self.plan.sources {
+            let options = Arc::new(kafka.options().clone());
+            let before = previous.and_then(|p| p.get(table)).cloned();
+            let slice = tokio::task::spawn_blocking(move || {
+                let client = BrokerClient::new(&options)?;
+                let slice = plan_slice(&options, &client, before.as_ref())?;
+                Ok::<_, DataFusionError>((slice, options))
+            })
+            .await
+            .map_err(|e| Error::Streaming(format!("planning stopped: {e}")))?
+            .map_err(Error::DataFusion)?;
+            let (slice, options) = slice;
+            for range in &slice.ranges {
+                latest.insert((table.clone(), range.tp.clone()), range.end);
+            }
+            lost.insert(table.clone(), slice.lost_offsets);
+            let clamped = clamp(&slice.ranges, &options.rate);
+            let slices = clamped
+                .into_iter()
+                .map(|r| PartitionSlice {
+                    topic: r.tp.topic,
+                    partition: r.tp.partition,
+                    start: r.start,
+                    end: r.end,
+                })
+                .collect();
+            entry.sources.insert(table.clone(), slices);
+        }
+        Ok(Planned {
+            entry,
+            latest,
+            lost,
+        })
+    }
+
+    async fn run_batch(&mut self, planned: &Planned, replayed: bool) -> Result<()> {
+        let started = Instant::now();
+        let previous_start = self.last_batch_started.replace(started);
+        let entry = &planned.entry;
+        let bound: BTreeMap<&str, Arc<KafkaTable>> = self
+            .plan
+            .sources
+            .iter()
+            .map(|(table, kafka)| {
+                let slices = entry
+                    .sources
+                    .get(table)
+                    .map(|s| ranges_of(s))
+                    .unwrap_or_default();
+                (table.as_str(), Arc::new(kafka.bound_to(slices)))
+            })
+            .collect();
+        let state = self.ctx.state();
+        let plan = state
+            .create_logical_plan(&self.insert_sql)
+            .await
+            .map_err(plan_error)?;
+        let LogicalPlan::Dml(DmlStatement { input, .. }) = plan else {
+            return Err(Error::Streaming(
+                "the query is no longer an INSERT".to_string(),
+            ));
+        };
+        let input = Arc::unwrap_or_clone(input)
+            .transform_up(|node| match node {
+                LogicalPlan::TableScan(mut scan) => match bound.get(scan.table_name.table()) {
+                    Some(table) => {
+                        scan.source =
+                            provider_as_source(Arc::clone(table) as Arc<dyn TableProvider>);
+                        Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+                    }
+                    None => Ok(Transformed::no(LogicalPlan::TableScan(scan))),
+                },
+                other => Ok(Transformed::no(other)),
+            })
+            .map_err(plan_error)?
+            .data;
+        let plan_ms = started.elapsed().as_millis() as u64;
+
+        let executing = Instant::now();
+        let (rows_in, rows_out) = if replayed
+            && self
+                .plan
+                .sink
+                .has_batch(entry.batch_id)
+                .await
+                .map_err(plan_error)?
+        {
+            info!(
+                "query {}: batch {} is already in the sink; recording its commit",
+                self.name, entry.batch_id
+            );
+            (0, 0)
+        } else {
+            let physical = DataFrame::new(state, input)
+                .create_physical_plan()
+                .await
+                .map_err(plan_error)?;
+            let stream =
+                execute_stream(Arc::clone(&physical), self.ctx.task_ctx()).map_err(plan_error)?;
+            let written = self
+                .plan
+                .sink
+                .write_batch(entry.batch_id, stream)
+                .await
+                .map_err(plan_error)?;
+            (
+                sum_metric(&physical, metric::RECORDS_FETCHED) as u64,
+                written,
+            )
+        };
+        match self.fault {
+            FaultHook::Abort => std::process::abort(),
+            FaultHook::Sleep(d) => tokio::time::sleep(d).await,
+            FaultHook::None => {}
+        }
+        let execute_ms = executing.elapsed().as_millis() as u64;
+
+        let committing = Instant::now();
+        self.checkpoint
+            .write_commit(&CommitEntry {
+                batch_id: entry.batch_id,
+                committed_ms: now_ms(),
+                rows: rows_out,
+            })
+            .await?;
+        if self.options.commit_offsets_to_group {
+            self.commit_to_group(entry).await?;
+        }
+        if let Err(e) = self
+            .checkpoint
+            .purge(self.options.retention, entry.batch_id)
+            .await
+        {
+            warn!(
+                "query {}: could not purge old checkpoint entries: {e}",
+                self.name
+            );
+        }
+        let commit_ms = committing.elapsed().as_millis() as u64;
+
+        let total = started.elapsed();
+        let since_previous = previous_start.map_or(total, |t| t.elapsed());
+        let per_second = |rows: u64, d: Duration| {
+            if d.is_zero() {
+                0.0
+            } else {
+                rows as f64 / d.as_secs_f64()
+            }
+        };
+        let progress = QueryProgress {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            batch_id: entry.batch_id,
+            timestamp_ms: entry.trigger_time_ms,
+            num_input_rows: rows_in,
+            num_output_rows: rows_out,
+            input_rows_per_second: per_second(rows_in, since_previous),
+            processed_rows_per_second: per_second(rows_in, total),
+            durations: Durations {
+                plan_ms,
+                execute_ms,
+                commit_ms,
+                total_ms: total.as_millis() as u64,
+            },
+            sources: entry
+                .sources
+                .iter()
+                .map(|(table, slices)| SourceProgress {
+                    table: table.clone(),
+                    partitions: slices
+                        .iter()
+                        .map(|s| {
+                            let key = (table.clone(), TopicPartition::new(&s.topic, s.partition));
+                            let latest = planned.latest.get(&key).copied().unwrap_or(s.end);
+                            PartitionProgress {
+                                topic: s.topic.clone(),
+                                partition: s.partition,
+                                start_offset: s.start,
+                                end_offset: s.end,
+                                latest_offset: latest,
+                                lag: (latest - s.end).max(0),
+                            }
+                        })
+                        .collect(),
+                    lost_offsets: planned.lost.get(table).copied().unwrap_or(0),
+                })
+                .collect(),
+            sink: self.plan.sink.describe(),
+            replayed,
+        };
+        info!("{}", progress.summary());
+        if let Some(listener) = &self.listener {
+            listener(&progress);
+        }
+        if let Ok(mut kept) = self.shared.progress.lock() {
+            if kept.len() == PROGRESS_KEPT {
+                kept.pop_front();
+            }
+            kept.push_back(progress);
+        }
+        Ok(())
+    }
+
+    /// Commits the batch's end offsets to the consumer group named after the query, so that
+    /// lag tools see it. The checkpoint stays the source of truth.
+    async fn commit_to_group(&self, entry: &OffsetsEntry) -> Result<()> {
+        for (table, slices) in &entry.sources {
+            let Some(kafka) = self.plan.sources.get(table) else {
+                continue;
+            };
+            let mut config = kafka.options().consumer_config();
+            config.set("group.id", &self.name);
+            let slices = slices.clone();
+            tokio::task::spawn_blocking(move || {
+                let consumer: BaseConsumer = config.create()?;
+                let mut list = TopicPartitionList::new();
+                for s in &slices {
+                    list.add_partition_offset(&s.topic, s.partition, Offset::Offset(s.end))?;
+                }
+                consumer.commit(&list, CommitMode::Sync)
+            })
+            .await
+            .map_err(|e| Error::Streaming(format!("committing offsets stopped: {e}")))?
+            .map_err(|e| {
+                Error::Kafka(format!(
+                    "cannot commit offsets to consumer group '{}': {e}",
+                    self.name
+                ))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Each partition's latest offset in a plan: what availableNow drains.
+fn latest_ends(planned: &Planned) -> Ends {
+    let mut out: Ends = BTreeMap::new();
+    for ((table, tp), latest) in &planned.latest {
+        out.entry(table.clone())
+            .or_default()
+            .insert(tp.clone(), *latest);
+    }
+    out
+}
+
+/// Cuts a batch's ends at `target` (availableNow never reads past what existed at its start).
+fn cut_to(entry: &mut OffsetsEntry, target: &Ends) {
+    for (table, slices) in &mut entry.sources {
+        for s in slices.iter_mut() {
+            let limit = target
+                .get(table)
+                .and_then(|t| t.get(&TopicPartition::new(&s.topic, s.partition)));
+            // Partitions that appeared after the start are not part of availableNow's work.
+            let limit = limit.copied().unwrap_or(s.start);
+            s.end = s.end.min(limit.max(s.start));
+        }
+    }
+}
+
+/// Whether every partition of `target` is read up to its target.
+fn reached(ends: Option<&Ends>, target: &Ends) -> bool {
+    let Some(ends) = ends else { return false };
+    target.iter().all(|(table, partitions)| {
+        partitions.iter().all(|(tp, goal)| {
+            ends.get(table)
+                .and_then(|e| e.get(tp))
+                .is_some_and(|end| end >= goal)
+        })
+    })
+}
