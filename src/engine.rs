@@ -75,12 +75,21 @@ impl std::fmt::Debug for Engine {
 
 /// Configures an [`Engine`].
 #[derive(Default)]
-#[allow(missing_debug_implementations)]
 pub struct EngineBuilder {
     bootstrap: Option<String>,
     embedded_kafka: bool,
     config: Option<SessionConfig>,
     listener: Option<ProgressListener>,
+}
+
+impl std::fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("bootstrap", &self.bootstrap)
+            .field("embedded_kafka", &self.embedded_kafka)
+            .field("progress_listener", &self.listener.is_some())
+            .finish()
+    }
 }
 
 impl EngineBuilder {
@@ -173,6 +182,8 @@ pub struct QueryResult {
     pub kafka: KafkaReadReport,
     /// How long the statement took.
     pub elapsed: Duration,
+    /// The streaming query the statement started, if it started one.
+    pub started_query: Option<Arc<QueryHandle>>,
 }
 
 impl QueryResult {
@@ -238,7 +249,7 @@ impl Engine {
     pub async fn execute(&self, statement: &str) -> Result<QueryResult> {
         let started = Instant::now();
         if let Some(own) = statements::parse_weir_statement(statement)? {
-            let (message, batches) = self.execute_weir_statement(own).await?;
+            let (message, batches, started_query) = self.execute_weir_statement(own).await?;
             return Ok(QueryResult {
                 schema: batches
                     .first()
@@ -247,24 +258,26 @@ impl Engine {
                 message,
                 kafka: KafkaReadReport::default(),
                 elapsed: started.elapsed(),
+                started_query,
             });
         }
         let parsed = self.parse(statement)?;
-        if let Some(sink) = insert_target(&parsed) {
-            if reads_stream(&self.ctx, statement).await {
-                let handle = self.start_query(&sink, statement, &[]).await?;
-                return Ok(QueryResult {
-                    schema: Arc::new(Schema::empty()),
-                    batches: vec![],
-                    message: Some(format!(
-                        "Started streaming query '{}' into '{sink}' (it reads a Kafka stream; STOP QUERY {} ends it)",
-                        handle.name(),
-                        handle.name()
-                    )),
-                    kafka: KafkaReadReport::default(),
-                    elapsed: started.elapsed(),
-                });
-            }
+        if let Some(sink) = insert_target(&parsed)
+            && reads_stream(&self.ctx, statement).await
+        {
+            let handle = self.start_query(&sink, statement, &[]).await?;
+            return Ok(QueryResult {
+                schema: Arc::new(Schema::empty()),
+                batches: vec![],
+                message: Some(format!(
+                    "Started streaming query '{}' into '{sink}' (it reads a Kafka stream; STOP QUERY {} ends it)",
+                    handle.name(),
+                    handle.name()
+                )),
+                kafka: KafkaReadReport::default(),
+                elapsed: started.elapsed(),
+                started_query: Some(handle),
+            });
         }
         let parsed = self.name_kafka_insert_columns(parsed).await?;
         let state = self.ctx.state();
@@ -291,6 +304,7 @@ impl Engine {
             message: None,
             kafka,
             elapsed: started.elapsed(),
+            started_query: None,
         })
     }
 
@@ -321,7 +335,12 @@ impl Engine {
                 } else {
                     ""
                 };
-                return Err(Error::Sql(format!("a {kind} table has no LOCATION{hint}")));
+                let label = if kind == "KAFKA" {
+                    "Kafka"
+                } else {
+                    kind.as_str()
+                };
+                return Err(Error::Sql(format!("a {label} table has no LOCATION{hint}")));
             }
         }
         Ok(parsed)
@@ -390,7 +409,8 @@ impl Engine {
     async fn execute_weir_statement(
         &self,
         statement: WeirStatement,
-    ) -> Result<(Option<String>, Vec<RecordBatch>)> {
+    ) -> Result<(Option<String>, Vec<RecordBatch>, Option<Arc<QueryHandle>>)> {
+        let mut started_query = None;
         let message = match statement {
             WeirStatement::CreateTopic {
                 name,
@@ -409,13 +429,15 @@ impl Engine {
                 insert,
             } => {
                 let handle = self.start_query(&name, &insert, &options).await?;
-                format!(
+                let message = format!(
                     "Started streaming query '{name}' (id {}) into {}",
                     handle.id(),
                     handle.sink()
-                )
+                );
+                started_query = Some(handle);
+                message
             }
-            WeirStatement::ShowQueries => return Ok((None, vec![self.queries.show()?])),
+            WeirStatement::ShowQueries => return Ok((None, vec![self.queries.show()?], None)),
             WeirStatement::StopQuery { name } => {
                 let handle = self.queries.get(&name)?;
                 handle.stop().await?;
@@ -441,7 +463,7 @@ impl Engine {
             }
             WeirStatement::SetWeir { key, value } => self.set(&key, &value)?,
         };
-        Ok((Some(message), vec![]))
+        Ok((Some(message), vec![], started_query))
     }
 
     /// Applies `SET weir.<key> = value`.

@@ -4,8 +4,11 @@
 mod integration {
     pub mod cli;
     pub mod common;
+    pub mod crash;
     pub mod docs;
     pub mod formats;
+    pub mod s3;
     pub mod sink;
     pub mod source;
+    pub mod streaming;
 }

@@ -12,6 +12,7 @@ use super::print::{OutputFormat, summary, write_rows};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::statements::split_statements;
+use crate::stream::Trigger;
 
 /// Runs every file named, a directory's `.sql` files in name order.
 pub fn run_paths(
@@ -98,6 +99,32 @@ pub fn run_text(
             Some(Ok(result)) => {
                 write_rows(&result, format, &mut stdout)?;
                 eprintln!("{}", summary(&result));
+                if let Some(query) = result
+                    .started_query
+                    .filter(|q| matches!(q.trigger(), Trigger::Once | Trigger::AvailableNow))
+                {
+                    let finished = runtime.block_on(async {
+                        tokio::select! {
+                            outcome = query.await_termination() => Some(outcome),
+                            _ = tokio::signal::ctrl_c() => None,
+                        }
+                    });
+                    match finished {
+                        None => {
+                            eprintln!(
+                                "cancelled: stopping streaming query '{}' at the end of its batch",
+                                query.name()
+                            );
+                            runtime.block_on(query.stop())?;
+                            return Ok(ExitCode::from(130));
+                        }
+                        Some(Err(e)) => {
+                            eprintln!("error: {}: {e}", location(origin, statement.line));
+                            return Ok(ExitCode::FAILURE);
+                        }
+                        Some(Ok(())) => eprintln!("Streaming query '{}' finished.", query.name()),
+                    }
+                }
             }
         }
     }

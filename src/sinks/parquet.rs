@@ -133,10 +133,10 @@ impl ParquetSink {
                 )?),
             };
             current.write(&batch)?;
-            if current.bytes_written() + current.in_progress_size() >= self.target_file_bytes {
-                if let Some(full) = writer.take() {
-                    self.put_file(key, &mut files, full).await?;
-                }
+            if current.bytes_written() + current.in_progress_size() >= self.target_file_bytes
+                && let Some(full) = writer.take()
+            {
+                self.put_file(key, &mut files, full).await?;
             }
         }
         if let Some(last) = writer.take() {
@@ -344,7 +344,7 @@ fn parse_compression(value: &str) -> Result<Compression> {
         "none" | "uncompressed" => Compression::UNCOMPRESSED,
         other => {
             return Err(DataFusionError::Plan(format!(
-                "option 'compression' has the value '{other}'; expected snappy, zstd, gzip, lz4 or none"
+                "option 'parquet.compression' has the value '{other}'; expected snappy, zstd, gzip, lz4 or none"
             )));
         }
     })
@@ -364,7 +364,7 @@ impl TableProviderFactory for ParquetTableFactory {
         let mut target_file_bytes = 128 * 1024 * 1024;
         for (key, value) in &cmd.options {
             match key.strip_prefix("format.").unwrap_or(key) {
-                "compression" => compression = parse_compression(value)?,
+                "parquet.compression" => compression = parse_compression(value)?,
                 "targetfilesizebytes" => {
                     target_file_bytes = value.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
                         DataFusionError::Plan(format!(
@@ -374,7 +374,7 @@ impl TableProviderFactory for ParquetTableFactory {
                 }
                 other => {
                     return Err(DataFusionError::Plan(format!(
-                        "unknown option '{other}' for a Parquet table with declared columns; the options are compression and targetFileSizeBytes"
+                        "unknown option '{other}' for a Parquet table with declared columns; the options are parquet.compression and targetFileSizeBytes"
                     )));
                 }
             }

@@ -81,6 +81,7 @@ struct Shared {
 #[derive(Debug)]
 pub struct QueryHandle {
     name: String,
+    trigger: Trigger,
     id: String,
     sink: String,
     shared: Arc<Shared>,
@@ -97,6 +98,11 @@ impl QueryHandle {
     /// The query's id, kept in its checkpoint across restarts.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// When its batches run.
+    pub fn trigger(&self) -> Trigger {
+        self.trigger
     }
 
     /// What it writes to.
@@ -189,24 +195,7 @@ async fn analyse(ctx: &SessionContext, insert_sql: &str) -> Result<Plan> {
              Parquet tables with declared columns, MEMORY tables and CONSOLE tables"
         ))
     })?;
-    let mut sources = BTreeMap::new();
-    input
-        .apply(|node| {
-            if let LogicalPlan::TableScan(scan) = node {
-                if let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source) {
-                    if let Some(kafka) = provider.downcast_ref::<KafkaTable>() {
-                        if kafka.is_stream() {
-                            sources.insert(
-                                scan.table_name.table().to_string(),
-                                Arc::new(kafka.clone()),
-                            );
-                        }
-                    }
-                }
-            }
-            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-        })
-        .map_err(plan_error)?;
+    let sources = stream_sources(input)?;
     if sources.is_empty() {
         return Err(Error::Streaming(
             "the query reads no Kafka stream (a Kafka table without endingOffsets); run it as a \
@@ -217,23 +206,29 @@ async fn analyse(ctx: &SessionContext, insert_sql: &str) -> Result<Plan> {
     Ok(Plan { sink, sources })
 }
 
-/// True when `insert_sql` reads a Kafka stream table.
-pub async fn reads_stream(ctx: &SessionContext, insert_sql: &str) -> bool {
-    let Ok(plan) = ctx.state().create_logical_plan(insert_sql).await else {
-        return false;
-    };
-    let mut found = false;
-    let _ = plan.apply(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            if let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source) {
-                found |= provider
-                    .downcast_ref::<KafkaTable>()
-                    .is_some_and(KafkaTable::is_stream);
-            }
+/// The Kafka stream tables `plan` scans, by table name.
+fn stream_sources(plan: &LogicalPlan) -> Result<BTreeMap<String, Arc<KafkaTable>>> {
+    let mut sources = BTreeMap::new();
+    plan.apply(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source)
+            && let Some(kafka) = provider.downcast_ref::<KafkaTable>()
+            && kafka.is_stream()
+        {
+            sources.insert(scan.table_name.table().to_string(), Arc::new(kafka.clone()));
         }
         Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-    });
-    found
+    })
+    .map_err(plan_error)?;
+    Ok(sources)
+}
+
+/// True when `insert_sql` reads a Kafka stream table.
+pub async fn reads_stream(ctx: &SessionContext, insert_sql: &str) -> bool {
+    match ctx.state().create_logical_plan(insert_sql).await {
+        Ok(plan) => stream_sources(&plan).is_ok_and(|s| !s.is_empty()),
+        Err(_) => false,
+    }
 }
 
 /// Starts a streaming query: checks it, opens (or creates) its checkpoint, and runs its batch
@@ -267,6 +262,7 @@ pub async fn start(
     });
     let (stop, stop_rx) = watch::channel(false);
     let sink_description = plan.sink.describe();
+    let trigger = options.trigger;
     let runner = Runner {
         ctx,
         name: name.to_string(),
@@ -284,6 +280,7 @@ pub async fn start(
     let task = tokio::spawn(runner.run(recovery));
     Ok(QueryHandle {
         name: name.to_string(),
+        trigger,
         id: metadata.id,
         sink: sink_description,
         shared,

@@ -230,3 +230,26 @@ fn ctrl_c_cancels_the_running_statement_not_the_repl() {
         "the cancelled statement did not keep running"
     );
 }
+
+#[test]
+fn the_streaming_example_runs_on_the_embedded_broker() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/examples/streaming.sql");
+    let output = run_ok(weir().args(["--embedded-kafka", "run", script]));
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    for batch in 0..4 {
+        assert!(
+            stderr.contains(&format!("query page_views_job batch {batch}: 250 rows")),
+            "{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("Streaming query 'page_views_job' finished."),
+        "{stderr}"
+    );
+    assert!(stdout.contains("| page_views_job | finished |"), "{stdout}");
+    assert!(
+        stdout.contains("| page-6 | 143   | 50    |") && !stdout.contains("page-0"),
+        "{stdout}"
+    );
+}

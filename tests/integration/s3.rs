@@ -1,0 +1,134 @@
+//! Checkpoints and Parquet output on a real S3 API: moto's server on loopback. `.ci/run`
+//! installs moto and sets WEIR_REQUIRE_S3, so CI never skips these; elsewhere they are skipped,
+//! saying so, when `moto_server` is not installed.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::common::{Broker, Record, fails, lines, produce, run, unique};
+
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts moto_server on a free loopback port, or returns None (skipping) when it is missing.
+fn moto() -> Option<Moto> {
+    let found = Command::new("moto_server")
+        .arg("--help")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("WEIR_REQUIRE_S3").is_none(),
+            "WEIR_REQUIRE_S3 is set but moto_server is not installed"
+        );
+        eprintln!(
+            "skipped: moto_server is not installed (pip install 'moto[server]'); .ci/run installs it"
+        );
+        return None;
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "moto_server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Some(Moto {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    })
+}
+
+/// Creates a bucket with a plain S3 PUT (moto accepts unsigned requests).
+fn create_bucket(endpoint: &str, bucket: &str) {
+    let address = endpoint.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).unwrap();
+    write!(stream, "PUT /{bucket} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoint_and_parquet_on_an_s3_api() {
+    let Some(moto) = moto() else { return };
+    let bucket = unique("weir").replace('_', "-");
+    create_bucket(&moto.endpoint, &bucket);
+    let mut broker = Broker::in_process();
+    let topic = unique("s3");
+    broker.create_topic(&topic, 2);
+    let values: Vec<String> = (0..40).map(|i| format!("{{\"n\": {i}}}")).collect();
+    let records: Vec<Record<'_>> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record::value(i as i32 % 2, v))
+        .collect();
+    produce(&broker.bootstrap(), &topic, &records);
+    let engine = broker.engine();
+    let create = format!(
+        "SET weir.s3.endpoint = '{}';
+         SET weir.s3.allow_http = 'true';
+         SET weir.s3.region = 'us-east-1';
+         SET weir.s3.access_key_id = 'testing';
+         SET weir.s3.secret_access_key = 'testing';
+         CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '15');
+         CREATE EXTERNAL TABLE lake (n BIGINT, o BIGINT) STORED AS PARQUET LOCATION 's3://{bucket}/lake';
+         CREATE STREAMING QUERY up WITH ('trigger' 'availableNow', 'checkpoint' 's3://{bucket}/cp/up')
+           AS INSERT INTO lake SELECT n, _offset FROM src",
+        moto.endpoint
+    );
+    run(&engine, &create).await;
+    let query = engine.query("up").unwrap();
+    query.await_termination().await.unwrap();
+    assert_eq!(
+        query.recent_progress().len(),
+        3,
+        "40 offsets in batches of at most 15"
+    );
+    let result = run(&engine, "SELECT count(*), count(DISTINCT n) FROM lake").await;
+    assert_eq!(lines(&result.batches), vec!["40|40"]);
+
+    // A restart on the S3 checkpoint continues after the last batch.
+    let more: Vec<String> = (40..50).map(|i| format!("{{\"n\": {i}}}")).collect();
+    let records: Vec<Record<'_>> = more.iter().map(|v| Record::value(0, v)).collect();
+    produce(&broker.bootstrap(), &topic, &records);
+    run(&engine, &format!("CREATE STREAMING QUERY up WITH ('trigger' 'availableNow', 'checkpoint' 's3://{bucket}/cp/up') AS INSERT INTO lake SELECT n, _offset FROM src")).await;
+    let again = engine.query("up").unwrap();
+    again.await_termination().await.unwrap();
+    assert_eq!(again.recent_progress()[0].batch_id, 3);
+    let result = run(&engine, "SELECT count(*), count(DISTINCT n) FROM lake").await;
+    assert_eq!(lines(&result.batches), vec!["50|50"]);
+
+    // The checkpoint belongs to that query: another one is refused, and the secret never shows.
+    run(&engine, &format!("CREATE EXTERNAL TABLE other (n BIGINT) STORED AS KAFKA OPTIONS ('subscribe' '{}', 'format' 'json')", unique("x"))).await;
+    let e = fails(&engine, &format!("CREATE STREAMING QUERY up2 WITH ('checkpoint' 's3://{bucket}/cp/up') AS INSERT INTO lake SELECT n, 0 AS o FROM other")).await;
+    assert!(
+        e.contains("belongs to query 'up'") && !e.contains("testing"),
+        "{e}"
+    );
+}
