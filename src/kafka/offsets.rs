@@ -512,6 +512,15 @@ pub(crate) mod fake {
         pub times: BTreeMap<(TopicPartition, i64), Option<i64>>,
     }
 
+    /// Options of a table with `pairs`, on the fake broker.
+    pub fn options(pairs: &[(&str, &str)]) -> KafkaTableOptions {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        KafkaTableOptions::parse(&map, false, Some("fake:9092")).unwrap()
+    }
+
     impl FakeBroker {
         pub fn with_topic(mut self, name: &str, watermarks: &[(i64, i64)]) -> Self {
             let wms = watermarks
@@ -552,17 +561,8 @@ pub(crate) mod fake {
 
 #[cfg(test)]
 mod tests {
-    use super::fake::FakeBroker;
+    use super::fake::{FakeBroker, options};
     use super::*;
-    use std::collections::HashMap;
-
-    fn options(pairs: &[(&str, &str)]) -> KafkaTableOptions {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        KafkaTableOptions::parse(&map, false, Some("fake:9092")).unwrap()
-    }
 
     fn spans(ranges: &[PartitionRange]) -> Vec<(String, i32, i64, i64)> {
         ranges

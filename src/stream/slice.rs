@@ -145,16 +145,7 @@ pub fn should_wait(available: i64, limits: &RateLimits, since_last_batch: Durati
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kafka::offsets::fake::FakeBroker;
-    use std::collections::HashMap;
-
-    fn options(pairs: &[(&str, &str)]) -> KafkaTableOptions {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        KafkaTableOptions::parse(&map, false, Some("fake:9092")).unwrap()
-    }
+    use crate::kafka::offsets::fake::{FakeBroker, options};
 
     fn range(p: i32, start: i64, end: i64) -> PartitionRange {
         PartitionRange {

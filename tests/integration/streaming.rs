@@ -44,6 +44,21 @@ fn produce_json(bootstrap: &str, topic: &str, values: &[(i32, String)]) {
     produce(bootstrap, topic, &records);
 }
 
+/// An in-process broker with a topic of `partitions` partitions holding `per_partition` JSON
+/// records each, and an engine using it.
+fn json_topic(prefix: &str, partitions: i32, per_partition: usize) -> (Broker, String, Engine) {
+    let mut broker = Broker::in_process();
+    let topic = unique(prefix);
+    broker.create_topic(&topic, partitions);
+    produce_json(
+        &broker.bootstrap(),
+        &topic,
+        &json_values(partitions, per_partition, 0),
+    );
+    let engine = broker.engine();
+    (broker, topic, engine)
+}
+
 const QUERY: &str = "INSERT INTO out SELECT n, _partition, _offset FROM src";
 
 fn checkpoint(dir: &tempfile::TempDir) -> String {
@@ -52,11 +67,7 @@ fn checkpoint(dir: &tempfile::TempDir) -> String {
 
 #[tokio::test]
 async fn available_now_drains_in_rate_limited_batches_and_stops() {
-    let mut broker = Broker::in_process();
-    let topic = unique("avail");
-    broker.create_topic(&topic, 3);
-    produce_json(&broker.bootstrap(), &topic, &json_values(3, 100, 0));
-    let engine = broker.engine();
+    let (_broker, topic, engine) = json_topic("avail", 3, 100);
     tables(&engine, &topic, ", 'maxOffsetsPerTrigger' '70'").await;
     let dir = tempfile::tempdir().unwrap();
     let result = run(
@@ -99,11 +110,7 @@ async fn available_now_drains_in_rate_limited_batches_and_stops() {
 
 #[tokio::test]
 async fn per_partition_cap_and_once() {
-    let mut broker = Broker::in_process();
-    let topic = unique("cap");
-    broker.create_topic(&topic, 2);
-    produce_json(&broker.bootstrap(), &topic, &json_values(2, 50, 0));
-    let engine = broker.engine();
+    let (_broker, topic, engine) = json_topic("cap", 2, 50);
     tables(&engine, &topic, ", 'maxOffsetsPerPartitionPerTrigger' '20'").await;
     let dir = tempfile::tempdir().unwrap();
     let cp = checkpoint(&dir);
@@ -223,11 +230,7 @@ async fn the_default_trigger_follows_new_data_and_stops_cleanly() {
 
 #[tokio::test]
 async fn processing_time_spaces_batches() {
-    let mut broker = Broker::in_process();
-    let topic = unique("interval");
-    broker.create_topic(&topic, 1);
-    produce_json(&broker.bootstrap(), &topic, &json_values(1, 30, 0));
-    let engine = broker.engine();
+    let (_broker, topic, engine) = json_topic("interval", 1, 30);
     tables(&engine, &topic, ", 'maxOffsetsPerTrigger' '10'").await;
     let dir = tempfile::tempdir().unwrap();
     run(
@@ -256,11 +259,7 @@ async fn processing_time_spaces_batches() {
 
 #[tokio::test]
 async fn min_offsets_waits_for_data_or_the_delay() {
-    let mut broker = Broker::in_process();
-    let topic = unique("min");
-    broker.create_topic(&topic, 1);
-    produce_json(&broker.bootstrap(), &topic, &json_values(1, 5, 0));
-    let engine = broker.engine();
+    let (broker, topic, engine) = json_topic("min", 1, 5);
     tables(
         &engine,
         &topic,
@@ -418,11 +417,7 @@ async fn lost_offsets_fail_the_query_or_are_skipped_and_counted() {
 
 #[tokio::test]
 async fn foreign_and_corrupt_checkpoints_are_refused() {
-    let mut broker = Broker::in_process();
-    let topic = unique("foreign");
-    broker.create_topic(&topic, 1);
-    produce_json(&broker.bootstrap(), &topic, &json_values(1, 3, 0));
-    let engine = broker.engine();
+    let (_broker, topic, engine) = json_topic("foreign", 1, 3);
     tables(&engine, &topic, "").await;
     let other = unique("other");
     run(&engine, &format!("CREATE EXTERNAL TABLE src2 (n BIGINT) STORED AS KAFKA OPTIONS ('subscribe' '{other}', 'format' 'json')")).await;
@@ -492,11 +487,7 @@ async fn foreign_and_corrupt_checkpoints_are_refused() {
 
 #[tokio::test]
 async fn checkpoints_in_memory_and_file_urls_and_group_commits() {
-    let mut broker = Broker::in_process();
-    let topic = unique("stores");
-    broker.create_topic(&topic, 2);
-    produce_json(&broker.bootstrap(), &topic, &json_values(2, 6, 0));
-    let engine = broker.engine();
+    let (broker, topic, engine) = json_topic("stores", 2, 6);
     tables(&engine, &topic, "").await;
     let dir = tempfile::tempdir().unwrap();
     for (name, cp) in [
@@ -588,11 +579,7 @@ async fn console_sink_and_trigger_parsing() {
 
 #[tokio::test]
 async fn parquet_sink_reads_back_only_committed_batches() {
-    let mut broker = Broker::in_process();
-    let topic = unique("pq");
-    broker.create_topic(&topic, 2);
-    produce_json(&broker.bootstrap(), &topic, &json_values(2, 25, 0));
-    let engine = broker.engine();
+    let (_broker, topic, engine) = json_topic("pq", 2, 25);
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     run(
