@@ -131,4 +131,30 @@ async fn checkpoint_and_parquet_on_an_s3_api() {
         e.contains("belongs to query 'up'") && !e.contains("testing"),
         "{e}"
     );
+
+    // Put-if-absent on S3: a second writer of the same batch is refused.
+    let settings = weir::storage::S3Settings {
+        endpoint: Some(moto.endpoint.clone()),
+        region: Some("us-east-1".into()),
+        access_key_id: Some("testing".into()),
+        secret_access_key: Some("testing".into()),
+        allow_http: Some(true),
+    };
+    let checkpoint =
+        weir::checkpoint::Checkpoint::open(&format!("s3://{bucket}/cp/race"), &settings).unwrap();
+    let entry = weir::checkpoint::OffsetsEntry {
+        batch_id: 7,
+        trigger_time_ms: 1,
+        sources: Default::default(),
+    };
+    checkpoint.write_offsets(&entry).await.unwrap();
+    let e = checkpoint
+        .write_offsets(&entry)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("offsets/7 already exists: another instance"),
+        "{e}"
+    );
 }
