@@ -16,6 +16,7 @@ use datafusion::sql::sqlparser::ast::{Ident, ObjectName, Statement as SQLStateme
 
 use crate::embedded::EmbeddedKafka;
 use crate::error::{Error, Result};
+use crate::generate::{DatagenFunction, NexmarkFunction};
 use crate::kafka::provider::DefaultBootstrap;
 use crate::kafka::scan::{metric, scans, sum_metric};
 use crate::kafka::{KafkaTable, KafkaTableFactory};
@@ -137,6 +138,8 @@ impl EngineBuilder {
             .unwrap_or_default()
             .with_information_schema(true);
         let ctx = SessionContext::new_with_config(config);
+        ctx.register_udtf("nexmark", Arc::new(NexmarkFunction));
+        ctx.register_udtf("datagen", Arc::new(DatagenFunction));
         {
             let state_ref = ctx.state_ref();
             let mut state = state_ref.write();

@@ -24,6 +24,7 @@ pub mod embedded;
 pub mod engine;
 pub mod error;
 pub mod format;
+pub mod generate;
 pub mod kafka;
 pub mod queries;
 mod redact;

@@ -7,6 +7,7 @@ mod integration {
     pub mod crash;
     pub mod docs;
     pub mod formats;
+    pub mod nexmark;
     pub mod s3;
     pub mod sink;
     pub mod source;
