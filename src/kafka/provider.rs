@@ -101,11 +101,15 @@ impl TableProvider for KafkaTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let readers = state
+            .config()
+            .target_partitions()
+            .max(self.source.options.min_partitions.unwrap_or(0));
         let narrowing = filters
             .iter()
             .filter_map(|f| narrowing_of(f, &self.source.layout))
@@ -115,6 +119,7 @@ impl TableProvider for KafkaTable {
             return Ok(Arc::new(KafkaScanExec::new(
                 Arc::clone(&self.source),
                 ranges,
+                readers,
                 projection,
                 limit,
                 false,
@@ -132,6 +137,7 @@ impl TableProvider for KafkaTable {
         Ok(Arc::new(KafkaScanExec::new(
             Arc::clone(&self.source),
             ranges,
+            readers,
             projection,
             limit,
             snapshot,

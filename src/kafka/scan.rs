@@ -2,6 +2,7 @@
 //! partition per range, and each partition is read by an assigned (never subscribed) consumer
 //! that stops at the range's end, tolerating gaps in offsets, and builds whole Arrow batches.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,11 +53,14 @@ pub struct ScanSource {
     pub decoder: Option<ValueDecoder>,
 }
 
-/// Scans exact offset ranges of a Kafka table: one output partition per range.
+/// Scans exact offset ranges of a Kafka table. Ranges are shared out among the output
+/// partitions, and each output partition reads its ranges with one consumer.
 #[derive(Debug)]
 pub struct KafkaScanExec {
     source: Arc<ScanSource>,
     ranges: Vec<PartitionRange>,
+    /// The ranges of each output partition.
+    groups: Vec<Vec<PartitionRange>>,
     /// The table columns this plan outputs, in order.
     projection: Vec<Column>,
     schema: SchemaRef,
@@ -77,10 +81,12 @@ pub mod metric {
 }
 
 impl KafkaScanExec {
-    /// A scan of `ranges` outputting the table columns numbered `projection` (all when `None`).
+    /// A scan of `ranges` by up to `readers` consumers, outputting the table columns numbered
+    /// `projection` (all when `None`).
     pub fn new(
         source: Arc<ScanSource>,
         ranges: Vec<PartitionRange>,
+        readers: usize,
         projection: Option<&Vec<usize>>,
         row_limit: Option<usize>,
         snapshot: bool,
@@ -94,15 +100,17 @@ impl KafkaScanExec {
             None => source.layout.columns.clone(),
         };
         let ranges: Vec<PartitionRange> = ranges.into_iter().filter(|r| !r.is_empty()).collect();
+        let groups = group_ranges(&ranges, readers);
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
-            Partitioning::UnknownPartitioning(ranges.len().max(1)),
+            Partitioning::UnknownPartitioning(groups.len().max(1)),
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
         Ok(Self {
             source,
             ranges,
+            groups,
             projection,
             schema,
             row_limit,
@@ -112,7 +120,7 @@ impl KafkaScanExec {
         })
     }
 
-    /// The ranges read, one per output partition.
+    /// The ranges read.
     pub fn ranges(&self) -> &[PartitionRange] {
         &self.ranges
     }
@@ -204,12 +212,12 @@ impl ExecutionPlan for KafkaScanExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let mut builder = RecordBatchReceiverStreamBuilder::new(Arc::clone(&self.schema), 2);
-        let Some(range) = self.ranges.get(partition).cloned() else {
+        let Some(ranges) = self.groups.get(partition).cloned() else {
             return Ok(builder.build());
         };
         let reader = RangeReader {
             source: Arc::clone(&self.source),
-            range,
+            ranges,
             projection: self.projection.clone(),
             schema: Arc::clone(&self.schema),
             row_limit: self.row_limit,
@@ -228,10 +236,29 @@ impl ExecutionPlan for KafkaScanExec {
     }
 }
 
-/// Reads one range on a blocking thread and sends its batches.
+/// Shares `ranges` out among at most `readers` groups, round robin, so that no group holds two
+/// ranges of one partition (a consumer reads a partition from one position): the ranges of one
+/// partition (split by minPartitions) are consecutive, and there are at least as many groups as
+/// the most any partition has.
+pub fn group_ranges(ranges: &[PartitionRange], readers: usize) -> Vec<Vec<PartitionRange>> {
+    let most_of_one = ranges
+        .chunk_by(|a, b| a.tp == b.tp)
+        .map(<[PartitionRange]>::len)
+        .max()
+        .unwrap_or(0);
+    let count = readers.max(most_of_one).min(ranges.len()).max(1);
+    let mut groups = vec![vec![]; count];
+    for (i, range) in ranges.iter().enumerate() {
+        groups[i % count].push(range.clone());
+    }
+    groups.retain(|g| !g.is_empty());
+    groups
+}
+
+/// Reads a group of ranges with one consumer on a blocking thread and sends their batches.
 struct RangeReader {
     source: Arc<ScanSource>,
-    range: PartitionRange,
+    ranges: Vec<PartitionRange>,
     projection: Vec<Column>,
     schema: SchemaRef,
     row_limit: Option<usize>,
@@ -254,8 +281,12 @@ pub(crate) trait RecordPoller {
     fn poll(&self, timeout: Duration) -> Option<Result<Self::Message<'_>, KafkaError>>;
     /// The earliest offset still on the broker.
     fn low_watermark(&self, tp: &TopicPartition, timeout: Duration) -> Result<i64, KafkaError>;
-    /// Moves the read position.
+    /// Moves the read position of a partition.
     fn seek(&self, tp: &TopicPartition, offset: i64, timeout: Duration) -> Result<(), KafkaError>;
+    /// The next offset the consumer will fetch of a partition.
+    fn position(&self, tp: &TopicPartition) -> Option<i64>;
+    /// Stops fetching a partition whose range is done.
+    fn pause(&self, tp: &TopicPartition);
 }
 
 impl RecordPoller for BaseConsumer {
@@ -279,11 +310,35 @@ impl RecordPoller for BaseConsumer {
             timeout,
         )
     }
+
+    fn position(&self, tp: &TopicPartition) -> Option<i64> {
+        let positions = Consumer::position(self).ok()?;
+        match positions.find_partition(&tp.topic, tp.partition)?.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    fn pause(&self, tp: &TopicPartition) {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&tp.topic, tp.partition);
+        if let Err(e) = Consumer::pause(self, &list) {
+            warn!("could not pause {tp} after its range: {e}");
+        }
+    }
+}
+
+/// The progress of one range in a reader.
+struct RangeState {
+    range: PartitionRange,
+    next: i64,
+    rows_sent: usize,
+    batch: BatchBuilder,
+    done: bool,
 }
 
 impl RangeReader {
     fn run(self, tx: &Sender<Result<RecordBatch>>) -> Result<()> {
-        let tp = &self.range.tp;
         let consumer: BaseConsumer =
             self.source
                 .options
@@ -291,115 +346,207 @@ impl RangeReader {
                 .create()
                 .map_err(|e| {
                     DataFusionError::Execution(format!(
-                        "cannot create a Kafka consumer for {tp}: {e}"
+                        "cannot create a Kafka consumer for {}: {e}",
+                        self.describe()
                     ))
                 })?;
         let mut assignment = TopicPartitionList::new();
-        assignment
-            .add_partition_offset(&tp.topic, tp.partition, Offset::Offset(self.range.start))
-            .and_then(|()| consumer.assign(&assignment))
-            .map_err(|e| {
-                DataFusionError::Execution(format!("cannot assign {tp} to a consumer: {e}"))
-            })?;
+        for range in &self.ranges {
+            assignment
+                .add_partition_offset(
+                    &range.tp.topic,
+                    range.tp.partition,
+                    Offset::Offset(range.start),
+                )
+                .map_err(|e| {
+                    DataFusionError::Execution(format!("cannot assign {}: {e}", range.tp))
+                })?;
+        }
+        consumer.assign(&assignment).map_err(|e| {
+            DataFusionError::Execution(format!(
+                "cannot assign {} to a consumer: {e}",
+                self.describe()
+            ))
+        })?;
         self.read(&consumer, tx)
     }
 
-    /// Reads the range from `poller`, which is positioned at its start. The range ends at the
-    /// first record at or past its end, or when the partition has no more records (its end may
+    fn describe(&self) -> String {
+        let names: Vec<String> = self.ranges.iter().map(|r| r.tp.to_string()).collect();
+        names.join(", ")
+    }
+
+    /// Reads the ranges from `poller`, which is positioned at their starts. A range ends at the
+    /// first record at or past its end, or when its partition has no more records (its end may
     /// fall in a gap of offsets, such as a transaction marker or compacted records).
     fn read<P: RecordPoller>(&self, poller: &P, tx: &Sender<Result<RecordBatch>>) -> Result<()> {
         let options = &self.source.options;
-        let tp = &self.range.tp;
         // A table with declared columns decodes every record, even for count(*), so that every
         // query sees the same records under the table's 'mode'.
         let needs_value = self.source.decoder.is_some() || self.projection.contains(&Column::Value);
-        let mut batch = BatchBuilder::new(&self.projection, needs_value, self.batch_size);
-        let mut next = self.range.start;
-        let mut rows_sent = 0usize;
-        let mut last_progress = Instant::now();
+        let mut states: Vec<RangeState> = self
+            .ranges
+            .iter()
+            .map(|range| RangeState {
+                range: range.clone(),
+                next: range.start,
+                rows_sent: 0,
+                batch: BatchBuilder::new(
+                    &self.projection,
+                    needs_value,
+                    self.batch_size.min(range.len() as usize),
+                ),
+                done: range.is_empty(),
+            })
+            .collect();
+        let mut by_partition: HashMap<i32, Vec<usize>> = HashMap::new();
+        for (i, state) in states.iter().enumerate() {
+            by_partition
+                .entry(state.range.tp.partition)
+                .or_default()
+                .push(i);
+        }
         let row_limit = self.row_limit.unwrap_or(usize::MAX);
+        let mut last_progress = Instant::now();
 
-        while next < self.range.end && rows_sent + batch.len() < row_limit {
+        while let Some(open) = states.iter().position(|s| !s.done) {
             match poller.poll(POLL_SLICE) {
                 None => {
                     if last_progress.elapsed() >= options.poll_timeout {
+                        let s = &states[open];
                         return Err(DataFusionError::Execution(format!(
-                            "no record of {tp} arrived within {} ms (kafkaConsumer.pollTimeoutMs) \
-                             while reading offset {next} of the range [{}, {}) from Kafka \
-                             broker(s) {}",
+                            "no record of {} arrived within {} ms (kafkaConsumer.pollTimeoutMs) \
+                             while reading offset {} of the range [{}, {}) from Kafka broker(s) {}",
+                            s.range.tp,
                             options.poll_timeout.as_millis(),
-                            self.range.start,
-                            self.range.end,
+                            s.next,
+                            s.range.start,
+                            s.range.end,
                             options.bootstrap_servers()
                         )));
                     }
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    let candidates = by_partition.get(&partition).cloned().unwrap_or_default();
+                    for i in candidates {
+                        let state = &states[i];
+                        let at_end = match poller.position(&state.range.tp) {
+                            Some(position) => position >= state.range.end,
+                            None => by_partition[&partition].len() == 1,
+                        };
+                        if !state.done && at_end {
+                            self.finish(&mut states[i], poller, tx)?;
+                        }
+                    }
+                }
                 Some(Err(e))
                     if e.rdkafka_error_code() == Some(RDKafkaErrorCode::OffsetOutOfRange) =>
                 {
-                    next = self.recover_lost_offsets(poller, next)?;
+                    for state in states.iter_mut().filter(|s| !s.done) {
+                        self.recover_lost_offsets(poller, state)?;
+                    }
                     last_progress = Instant::now();
                 }
                 Some(Err(e)) => {
                     return Err(DataFusionError::Execution(format!(
-                        "reading {tp} at offset {next} from Kafka broker(s) {} failed: {e}",
+                        "reading {} from Kafka broker(s) {} failed: {e}",
+                        self.describe(),
                         options.bootstrap_servers()
                     )));
                 }
                 Some(Ok(message)) => {
                     last_progress = Instant::now();
+                    let Some(i) = by_partition.get(&message.partition()).and_then(|c| {
+                        c.iter()
+                            .copied()
+                            .find(|i| states[*i].range.tp.topic == message.topic())
+                    }) else {
+                        continue;
+                    };
+                    let state = &mut states[i];
                     let offset = message.offset();
-                    if offset >= self.range.end {
-                        break;
-                    }
-                    if offset < next {
+                    if state.done || offset < state.next {
                         continue;
                     }
-                    batch.append(&message);
-                    self.fetched.add(1);
-                    next = offset + 1;
-                    if batch.len() >= self.batch_size {
-                        rows_sent += self.send(&mut batch, tx)?;
+                    if offset >= state.range.end {
+                        self.finish(state, poller, tx)?;
+                        continue;
+                    }
+                    state.batch.append(&message);
+                    state.next = offset + 1;
+                    if state.batch.len() >= self.batch_size {
+                        state.rows_sent += self.send(state, tx)?;
+                    }
+                    if state.next >= state.range.end
+                        || state.rows_sent + state.batch.len() >= row_limit
+                    {
+                        self.finish(state, poller, tx)?;
                     }
                 }
             }
         }
-        if batch.len() > 0 {
-            self.send(&mut batch, tx)?;
-        }
         Ok(())
     }
 
-    /// Handles offsets deleted while the range was read, as failOnDataLoss says.
-    fn recover_lost_offsets<P: RecordPoller>(&self, poller: &P, next: i64) -> Result<i64> {
+    /// Sends what is left of a range and stops fetching its partition.
+    fn finish<P: RecordPoller>(
+        &self,
+        state: &mut RangeState,
+        poller: &P,
+        tx: &Sender<Result<RecordBatch>>,
+    ) -> Result<()> {
+        if state.batch.len() > 0 {
+            state.rows_sent += self.send(state, tx)?;
+        }
+        state.done = true;
+        poller.pause(&state.range.tp);
+        Ok(())
+    }
+
+    /// Handles offsets of a range deleted while it was read, as failOnDataLoss says.
+    fn recover_lost_offsets<P: RecordPoller>(
+        &self,
+        poller: &P,
+        state: &mut RangeState,
+    ) -> Result<()> {
         let options = &self.source.options;
-        let tp = &self.range.tp;
+        let tp = &state.range.tp;
         let low = poller
             .low_watermark(tp, options.broker_timeout)
             .map_err(|e| {
                 DataFusionError::Execution(format!("cannot look up the watermarks of {tp}: {e}"))
             })?;
-        if options.fail_on_data_loss || low <= next {
+        if low <= state.next {
+            return Ok(());
+        }
+        if options.fail_on_data_loss {
             return Err(DataFusionError::Execution(format!(
-                "data loss: offsets {next} to {} of {tp} were deleted from the broker while the \
+                "data loss: offsets {} to {} of {tp} were deleted from the broker while the \
                  query read them; set failOnDataLoss to false to skip such records",
+                state.next,
                 low - 1
             )));
         }
         warn!(
-            "data loss: offsets {next} to {} of {tp} were deleted while being read; skipping them",
+            "data loss: offsets {} to {} of {tp} were deleted while being read; skipping them",
+            state.next,
             low - 1
         );
         poller.seek(tp, low, options.broker_timeout).map_err(|e| {
             DataFusionError::Execution(format!("cannot seek {tp} to offset {low}: {e}"))
         })?;
-        Ok(low)
+        state.next = low;
+        Ok(())
     }
 
-    /// Sends the rows built so far; returns how many were sent.
-    fn send(&self, batch: &mut BatchBuilder, tx: &Sender<Result<RecordBatch>>) -> Result<usize> {
-        let built = batch.finish(&self.source, &self.range, &self.projection, &self.schema)?;
+    /// Sends the rows a range built so far; returns how many were sent.
+    fn send(&self, state: &mut RangeState, tx: &Sender<Result<RecordBatch>>) -> Result<usize> {
+        let records = state.batch.len();
+        let built =
+            state
+                .batch
+                .finish(&self.source, &state.range, &self.projection, &self.schema)?;
+        self.fetched.add(records);
         self.malformed.add(built.malformed);
         let rows = built.batch.num_rows();
         if tx.blocking_send(Ok(built.batch)).is_err() {
@@ -620,15 +767,17 @@ mod tests {
         script: RefCell<VecDeque<Result<OwnedMessage, KafkaError>>>,
         low: i64,
         seeks: RefCell<Vec<i64>>,
+        paused: RefCell<Vec<TopicPartition>>,
     }
 
     impl ScriptedPoller {
         fn new(offsets: &[i64]) -> Self {
-            let script = offsets.iter().map(|o| Ok(record(*o))).collect();
+            let script = offsets.iter().map(|o| Ok(record(0, *o))).collect();
             Self {
                 script: RefCell::new(script),
                 low: 0,
-                seeks: RefCell::new(vec![]),
+                seeks: RefCell::default(),
+                paused: RefCell::default(),
             }
         }
         fn then(self, answer: Result<OwnedMessage, KafkaError>) -> Self {
@@ -637,13 +786,13 @@ mod tests {
         }
     }
 
-    fn record(offset: i64) -> OwnedMessage {
+    fn record(partition: i32, offset: i64) -> OwnedMessage {
         OwnedMessage::new(
             Some(format!("v{offset}").into_bytes()),
             None,
             "t".to_string(),
             Timestamp::CreateTime(1_000 + offset),
-            0,
+            partition,
             offset,
             None,
         )
@@ -670,11 +819,24 @@ mod tests {
             self.seeks.borrow_mut().push(offset);
             Ok(())
         }
+        fn position(&self, _tp: &TopicPartition) -> Option<i64> {
+            None
+        }
+        fn pause(&self, tp: &TopicPartition) {
+            self.paused.borrow_mut().push(tp.clone());
+        }
+    }
+
+    fn range(partition: i32, start: i64, end: i64) -> PartitionRange {
+        PartitionRange {
+            tp: TopicPartition::new("t", partition),
+            start,
+            end,
+        }
     }
 
     fn reader(
-        start: i64,
-        end: i64,
+        ranges: Vec<PartitionRange>,
         extra: &[(&str, &str)],
         row_limit: Option<usize>,
     ) -> RangeReader {
@@ -683,21 +845,16 @@ mod tests {
         let options = KafkaTableOptions::parse(&map, false, Some("fake:9092")).unwrap();
         let layout = TableLayout::new(None, false).unwrap();
         let metrics = ExecutionPlanMetricsSet::new();
-        let projection = vec![Column::Offset, Column::Value];
         RangeReader {
-            schema: Arc::new(layout.schema.project(&[4, 1]).unwrap()),
+            schema: Arc::new(layout.schema.project(&[3, 4]).unwrap()),
             source: Arc::new(ScanSource {
                 table: "t".into(),
                 options: Arc::new(options),
                 layout,
                 decoder: None,
             }),
-            range: PartitionRange {
-                tp: TopicPartition::new("t", 0),
-                start,
-                end,
-            },
-            projection,
+            ranges,
+            projection: vec![Column::Partition, Column::Offset],
             row_limit,
             batch_size: 2,
             fetched: MetricBuilder::new(&metrics).counter(metric::RECORDS_FETCHED, 0),
@@ -705,60 +862,85 @@ mod tests {
         }
     }
 
-    /// Reads with `poller` and returns the offsets of the rows produced.
-    fn read(reader: &RangeReader, poller: &ScriptedPoller) -> Result<Vec<i64>> {
+    /// Reads with `poller` and returns the (partition, offset) of the rows produced.
+    fn read(reader: &RangeReader, poller: &ScriptedPoller) -> Result<Vec<(i32, i64)>> {
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
         reader.read(poller, &tx)?;
         drop(tx);
-        let mut offsets = vec![];
+        let mut rows = vec![];
         while let Ok(batch) = rx.try_recv() {
             let batch = batch?;
             assert!(batch.num_rows() <= 2, "batches respect the batch size");
-            offsets.extend(
-                batch
-                    .column(0)
-                    .as_primitive::<Int64Type>()
+            let partitions = batch
+                .column(0)
+                .as_primitive::<arrow::datatypes::Int32Type>();
+            let offsets = batch.column(1).as_primitive::<Int64Type>();
+            rows.extend(
+                partitions
                     .values()
                     .iter()
-                    .copied(),
+                    .copied()
+                    .zip(offsets.values().iter().copied()),
             );
         }
-        Ok(offsets)
+        rows.sort_unstable();
+        Ok(rows)
     }
 
-    fn eof() -> Result<OwnedMessage, KafkaError> {
-        Err(KafkaError::PartitionEOF(0))
+    fn offsets(rows: Vec<(i32, i64)>) -> Vec<i64> {
+        rows.into_iter().map(|(_, o)| o).collect()
+    }
+
+    fn eof(partition: i32) -> Result<OwnedMessage, KafkaError> {
+        Err(KafkaError::PartitionEOF(partition))
     }
 
     #[test]
     fn reads_exactly_the_range() {
-        let r = reader(3, 6, &[], None);
+        let r = reader(vec![range(0, 3, 6)], &[], None);
         let p = ScriptedPoller::new(&[3, 4, 5, 6, 7]);
-        assert_eq!(read(&r, &p).unwrap(), vec![3, 4, 5]);
+        assert_eq!(offsets(read(&r, &p).unwrap()), vec![3, 4, 5]);
         assert_eq!(r.fetched.value(), 3);
+        assert_eq!(
+            *p.paused.borrow(),
+            vec![TopicPartition::new("t", 0)],
+            "a finished partition is paused"
+        );
     }
 
     #[test]
     fn gaps_inside_and_at_the_end_of_a_range() {
         // A compacted partition: offsets 0, 1, 5, 9 remain; the range [0, 7) ends in a gap.
-        let r = reader(0, 7, &[], None);
+        let r = reader(vec![range(0, 0, 7)], &[], None);
         assert_eq!(
-            read(&r, &ScriptedPoller::new(&[0, 1, 5, 9])).unwrap(),
+            offsets(read(&r, &ScriptedPoller::new(&[0, 1, 5, 9])).unwrap()),
             vec![0, 1, 5]
         );
         // A transaction marker at offset 4 is the last offset: the partition ends (EOF) at 5.
-        let r = reader(2, 5, &[], None);
+        let r = reader(vec![range(0, 2, 5)], &[], None);
         assert_eq!(
-            read(&r, &ScriptedPoller::new(&[2, 3]).then(eof())).unwrap(),
+            offsets(read(&r, &ScriptedPoller::new(&[2, 3]).then(eof(0))).unwrap()),
             vec![2, 3]
         );
     }
 
     #[test]
+    fn one_consumer_reads_several_ranges() {
+        let r = reader(vec![range(0, 0, 3), range(1, 10, 12)], &[], None);
+        let p = ScriptedPoller::new(&[0])
+            .then(Ok(record(1, 10)))
+            .then(Ok(record(0, 1)))
+            .then(eof(1))
+            .then(Ok(record(0, 2)));
+        assert_eq!(read(&r, &p).unwrap(), vec![(0, 0), (0, 1), (0, 2), (1, 10)]);
+        assert_eq!(p.paused.borrow().len(), 2);
+    }
+
+    #[test]
     fn row_limit_stops_early() {
-        let r = reader(0, 100, &[], Some(3));
+        let r = reader(vec![range(0, 0, 100)], &[], Some(3));
         let p = ScriptedPoller::new(&[0, 1, 2, 3, 4, 5]);
-        assert_eq!(read(&r, &p).unwrap(), vec![0, 1, 2]);
+        assert_eq!(offsets(read(&r, &p).unwrap()), vec![0, 1, 2]);
         assert_eq!(
             p.script.borrow().len(),
             3,
@@ -768,7 +950,11 @@ mod tests {
 
     #[test]
     fn silence_times_out_with_the_range_named() {
-        let r = reader(0, 5, &[("kafkaConsumer.pollTimeoutMs", "1")], None);
+        let r = reader(
+            vec![range(0, 0, 5)],
+            &[("kafkaConsumer.pollTimeoutMs", "1")],
+            None,
+        );
         let e = read(&r, &ScriptedPoller::new(&[0, 1]))
             .unwrap_err()
             .to_string();
@@ -786,35 +972,63 @@ mod tests {
                 RDKafkaErrorCode::OffsetOutOfRange,
             ))
         };
-        let r = reader(0, 10, &[], None);
-        let e = read(&r, &ScriptedPoller::new(&[0]).then(lost()))
-            .unwrap_err()
-            .to_string();
+        let r = reader(vec![range(0, 0, 10)], &[], None);
+        let mut p = ScriptedPoller::new(&[0]).then(lost());
+        p.low = 4;
+        let e = read(&r, &p).unwrap_err().to_string();
         assert!(
-            e.contains("data loss") && e.contains("failOnDataLoss"),
+            e.contains("data loss: offsets 1 to 3 of t[0]") && e.contains("failOnDataLoss"),
             "{e}"
         );
 
-        let r = reader(0, 10, &[("failOnDataLoss", "false")], None);
+        let r = reader(vec![range(0, 0, 10)], &[("failOnDataLoss", "false")], None);
         let mut p = ScriptedPoller::new(&[0]).then(lost());
         p.low = 6;
         for o in [6, 7, 8, 9] {
-            p = p.then(Ok(record(o)));
+            p = p.then(Ok(record(0, o)));
         }
-        assert_eq!(read(&r, &p).unwrap(), vec![0, 6, 7, 8, 9]);
+        assert_eq!(offsets(read(&r, &p).unwrap()), vec![0, 6, 7, 8, 9]);
         assert_eq!(*p.seeks.borrow(), vec![6]);
     }
 
     #[test]
-    fn other_errors_name_the_partition_and_offset() {
-        let r = reader(0, 10, &[], None);
+    fn other_errors_name_the_partitions() {
+        let r = reader(vec![range(0, 0, 10)], &[], None);
         let p = ScriptedPoller::new(&[0]).then(Err(KafkaError::MessageConsumption(
             RDKafkaErrorCode::BrokerTransportFailure,
         )));
         let e = read(&r, &p).unwrap_err().to_string();
         assert!(
-            e.contains("reading t[0] at offset 1 from Kafka broker(s) fake:9092 failed"),
+            e.contains("reading t[0] from Kafka broker(s) fake:9092 failed"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn ranges_are_grouped_without_two_of_one_partition() {
+        let ranges: Vec<PartitionRange> = vec![
+            range(0, 0, 10),
+            range(0, 10, 20),
+            range(0, 20, 30),
+            range(1, 0, 5),
+            range(2, 0, 5),
+        ];
+        let groups = group_ranges(&ranges, 2);
+        assert_eq!(
+            groups.len(),
+            3,
+            "three ranges of one partition need three readers"
+        );
+        for group in &groups {
+            let mut partitions: Vec<i32> = group.iter().map(|r| r.tp.partition).collect();
+            partitions.dedup();
+            assert_eq!(partitions.len(), group.len(), "{group:?}");
+        }
+        assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), 5);
+        assert_eq!(
+            group_ranges(&ranges[3..], 8).len(),
+            2,
+            "never more readers than ranges"
         );
     }
 }

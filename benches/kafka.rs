@@ -1,0 +1,400 @@
+//! End-to-end throughput against a bare consumer, as `../shared/docs/benchmarks.md` describes:
+//! a broker in its own process (`weir broker`), topics pre-loaded once, then in the same run,
+//! alternating, the ceilings C0 (bare rdkafka consumer) and C1 (C0 plus copying keys and values
+//! into Arrow builders) and weir on W1 (`SELECT *`), W2 (JSON decode, filter, projection) and
+//! Nexmark q0–q2, each in a child process whose CPU time (user + sys) is its own.
+//!
+//! `cargo bench --bench kafka` (records: `WEIR_BENCH_RECORDS`, default 1 000 000; runs:
+//! `WEIR_BENCH_RUNS`, default 5). It prints a Markdown table and stops by itself.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{ArrayBuilder, BinaryBuilder};
+use futures::StreamExt;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+const PARTITIONS: i32 = 64;
+const WORKLOADS: [&str; 7] = ["C0", "C1", "W1", "W2", "q0", "q1", "q2"];
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// CPU seconds (user + system) this process has used.
+fn cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("child") {
+        child(&args[2], &args[3], &args[4], args[5].parse().unwrap());
+        return;
+    }
+    orchestrate();
+}
+
+// ---------------------------------------------------------------- the orchestrating process
+
+struct Broker {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    bootstrap: String,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("broker")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("weir broker starts");
+        let stdin = child.stdin.take().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let bootstrap = first.trim_start_matches("bootstrap.servers=").to_string();
+        Broker {
+            child,
+            stdin,
+            lines,
+            bootstrap,
+        }
+    }
+
+    fn create_topic(&mut self, name: &str) {
+        writeln!(self.stdin, "create-topic {name} {PARTITIONS}").unwrap();
+        assert_eq!(self.lines.next().unwrap().unwrap(), "ok");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn producer(bootstrap: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap()
+}
+
+fn produce_all(
+    producer: &BaseProducer,
+    topic: &str,
+    records: u64,
+    make: impl Fn(u64) -> (Vec<u8>, Vec<u8>),
+) {
+    for i in 0..records {
+        let (key, value) = make(i);
+        let partition = (i % PARTITIONS as u64) as i32;
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
+            .partition(partition)
+            .key(key.as_slice())
+            .payload(value.as_slice());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+}
+
+/// A 100-byte value (W1).
+fn raw_value(i: u64) -> Vec<u8> {
+    let mut v = format!("record-{i:012}-").into_bytes();
+    v.resize(100, b'x');
+    v
+}
+
+/// About 100 bytes of flat JSON (W2); `v` is uniform in 0..100.
+fn json_value(i: u64) -> Vec<u8> {
+    let mut v = format!(
+        r#"{{"id":{i},"name":"user-{:06}","v":{},"city":"Seattle","pad":""#,
+        i % 100_000,
+        (i * 7919) % 100
+    )
+    .into_bytes();
+    while v.len() < 98 {
+        v.push(b'y');
+    }
+    v.extend_from_slice(b"\"}");
+    v
+}
+
+struct Sample {
+    records: u64,
+    wall: f64,
+    cpu: f64,
+}
+
+fn run_child(workload: &str, bootstrap: &str, topic: &str, expected: u64) -> Sample {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["child", workload, bootstrap, topic, &expected.to_string()])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{workload} failed");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let parts: Vec<f64> = text
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    Sample {
+        records: parts[0] as u64,
+        wall: parts[1],
+        cpu: parts[2],
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn orchestrate() {
+    let records = env_number("WEIR_BENCH_RECORDS", 1_000_000);
+    let runs = env_number("WEIR_BENCH_RUNS", 5) as usize;
+    let mut broker = Broker::start();
+    let bootstrap = broker.bootstrap.clone();
+    for topic in ["raw", "json", "nexmark_events"] {
+        broker.create_topic(topic);
+    }
+    let loading = Instant::now();
+    let p = producer(&bootstrap);
+    produce_all(&p, "raw", records, |i| {
+        (format!("k{}", i % 1000).into_bytes(), raw_value(i))
+    });
+    produce_all(&p, "json", records, |i| {
+        (format!("k{}", i % 1000).into_bytes(), json_value(i))
+    });
+    drop(p);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let engine = weir::Engine::builder()
+            .bootstrap_servers(&bootstrap)
+            .build()
+            .unwrap();
+        engine.sql(&nexmark_table_sql()).await.unwrap();
+        engine
+            .sql(&format!(
+                "INSERT INTO nexmark_events SELECT * FROM nexmark({records}, 10000000, 0)"
+            ))
+            .await
+            .unwrap();
+    });
+    eprintln!(
+        "pre-loaded 3 × {records} records in {:.1} s",
+        loading.elapsed().as_secs_f64()
+    );
+
+    let topic_of = |w: &str| match w {
+        "C0" | "C1" | "W1" => "raw",
+        "W2" => "json",
+        _ => "nexmark_events",
+    };
+    let mut samples: Vec<Vec<Sample>> = WORKLOADS.iter().map(|_| vec![]).collect();
+    for round in 0..=runs {
+        for (i, workload) in WORKLOADS.iter().enumerate() {
+            let sample = run_child(workload, &bootstrap, topic_of(workload), records);
+            assert_eq!(sample.records, records, "{workload} read every record");
+            if round > 0 {
+                samples[i].push(sample);
+            }
+        }
+        eprintln!(
+            "round {round} of {runs} done{}",
+            if round == 0 { " (warm-up)" } else { "" }
+        );
+    }
+
+    let c0_cpu_per_record = median(
+        samples[0]
+            .iter()
+            .map(|s| s.cpu / s.records as f64)
+            .collect(),
+    );
+    println!(
+        "\n| workload | records/s (median, min–max) | records per CPU-s (median) | efficiency vs C0 (median, min–max) |"
+    );
+    println!("|---|---|---|---|");
+    for (workload, runs) in WORKLOADS.iter().zip(&samples) {
+        let rates: Vec<f64> = runs.iter().map(|s| s.records as f64 / s.wall).collect();
+        let per_cpu: Vec<f64> = runs.iter().map(|s| s.records as f64 / s.cpu).collect();
+        let efficiency: Vec<f64> = runs
+            .iter()
+            .map(|s| c0_cpu_per_record / (s.cpu / s.records as f64))
+            .collect();
+        let lo = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
+        let hi = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+        println!(
+            "| {workload} | {:.0} ({:.0}–{:.0}) | {:.0} | {:.2} ({:.2}–{:.2}) |",
+            median(rates.clone()),
+            lo(&rates),
+            hi(&rates),
+            median(per_cpu.clone()),
+            median(efficiency.clone()),
+            lo(&efficiency),
+            hi(&efficiency)
+        );
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "\n{records} records per workload, {runs} runs, {} cores, load average {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+}
+
+fn nexmark_table_sql() -> String {
+    let setup = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sql/nexmark/setup.sql"
+    ))
+    .unwrap();
+    let start = setup.find("CREATE EXTERNAL TABLE").unwrap();
+    let end = setup.find("-- nexmark(events").unwrap();
+    setup[start..end].to_string()
+}
+
+fn nexmark_views_sql() -> String {
+    let setup = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sql/nexmark/setup.sql"
+    ))
+    .unwrap();
+    setup[setup.find("CREATE VIEW person").unwrap()..].to_string()
+}
+
+// ---------------------------------------------------------------- child processes
+
+fn child(workload: &str, bootstrap: &str, topic: &str, expected: u64) {
+    let started = Instant::now();
+    let records = match workload {
+        "C0" | "C1" => bare_consumer(bootstrap, topic, expected, workload == "C1"),
+        _ => weir_query(workload, bootstrap, topic),
+    };
+    println!(
+        "{records} {} {}",
+        started.elapsed().as_secs_f64(),
+        cpu_seconds()
+    );
+}
+
+/// C0 (and C1 with `to_arrow`): one assigned consumer counting messages and bytes.
+fn bare_consumer(bootstrap: &str, topic: &str, expected: u64, to_arrow: bool) -> u64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        list.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let (mut count, mut bytes) = (0u64, 0usize);
+    let mut keys = BinaryBuilder::with_capacity(8192, 8192 * 8);
+    let mut values = BinaryBuilder::with_capacity(8192, 8192 * 128);
+    while count < expected {
+        match consumer.poll(Duration::from_secs(10)) {
+            Some(Ok(m)) => {
+                count += 1;
+                bytes += m.payload_len();
+                if to_arrow {
+                    keys.append_option(m.key());
+                    values.append_option(m.payload());
+                    if values.len() == 8192 {
+                        std::hint::black_box((keys.finish(), values.finish()));
+                    }
+                }
+            }
+            Some(Err(e)) => panic!("consumer error: {e}"),
+            None => panic!("no message within 10 s after {count}"),
+        }
+    }
+    std::hint::black_box(bytes);
+    count
+}
+
+/// weir: the workload's query over the topic, output discarded; returns records fetched.
+fn weir_query(workload: &str, bootstrap: &str, topic: &str) -> u64 {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let engine = weir::Engine::builder().bootstrap_servers(bootstrap).build().unwrap();
+        let query = match workload {
+            "W1" => {
+                engine
+                    .sql(&format!("CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('subscribe' '{topic}', 'endingOffsets' 'latest')"))
+                    .await
+                    .unwrap();
+                "SELECT key, value, topic, partition, \"offset\", timestamp FROM t".to_string()
+            }
+            "W2" => {
+                engine
+                    .sql(&format!(
+                        "CREATE EXTERNAL TABLE t (id BIGINT, name VARCHAR, v BIGINT, city VARCHAR) STORED AS KAFKA
+                         OPTIONS ('subscribe' '{topic}', 'format' 'json', 'endingOffsets' 'latest')"
+                    ))
+                    .await
+                    .unwrap();
+                "SELECT id, name FROM t WHERE v % 10 = 0".to_string()
+            }
+            nexmark => {
+                engine.sql(&nexmark_table_sql()).await.unwrap();
+                engine.sql(&nexmark_views_sql()).await.unwrap();
+                match nexmark {
+                    "q0" => "SELECT auction, bidder, price, \"dateTime\", extra FROM bid",
+                    "q1" => "SELECT auction, bidder, 0.908 * price AS price, \"dateTime\", extra FROM bid",
+                    _ => "SELECT auction, price FROM bid WHERE auction % 123 = 0",
+                }
+                .to_string()
+            }
+        };
+        let frame = engine.session().sql(&query).await.unwrap();
+        let plan = frame.create_physical_plan().await.unwrap();
+        let mut stream = datafusion::physical_plan::execute_stream(Arc::clone(&plan), engine.session().task_ctx()).unwrap();
+        while let Some(batch) = stream.next().await {
+            std::hint::black_box(batch.unwrap());
+        }
+        weir::kafka::scan::sum_metric(&plan, weir::kafka::scan::metric::RECORDS_FETCHED) as u64
+    })
+}
