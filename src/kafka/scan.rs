@@ -559,13 +559,18 @@ impl RangeReader {
 }
 
 /// A batch of rows and how many of its records did not decode.
-struct BuiltBatch {
-    batch: RecordBatch,
-    malformed: usize,
+#[derive(Debug)]
+pub struct BuiltBatch {
+    /// The rows.
+    pub batch: RecordBatch,
+    /// Records whose value did not decode (dropped or nulled, as the table's mode says).
+    pub malformed: usize,
 }
 
-/// Accumulates the columns a scan needs from consecutive records of one partition.
-struct BatchBuilder {
+/// Accumulates the columns a scan needs from consecutive records of one partition: the
+/// message → Arrow kernel of the scan.
+#[derive(Debug)]
+pub struct BatchBuilder {
     keys: Option<BinaryBuilder>,
     values: Option<BinaryBuilder>,
     offsets: Vec<i64>,
@@ -575,7 +580,9 @@ struct BatchBuilder {
 }
 
 impl BatchBuilder {
-    fn new(projection: &[Column], needs_value: bool, capacity: usize) -> Self {
+    /// A builder of the `projection` columns (plus values, when `needs_value`, for decoding),
+    /// with room for `capacity` records.
+    pub fn new(projection: &[Column], needs_value: bool, capacity: usize) -> Self {
         let wants = |c: Column| projection.contains(&c);
         Self {
             keys: wants(Column::Key).then(|| BinaryBuilder::with_capacity(capacity, capacity * 16)),
@@ -594,11 +601,18 @@ impl BatchBuilder {
         }
     }
 
-    fn len(&self) -> usize {
+    /// Records appended since the last [`BatchBuilder::finish`].
+    pub fn len(&self) -> usize {
         self.offsets.len()
     }
 
-    fn append<M: Message>(&mut self, message: &M) {
+    /// True when no record waits.
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
+    /// Appends one record.
+    pub fn append<M: Message>(&mut self, message: &M) {
         self.offsets.push(message.offset());
         if let Some(keys) = &mut self.keys {
             keys.append_option(message.key());
@@ -637,7 +651,7 @@ impl BatchBuilder {
     }
 
     /// Builds the projected columns of the records appended since the last call.
-    fn finish(
+    pub fn finish(
         &mut self,
         source: &ScanSource,
         range: &PartitionRange,
