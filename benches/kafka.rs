@@ -1,8 +1,9 @@
 //! End-to-end throughput against a bare consumer, as `../shared/docs/benchmarks.md` describes:
 //! a broker in its own process (`weir broker`), topics pre-loaded once, then in the same run,
 //! alternating, the ceilings C0 (bare rdkafka consumer) and C1 (C0 plus copying keys and values
-//! into Arrow builders) and weir on W1 (`SELECT *`), W2 (JSON decode, filter, projection) and
-//! Nexmark q0–q2, each in a child process whose CPU time (user + sys) is its own.
+//! into Arrow builders) and weir on W1 (`SELECT *` into a discard sink), W1k (the same into a
+//! Kafka topic), W2 (JSON decode, filter, projection) and Nexmark q0–q2, each in a child process
+//! whose CPU time (user + sys) is its own.
 //!
 //! `cargo bench --bench kafka` (records: `WEIR_BENCH_RECORDS`, default 1 000 000; runs:
 //! `WEIR_BENCH_RUNS`, default 5). It prints a Markdown table and stops by itself.
@@ -20,7 +21,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 const PARTITIONS: i32 = 64;
-const WORKLOADS: [&str; 7] = ["C0", "C1", "W1", "W2", "q0", "q1", "q2"];
+const WORKLOADS: [&str; 8] = ["C0", "C1", "W1", "W1k", "W2", "q0", "q1", "q2"];
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -185,7 +186,7 @@ fn orchestrate() {
     let runs = env_number("WEIR_BENCH_RUNS", 5) as usize;
     let mut broker = Broker::start();
     let bootstrap = broker.bootstrap.clone();
-    for topic in ["raw", "json", "nexmark_events"] {
+    for topic in ["raw", "json", "nexmark_events", "sink"] {
         broker.create_topic(topic);
     }
     let loading = Instant::now();
@@ -222,7 +223,7 @@ fn orchestrate() {
     );
 
     let topic_of = |w: &str| match w {
-        "C0" | "C1" | "W1" => "raw",
+        "C0" | "C1" | "W1" | "W1k" => "raw",
         "W2" => "json",
         _ => "nexmark_events",
     };
@@ -372,6 +373,16 @@ fn weir_query(workload: &str, bootstrap: &str, topic: &str) -> u64 {
                     .await
                     .unwrap();
                 "SELECT key, value, topic, partition, \"offset\", timestamp FROM t".to_string()
+            }
+            "W1k" => {
+                engine
+                    .sql(&format!(
+                        "CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('subscribe' '{topic}', 'endingOffsets' 'latest');
+                         CREATE EXTERNAL TABLE sink STORED AS KAFKA OPTIONS ('subscribe' 'sink', 'kafka.linger.ms' '20')"
+                    ))
+                    .await
+                    .unwrap();
+                "INSERT INTO sink (key, value, partition) SELECT key, value, partition FROM t".to_string()
             }
             "W2" => {
                 engine

@@ -495,7 +495,7 @@ impl RangeReader {
         poller: &P,
         tx: &Sender<Result<RecordBatch>>,
     ) -> Result<()> {
-        if state.batch.len() > 0 {
+        if !state.batch.is_empty() {
             state.rows_sent += self.send(state, tx)?;
         }
         state.done = true;
