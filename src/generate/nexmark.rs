@@ -219,6 +219,15 @@ impl Nexmark {
     }
 }
 
+/// Where a struct field's values are: the n-th integer, timestamp (kept with the integers) or
+/// string of an event.
+#[derive(Clone, Copy)]
+enum Slot {
+    Int(usize),
+    Time(usize),
+    Text(usize),
+}
+
 /// Column builders for one struct, null where the event is of another kind.
 #[derive(Default)]
 struct Columns {
@@ -236,10 +245,12 @@ impl Columns {
         }
     }
 
-    fn push(&mut self, ints: Option<&[i64]>, strings: Option<Vec<String>>) {
-        self.valid.push(ints.is_some());
+    /// Adds one event's values, or nulls when the event is of another kind.
+    fn push(&mut self, event: Option<(Vec<i64>, Vec<String>)>) {
+        self.valid.push(event.is_some());
+        let (ints, strings) = event.map_or((None, None), |(i, s)| (Some(i), Some(s)));
         for (i, column) in self.ints.iter_mut().enumerate() {
-            column.push(ints.map(|v| v[i]));
+            column.push(ints.as_ref().map(|v| v[i]));
         }
         let mut strings = strings.map(Vec::into_iter);
         for column in &mut self.strings {
@@ -247,17 +258,17 @@ impl Columns {
         }
     }
 
-    /// Builds the struct; `layout` lists each field as `(is_int, index, is_timestamp)`.
-    fn finish(self, fields: Fields, layout: &[(bool, usize, bool)]) -> Result<ArrayRef> {
+    /// Builds the struct whose fields come, in order, from the `layout` slots.
+    fn finish(self, fields: Fields, layout: &[Slot]) -> Result<ArrayRef> {
         let columns: Vec<ArrayRef> = layout
             .iter()
-            .map(|&(is_int, index, is_timestamp)| -> ArrayRef {
-                match (is_int, is_timestamp) {
-                    (true, true) => {
-                        Arc::new(TimestampMillisecondArray::from(self.ints[index].clone()))
+            .map(|slot| -> ArrayRef {
+                match *slot {
+                    Slot::Time(i) => {
+                        Arc::new(TimestampMillisecondArray::from(self.ints[i].clone()))
                     }
-                    (true, false) => Arc::new(Int64Array::from(self.ints[index].clone())),
-                    _ => Arc::new(StringArray::from(self.strings[index].clone())),
+                    Slot::Int(i) => Arc::new(Int64Array::from(self.ints[i].clone())),
+                    Slot::Text(i) => Arc::new(StringArray::from(self.strings[i].clone())),
                 }
             })
             .collect();
@@ -288,65 +299,42 @@ impl RowGenerator for Nexmark {
             let time = self.event_time(n);
             let kind = kind_of(n);
             kinds.push(kind as i32);
-            let (mut person, mut auction, mut bid) = (None, None, None);
-            match kind {
-                EventKind::Person => person = Some(self.person(n, time, &mut rnd)),
-                EventKind::Auction => auction = Some(self.auction(n, time, &mut rnd)),
-                EventKind::Bid => bid = Some(self.bid(n, time, &mut rnd)),
-            }
-            match person {
-                Some((ints, strings)) => people.push(Some(&ints), Some(strings)),
-                None => people.push(None, None),
-            }
-            match auction {
-                Some((ints, strings)) => auctions.push(Some(&ints), Some(strings)),
-                None => auctions.push(None, None),
-            }
-            match bid {
-                Some((ints, strings)) => bids.push(Some(&ints), Some(strings)),
-                None => bids.push(None, None),
-            }
+            people.push((kind == EventKind::Person).then(|| self.person(n, time, &mut rnd)));
+            auctions.push((kind == EventKind::Auction).then(|| self.auction(n, time, &mut rnd)));
+            bids.push((kind == EventKind::Bid).then(|| self.bid(n, time, &mut rnd)));
         }
-        // Field order of each struct: (is integer, index among its kind, is timestamp).
+        use Slot::{Int, Text, Time};
         let person = people.finish(
             person_fields(),
             &[
-                (true, 0, false),
-                (false, 0, false),
-                (false, 1, false),
-                (false, 2, false),
-                (false, 3, false),
-                (false, 4, false),
-                (true, 1, true),
-                (false, 5, false),
+                Int(0),
+                Text(0),
+                Text(1),
+                Text(2),
+                Text(3),
+                Text(4),
+                Time(1),
+                Text(5),
             ],
         )?;
         let auction = auctions.finish(
             auction_fields(),
             &[
-                (true, 0, false),
-                (false, 0, false),
-                (false, 1, false),
-                (true, 1, false),
-                (true, 2, false),
-                (true, 3, true),
-                (true, 4, true),
-                (true, 5, false),
-                (true, 6, false),
-                (false, 2, false),
+                Int(0),
+                Text(0),
+                Text(1),
+                Int(1),
+                Int(2),
+                Time(3),
+                Time(4),
+                Int(5),
+                Int(6),
+                Text(2),
             ],
         )?;
         let bid = bids.finish(
             bid_fields(),
-            &[
-                (true, 0, false),
-                (true, 1, false),
-                (true, 2, false),
-                (false, 0, false),
-                (false, 1, false),
-                (true, 3, true),
-                (false, 2, false),
-            ],
+            &[Int(0), Int(1), Int(2), Text(0), Text(1), Time(3), Text(2)],
         )?;
         Ok(RecordBatch::try_new(
             Arc::clone(&self.schema),
