@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::common::{Broker, Record, fails, lines, produce, run, unique};
 use weir::Engine;
-use weir::stream::{QueryStatus, Trigger};
+use weir::stream::{QueryHandle, QueryStatus, Trigger};
 
 /// Waits until `check` holds, for at most 30 s.
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
@@ -57,6 +57,15 @@ fn json_topic(prefix: &str, partitions: i32, per_partition: usize) -> (Broker, S
     );
     let engine = broker.engine();
     (broker, topic, engine)
+}
+
+/// Records a query has read so far, over all its batches.
+fn rows_read(query: &QueryHandle) -> u64 {
+    query
+        .recent_progress()
+        .iter()
+        .map(|p| p.num_input_rows)
+        .sum()
 }
 
 const QUERY: &str = "INSERT INTO out SELECT n, _partition, _offset FROM src";
@@ -176,25 +185,9 @@ async fn the_default_trigger_follows_new_data_and_stops_cleanly() {
     );
     let query = engine.query("out").unwrap();
     produce_json(&broker.bootstrap(), &topic, &json_values(2, 10, 0));
-    eventually("the first 20 rows", || {
-        query
-            .recent_progress()
-            .iter()
-            .map(|p| p.num_input_rows)
-            .sum::<u64>()
-            == 20
-    })
-    .await;
+    eventually("the first 20 rows", || rows_read(&query) == 20).await;
     produce_json(&broker.bootstrap(), &topic, &json_values(2, 5, 1000));
-    eventually("5 more rows per partition", || {
-        query
-            .recent_progress()
-            .iter()
-            .map(|p| p.num_input_rows)
-            .sum::<u64>()
-            == 30
-    })
-    .await;
+    eventually("5 more rows per partition", || rows_read(&query) == 30).await;
     let shown = run(&engine, "SHOW QUERIES").await;
     let row = &lines(&shown.batches)[0];
     assert!(row.starts_with("out|running|"), "{row}");
@@ -329,30 +322,14 @@ async fn new_topics_matching_a_pattern_are_read_from_earliest() {
     let dir = tempfile::tempdir().unwrap();
     run(&engine, &format!("CREATE STREAMING QUERY grow WITH ('checkpoint' '{}') AS INSERT INTO out SELECT n, _topic FROM src", checkpoint(&dir))).await;
     let query = engine.query("grow").unwrap();
-    eventually("the first topic", || {
-        query
-            .recent_progress()
-            .iter()
-            .map(|p| p.num_input_rows)
-            .sum::<u64>()
-            == 4
-    })
-    .await;
+    eventually("the first topic", || rows_read(&query) == 4).await;
     broker.create_topic(&format!("{prefix}.b"), 2);
     produce_json(
         &broker.bootstrap(),
         &format!("{prefix}.b"),
         &json_values(2, 3, 0),
     );
-    eventually("the new topic", || {
-        query
-            .recent_progress()
-            .iter()
-            .map(|p| p.num_input_rows)
-            .sum::<u64>()
-            == 10
-    })
-    .await;
+    eventually("the new topic", || rows_read(&query) == 10).await;
     query.stop().await.unwrap();
     let result = run(&engine, "SELECT t, count(*) FROM out GROUP BY t ORDER BY t").await;
     assert_eq!(
