@@ -9,6 +9,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 use datafusion::common::TableReference;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
@@ -17,6 +18,7 @@ use datafusion::sql::sqlparser::ast::{Ident, ObjectName, Statement as SQLStateme
 use crate::embedded::EmbeddedKafka;
 use crate::error::{Error, Result};
 use crate::generate::{DatagenFunction, NexmarkFunction};
+use crate::jdbc::{JdbcTable, JdbcTableFactory};
 use crate::kafka::provider::DefaultBootstrap;
 use crate::kafka::scan::{metric, scans, sum_metric};
 use crate::kafka::{KafkaTable, KafkaTableFactory};
@@ -152,6 +154,7 @@ impl EngineBuilder {
                 "PARQUET".to_string(),
                 Arc::new(ParquetTableFactory::new(Arc::clone(&s3))),
             );
+            factories.insert("JDBC".to_string(), Arc::new(JdbcTableFactory));
             factories.insert(
                 "MEMORY".to_string(),
                 Arc::new(MemorySinkFactory::new(SinkKind::Memory)),
@@ -285,6 +288,7 @@ impl Engine {
         let parsed = self.name_kafka_insert_columns(parsed).await?;
         let state = self.ctx.state();
         let logical = state.statement_to_plan(parsed).await?;
+        self.check_kafka_insert(&logical).await?;
         let frame = self.ctx.execute_logical_plan(logical).await?;
         let physical: Arc<dyn ExecutionPlan> = frame.create_physical_plan().await?;
         let batches = collect(Arc::clone(&physical), self.ctx.task_ctx()).await?;
@@ -309,6 +313,23 @@ impl Engine {
             elapsed: started.elapsed(),
             started_query: None,
         })
+    }
+
+    /// Checks the record columns an INSERT into a Kafka table gives, before it runs.
+    async fn check_kafka_insert(&self, plan: &LogicalPlan) -> Result<()> {
+        if let LogicalPlan::Dml(DmlStatement {
+            table_name,
+            op: WriteOp::Insert(_),
+            input,
+            ..
+        }) = plan
+        {
+            let provider = self.ctx.table_provider(table_name.clone()).await?;
+            if let Some(kafka) = provider.downcast_ref::<KafkaTable>() {
+                kafka.check_insert(input)?;
+            }
+        }
+        Ok(())
     }
 
     fn parse(&self, statement: &str) -> Result<DFStatement> {
@@ -606,10 +627,13 @@ impl Engine {
             .map_err(|_| {
                 Error::DataFusion(DataFusionError::Plan(format!("no table named '{table}'")))
             })?;
-        let options = provider
-            .downcast_ref::<KafkaTable>()
-            .map(|k| k.options().describe().to_vec())
-            .unwrap_or_default();
+        let options = if let Some(kafka) = provider.downcast_ref::<KafkaTable>() {
+            kafka.options().describe().to_vec()
+        } else if let Some(jdbc) = provider.downcast_ref::<JdbcTable>() {
+            vec![("stored in".to_string(), jdbc.sink().describe())]
+        } else {
+            vec![]
+        };
         Ok((provider.schema(), options))
     }
 }

@@ -25,6 +25,7 @@ pub mod engine;
 pub mod error;
 pub mod format;
 pub mod generate;
+pub mod jdbc;
 pub mod kafka;
 pub mod queries;
 mod redact;

@@ -27,8 +27,21 @@ pub fn shown_value<'a>(key: &str, value: &'a str) -> &'a str {
     if is_secret_key(key) { REDACTED } else { value }
 }
 
+/// `text` with the password of every `scheme://user:password@host` URL in it replaced by
+/// [`REDACTED`].
+pub fn redact_url_credentials(text: &str) -> String {
+    static URL_PASSWORD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@']*):[^\s@']*@")
+            .expect("the URL password pattern compiles")
+    });
+    URL_PASSWORD
+        .replace_all(text, format!("${{1}}:{REDACTED}@"))
+        .into_owned()
+}
+
 /// `sql` with the values of secret options (`'kafka.sasl.password' 'x'`) replaced by
-/// [`REDACTED`], for the REPL's history file.
+/// [`REDACTED`], and passwords in URLs (a JDBC table's `LOCATION`) too, for the REPL's history
+/// file.
 pub fn redact_statement(sql: &str) -> String {
     use datafusion::sql::sqlparser::tokenizer::Token;
     let Ok(tokens) = crate::statements::tokenize(sql) else {
@@ -46,6 +59,11 @@ pub fn redact_statement(sql: &str) -> String {
                     continue;
                 }
                 previous_key = Some(value.clone());
+                let redacted = redact_url_credentials(value);
+                if &redacted != value {
+                    out.push_str(&format!("'{redacted}'"));
+                    continue;
+                }
             }
             Token::Whitespace(_) => {}
             _ => previous_key = None,
@@ -71,6 +89,21 @@ mod tests {
         assert_eq!(
             redact_statement("SELECT 'password', 'kept'"),
             "SELECT 'password', 'kept'"
+        );
+    }
+
+    #[test]
+    fn url_passwords_are_redacted() {
+        let sql = "CREATE EXTERNAL TABLE t (a INT) STORED AS JDBC LOCATION 'postgres://app:hunter2@db:5432/shop'";
+        let redacted = redact_statement(sql);
+        assert!(!redacted.contains("hunter2"), "{redacted}");
+        assert!(
+            redacted.contains("'postgres://app:********@db:5432/shop'"),
+            "{redacted}"
+        );
+        assert_eq!(
+            redact_url_credentials("mysql://root@h/db and s3://k:s@x/y"),
+            "mysql://root@h/db and s3://k:********@x/y"
         );
     }
 

@@ -5,8 +5,12 @@ mod integration {
     pub mod cli;
     pub mod common;
     pub mod crash;
+    pub mod crash_jdbc;
+    pub mod crash_kafka;
     pub mod docs;
     pub mod formats;
+    pub mod jdbc;
+    pub mod kafka_sink;
     pub mod nexmark;
     pub mod s3;
     pub mod sink;

@@ -1,7 +1,11 @@
 //! The checkpoint of a streaming query, on any object store: `metadata` (which query it
 //! belongs to), `offsets/N` (the exact slice of batch N, written before the batch runs) and
 //! `commits/N` (written after the sink committed batch N). Every file is JSON, written once
-//! (put-if-absent), so two instances of a query cannot both write batch N.
+//! (put-if-absent), so two instances of a query cannot both write batch N. `sinks/N` holds what
+//! a sink recorded before writing batch N (the Kafka sink's output offsets), and `lock/` says
+//! which instance runs the query ([`lock`]).
+
+pub mod lock;
 
 use std::collections::BTreeMap;
 
@@ -140,6 +144,18 @@ impl Checkpoint {
     }
 
     async fn create_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        if self.try_create_json(name, value).await? {
+            Ok(())
+        } else {
+            Err(self.error(format!(
+                "{name} already exists: another instance of this query is running on the same \
+                 checkpoint"
+            )))
+        }
+    }
+
+    /// Writes `name` unless it exists; false when it does.
+    async fn try_create_json<T: Serialize>(&self, name: &str, value: &T) -> Result<bool> {
         let bytes = serde_json::to_vec_pretty(value).map_err(|e| self.error(e))?;
         let path = self.path(name);
         match self
@@ -148,14 +164,11 @@ impl Checkpoint {
             .put_opts(&path, PutPayload::from(bytes), PutMode::Create.into())
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(true),
             Err(
                 object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. },
-            ) => Err(self.error(format!(
-                "{name} already exists: another instance of this query is running on the \
-                     same checkpoint"
-            ))),
+            ) => Ok(false),
             Err(e) => Err(self.error(format!("cannot write {name}: {e}"))),
         }
     }
@@ -266,12 +279,23 @@ impl Checkpoint {
             .is_some())
     }
 
-    /// Deletes offsets and commits of batches older than the newest `keep`.
+    /// The record a sink kept in `sinks/N` for batch `id`, if it wrote one.
+    pub async fn sink_record<T: DeserializeOwned>(&self, id: u64) -> Result<Option<T>> {
+        self.read_json(&format!("sinks/{id}")).await
+    }
+
+    /// Writes `sinks/N`: what a sink must know to replay batch `id` (written before the sink
+    /// writes anything of that batch, once).
+    pub async fn create_sink_record<T: Serialize>(&self, id: u64, record: &T) -> Result<()> {
+        self.create_json(&format!("sinks/{id}"), record).await
+    }
+
+    /// Deletes offsets, commits and sink records of batches older than the newest `keep`.
     pub async fn purge(&self, keep: u64, latest: u64) -> Result<()> {
         let Some(oldest_kept) = latest.checked_sub(keep.saturating_sub(1)) else {
             return Ok(());
         };
-        for dir in ["commits", "offsets"] {
+        for dir in ["commits", "sinks", "offsets"] {
             for id in self
                 .batch_ids(dir)
                 .await?

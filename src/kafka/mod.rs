@@ -1,13 +1,16 @@
 //! Kafka as SQL tables: options, offset planning, reading exact ranges, and writing records.
 
 pub mod client;
+pub mod exactly_once;
 pub mod layout;
 pub mod offsets;
 pub mod options;
 pub mod provider;
 pub mod pushdown;
+pub mod records;
 pub mod scan;
 pub mod sink;
+pub mod transactions;
 
 pub use options::{KAFKA_TABLE_OPTIONS, KafkaTableOptions, OptionDoc, TopicPartition};
 pub use provider::{KafkaTable, KafkaTableFactory};

@@ -120,6 +120,11 @@ pub const KAFKA_TABLE_OPTIONS: &[OptionDoc] = &[
         meaning: "Topic that INSERT writes to when a row has no topic column value.",
     },
     OptionDoc {
+        name: "transactional",
+        default: "false",
+        meaning: "Streaming queries writing to the table: each batch is also one Kafka transaction (transactional.id weir-<query id>), so read_committed readers never see part of a batch; needs brokers with transaction support. Exactly-once holds without it.",
+    },
+    OptionDoc {
         name: "maxOffsetsPerTrigger",
         default: "none",
         meaning: "Streaming queries: at most this many offsets per batch, shared among partitions in proportion to their backlog.",
@@ -169,6 +174,10 @@ const OWNED_CLIENT_KEYS: &[(&str, &str)] = &[
     (
         "kafka.value.deserializer",
         "use the 'format' option to decode values",
+    ),
+    (
+        "kafka.transactional.id",
+        "use 'transactional' 'true'; weir derives the id from the query's checkpoint",
     ),
 ];
 
@@ -338,6 +347,8 @@ pub struct KafkaTableOptions {
     pub malformed: MalformedMode,
     /// Default topic of INSERT.
     pub sink_topic: Option<String>,
+    /// Whether streaming queries write each batch in a Kafka transaction.
+    pub transactional: bool,
     /// How long a reader waits for the next record.
     pub poll_timeout: Duration,
     /// How long weir waits for the broker's answers and acknowledgements.
@@ -400,6 +411,7 @@ impl KafkaTableOptions {
             TopicSelection::Subscribe(list) if list.len() == 1 => Some(list[0].clone()),
             _ => None,
         });
+        let transactional = bag.take_bool("transactional", false)?;
         let poll_timeout = bag.take_millis("kafkaConsumer.pollTimeoutMs", 120_000)?;
         let broker_timeout = bag.take_millis("brokerTimeoutMs", 30_000)?;
         let rate = RateLimits {
@@ -456,6 +468,7 @@ impl KafkaTableOptions {
             format,
             malformed,
             sink_topic,
+            transactional,
             poll_timeout,
             broker_timeout,
             rate,

@@ -11,14 +11,18 @@ use datafusion::datasource::sink::DataSinkExec;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::dml::InsertOp;
-use datafusion::logical_expr::{CreateExternalTable, Expr, TableProviderFilterPushDown};
+use datafusion::logical_expr::{
+    CreateExternalTable, Expr, LogicalPlan, TableProviderFilterPushDown,
+};
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::client::BrokerClient;
+use super::exactly_once::KafkaStreamingSink;
 use super::layout::TableLayout;
 use super::offsets::{Narrowing, PartitionRange, narrow_fixed, plan_ranges, split_ranges};
 use super::options::{KafkaTableOptions, ValueFormat};
 use super::pushdown::{can_narrow, narrowing_of};
+use super::records::{check_produced, produced_by_logical};
 use super::scan::{KafkaScanExec, ScanSource};
 use super::sink::KafkaSink;
 use crate::format::ValueDecoder;
@@ -86,6 +90,20 @@ impl KafkaTable {
     /// The table's column layout.
     pub fn layout(&self) -> &TableLayout {
         &self.source.layout
+    }
+
+    /// Checks the columns the INSERT plan `input` gives this table (see
+    /// [`check_produced`]), before a streaming query starts.
+    pub fn check_insert(&self, input: &LogicalPlan) -> Result<()> {
+        check_produced(&self.source, &produced_by_logical(input)?)
+    }
+
+    /// The table as the exactly-once sink of a streaming query.
+    pub fn streaming_sink(&self) -> Result<KafkaStreamingSink> {
+        KafkaStreamingSink::try_new(
+            Arc::clone(&self.source),
+            Arc::clone(&self.source.layout.schema),
+        )
     }
 }
 

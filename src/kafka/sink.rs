@@ -1,20 +1,13 @@
-//! [`KafkaSink`]: `INSERT INTO` a Kafka table, through an idempotent producer.
-//!
-//! Records are built from Spark's sink columns (`key`, `value`, `topic`, `partition`, `headers`,
-//! plus `timestamp`), or, for a table with declared columns, from those columns encoded as the
-//! value and the `_key`, `_topic`, `_partition`, `_headers` and `_timestamp` columns. The
-//! statement returns once every record is acknowledged, or fails naming what was not.
+//! [`KafkaSink`]: a bounded `INSERT INTO` a Kafka table, through an idempotent producer. The
+//! statement returns once every record is acknowledged, or fails naming what was not. (Streaming
+//! queries write through [`super::exactly_once`].) Records are made as [`super::records`] says.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, Int32Array, RecordBatch, StringArray,
-    TimestampMillisecondArray,
-};
-use arrow::compute::cast;
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::datasource::sink::DataSink;
 use datafusion::error::{DataFusionError, Result};
@@ -23,32 +16,10 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::StreamExt;
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
-use super::layout::{Column, TableLayout, timestamp_type};
-use super::options::ValueFormat;
+use super::records::{RecordColumns, SinkRecords};
 use super::scan::ScanSource;
-use crate::format::encode_json_rows;
-
-/// Where each part of a record comes from, as column indices of the input.
-#[derive(Debug, Clone)]
-struct RecordColumns {
-    value: ValueColumns,
-    key: Option<usize>,
-    topic: Option<usize>,
-    partition: Option<usize>,
-    headers: Option<usize>,
-    timestamp: Option<usize>,
-}
-
-#[derive(Debug, Clone)]
-enum ValueColumns {
-    /// The value is this column's bytes.
-    Bytes(usize),
-    /// The value is these columns as a JSON object.
-    Json(Vec<usize>),
-}
 
 /// Writes the rows of an INSERT as Kafka records.
 #[derive(Debug)]
@@ -61,50 +32,7 @@ pub struct KafkaSink {
 impl KafkaSink {
     /// A sink for input rows of `schema` (the table's schema, as INSERT casts to it).
     pub fn try_new(source: Arc<ScanSource>, schema: SchemaRef) -> Result<Self> {
-        let layout: &TableLayout = &source.layout;
-        let find = |column: Column| -> Option<usize> {
-            let name = layout.schema.field(layout.index_of(column)?).name().clone();
-            schema.index_of(&name).ok()
-        };
-        let value = match &source.options.format {
-            ValueFormat::RawRecord | ValueFormat::RawValue => {
-                let column = if source.options.format == ValueFormat::RawValue {
-                    Column::Declared(0)
-                } else {
-                    Column::Value
-                };
-                let index = find(column).ok_or_else(|| {
-                    DataFusionError::Plan(format!(
-                        "INSERT INTO Kafka table '{}' needs a value column",
-                        source.table
-                    ))
-                })?;
-                ValueColumns::Bytes(index)
-            }
-            ValueFormat::Json => ValueColumns::Json(
-                layout
-                    .columns
-                    .iter()
-                    .filter(|c| matches!(c, Column::Declared(_)))
-                    .filter_map(|c| find(*c))
-                    .collect(),
-            ),
-            ValueFormat::Csv { .. } => {
-                return Err(DataFusionError::Plan(format!(
-                    "INSERT INTO Kafka table '{}' with 'format' 'csv' is not supported; declare \
-                     the target table with 'format' 'json', or write a raw value column",
-                    source.table
-                )));
-            }
-        };
-        let columns = RecordColumns {
-            value,
-            key: find(Column::Key),
-            topic: find(Column::Topic),
-            partition: find(Column::Partition),
-            headers: find(Column::Headers),
-            timestamp: find(Column::Timestamp),
-        };
+        let columns = RecordColumns::try_new(&source, &schema)?;
         Ok(Self {
             source,
             schema,
@@ -120,9 +48,19 @@ impl DisplayAs for KafkaSink {
 }
 
 /// Counts failed deliveries and keeps the first failure's message.
-#[derive(Default)]
-struct DeliveryReport {
+#[derive(Debug, Default)]
+pub struct DeliveryReport {
     failed: Mutex<(usize, Option<String>)>,
+}
+
+impl DeliveryReport {
+    /// The failures since the last call: how many, and the first one's message.
+    pub fn take(&self) -> Result<(usize, Option<String>)> {
+        self.failed
+            .lock()
+            .map(|mut f| std::mem::take(&mut *f))
+            .map_err(|_| DataFusionError::Internal("delivery report lock poisoned".to_string()))
+    }
 }
 
 impl ClientContext for DeliveryReport {}
@@ -197,12 +135,7 @@ impl DataSink for KafkaSink {
                     flush_timeout.as_millis()
                 ))
             })?;
-        let (failed, first) = producer
-            .context()
-            .failed
-            .lock()
-            .map(|f| f.clone())
-            .map_err(|_| DataFusionError::Internal("delivery report lock poisoned".to_string()))?;
+        let (failed, first) = producer.context().take()?;
         if failed > 0 {
             return Err(DataFusionError::Execution(format!(
                 "{failed} of {written} records were not delivered to Kafka broker(s) {}; the \
@@ -215,16 +148,6 @@ impl DataSink for KafkaSink {
     }
 }
 
-fn cast_column(
-    batch: &RecordBatch,
-    index: Option<usize>,
-    to: &DataType,
-) -> Result<Option<ArrayRef>> {
-    index
-        .map(|i| cast(batch.column(i), to).map_err(DataFusionError::from))
-        .transpose()
-}
-
 fn produce_batch(
     producer: &BaseProducer<DeliveryReport>,
     batch: &RecordBatch,
@@ -233,82 +156,18 @@ fn produce_batch(
     table: &str,
     timeout: Duration,
 ) -> Result<u64> {
-    let value_column: Option<ArrayRef> = match &columns.value {
-        ValueColumns::Bytes(i) => Some(cast(batch.column(*i), &DataType::Binary)?),
-        ValueColumns::Json(_) => None,
-    };
-    let value_bytes: Option<&BinaryArray> = value_column.as_ref().map(|a| a.as_binary::<i32>());
-    let json_values: Vec<Vec<u8>> = match &columns.value {
-        ValueColumns::Json(indices) => encode_json_rows(&batch.project(indices)?)?,
-        ValueColumns::Bytes(_) => vec![],
-    };
-    let value_of = |row: usize| -> Option<&[u8]> {
-        match value_bytes {
-            Some(v) => v.is_valid(row).then(|| v.value(row)),
-            None => json_values.get(row).map(Vec::as_slice),
-        }
-    };
-    let keys = cast_column(batch, columns.key, &DataType::Binary)?;
-    let keys: Option<&BinaryArray> = keys.as_ref().map(|a| a.as_binary::<i32>());
-    let topics = cast_column(batch, columns.topic, &DataType::Utf8)?;
-    let topics: Option<&StringArray> = topics.as_ref().map(|a| a.as_string::<i32>());
-    let partitions = cast_column(batch, columns.partition, &DataType::Int32)?;
-    let partitions: Option<&Int32Array> = partitions.as_ref().map(|a| a.as_primitive());
-    let timestamps = cast_column(batch, columns.timestamp, &timestamp_type())?;
-    let timestamps: Option<&TimestampMillisecondArray> =
-        timestamps.as_ref().map(|a| a.as_primitive());
-    let headers = columns.headers.map(|i| batch.column(i).as_list::<i32>());
-
-    for row in 0..batch.num_rows() {
-        let topic = match topics.filter(|t| t.is_valid(row)) {
-            Some(t) => t.value(row),
-            None => default_topic.ok_or_else(|| {
-                DataFusionError::Execution(format!(
-                    "row {} of the INSERT into '{table}' has no topic: give a topic column value \
-                     or set the table option 'topic'",
-                    row + 1
-                ))
-            })?,
-        };
-        let value = value_of(row);
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
-        if let Some(value) = value {
-            record = record.payload(value);
-        }
-        if let Some(keys) = keys.filter(|k| k.is_valid(row)) {
-            record = record.key(keys.value(row));
-        }
-        if let Some(p) = partitions.filter(|p| p.is_valid(row)) {
-            record = record.partition(p.value(row));
-        }
-        if let Some(ts) = timestamps.filter(|t| t.is_valid(row)) {
-            record = record.timestamp(ts.value(row));
-        }
-        if let Some(list) = headers.filter(|h| h.is_valid(row)) {
-            let entries = list.value(row);
-            let entries = entries.as_struct();
-            let names = cast(entries.column(0), &DataType::Utf8)?;
-            let names = names.as_string::<i32>();
-            let contents = cast(entries.column(1), &DataType::Binary)?;
-            let contents = contents.as_binary::<i32>();
-            let mut owned = OwnedHeaders::new_with_capacity(entries.len());
-            for h in (0..entries.len()).filter(|h| names.is_valid(*h)) {
-                owned = owned.insert(Header {
-                    key: names.value(h),
-                    value: contents.is_valid(h).then(|| contents.value(h)),
-                });
-            }
-            record = record.headers(owned);
-        }
-        send_with_backpressure(producer, record, timeout)?;
+    let records = SinkRecords::try_new(batch, columns, default_topic, table)?;
+    for row in 0..records.len() {
+        let headers = records.headers(row, &[])?;
+        send_with_backpressure(producer, records.record(row, None, headers), timeout)?;
     }
     producer.poll(Duration::ZERO);
-    Ok(batch.num_rows() as u64)
+    Ok(records.len() as u64)
 }
 
 /// Sends one record, waiting while the producer's queue is full (at most `timeout`).
-fn send_with_backpressure<'a>(
-    producer: &BaseProducer<DeliveryReport>,
+pub fn send_with_backpressure<'a, C: ProducerContext<DeliveryOpaque = ()>>(
+    producer: &BaseProducer<C>,
     mut record: BaseRecord<'a, [u8], [u8]>,
     timeout: Duration,
 ) -> Result<()> {

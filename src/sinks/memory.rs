@@ -14,7 +14,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{CreateExternalTable, Expr};
 use datafusion::physical_plan::{ExecutionPlan, common::collect};
 
-use super::StreamingSink;
+use super::{BatchContext, StreamingSink};
 
 /// Where a memory-sink table's rows go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +48,12 @@ impl MemorySinkTable {
 
 #[async_trait]
 impl StreamingSink for MemorySink {
-    async fn write_batch(&self, batch_id: u64, data: SendableRecordBatchStream) -> Result<u64> {
+    async fn write_batch(
+        &self,
+        batch: &BatchContext,
+        data: SendableRecordBatchStream,
+    ) -> Result<u64> {
+        let batch_id = batch.batch_id;
         let batches = collect(data).await?;
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         if self.kind == Kind::Console {
@@ -75,7 +80,8 @@ impl StreamingSink for MemorySink {
         }
     }
 
-    async fn has_batch(&self, batch_id: u64) -> Result<bool> {
+    async fn has_batch(&self, batch: &BatchContext) -> Result<bool> {
+        let batch_id = batch.batch_id;
         Ok(self
             .batches
             .lock()

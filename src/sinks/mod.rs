@@ -1,6 +1,6 @@
 //! Sinks of streaming queries: a [`StreamingSink`] takes batch N's rows and commits them so
-//! that writing batch N again (a replay after a crash) replaces the earlier attempt instead of
-//! adding to it. Parquet, memory and console tables are streaming sinks.
+//! that writing batch N again (a replay after a crash) does not add to what an earlier attempt
+//! wrote. Parquet, memory, console and Kafka tables are streaming sinks.
 
 pub mod memory;
 pub mod parquet;
@@ -14,31 +14,60 @@ use datafusion::catalog::TableProvider;
 use datafusion::error::Result;
 use datafusion::execution::SendableRecordBatchStream;
 
+use crate::checkpoint::{Checkpoint, OffsetsEntry};
+use crate::kafka::KafkaTable;
+
+/// What a sink is told about the batch it writes.
+#[derive(Debug, Clone)]
+pub struct BatchContext {
+    /// The query's id, kept in its checkpoint across restarts.
+    pub query_id: String,
+    /// The query's name.
+    pub query_name: String,
+    /// The batch id.
+    pub batch_id: u64,
+    /// The batch's slice of every source (`offsets/N`), for sinks that record it with the rows.
+    pub offsets: OffsetsEntry,
+    /// The query's checkpoint, for sinks that keep per-batch records of their own there.
+    pub checkpoint: Checkpoint,
+}
+
 /// A table a streaming query can write to, exactly once per batch id.
 #[async_trait]
 pub trait StreamingSink: Debug + Send + Sync {
-    /// Writes and commits the rows of batch `batch_id`; returns how many were written. Writing
-    /// the same id again replaces what an earlier, uncommitted or committed, attempt wrote.
-    async fn write_batch(&self, batch_id: u64, data: SendableRecordBatchStream) -> Result<u64>;
+    /// Writes and commits the rows of batch `batch.batch_id`; returns how many were written.
+    /// Writing the same id again must not duplicate what an earlier attempt wrote.
+    async fn write_batch(
+        &self,
+        batch: &BatchContext,
+        data: SendableRecordBatchStream,
+    ) -> Result<u64>;
 
     /// What the sink is, for checkpoint metadata and progress (`parquet file:///lake/out`).
     fn describe(&self) -> String;
 
     /// Whether batch `batch_id` is already in the sink (it was committed, but perhaps not yet
     /// recorded in the checkpoint).
-    async fn has_batch(&self, batch_id: u64) -> Result<bool>;
+    async fn has_batch(&self, batch: &BatchContext) -> Result<bool>;
 
     /// The schema of the rows it takes.
     fn schema(&self) -> SchemaRef;
 }
 
-/// The streaming sink behind a table, if it is one.
-pub fn streaming_sink(provider: &Arc<dyn TableProvider>) -> Option<Arc<dyn StreamingSink>> {
+/// The streaming sink behind a table: `Ok(None)` when the table cannot be one, an error when
+/// it could but is misconfigured.
+pub fn streaming_sink(provider: &Arc<dyn TableProvider>) -> Result<Option<Arc<dyn StreamingSink>>> {
     if let Some(table) = provider.downcast_ref::<parquet::ParquetTable>() {
-        return Some(table.sink());
+        return Ok(Some(table.sink()));
     }
     if let Some(table) = provider.downcast_ref::<memory::MemorySinkTable>() {
-        return Some(table.sink());
+        return Ok(Some(table.sink()));
     }
-    None
+    if let Some(table) = provider.downcast_ref::<crate::jdbc::JdbcTable>() {
+        return Ok(Some(table.sink()));
+    }
+    if let Some(table) = provider.downcast_ref::<KafkaTable>() {
+        return Ok(Some(Arc::new(table.streaming_sink()?)));
+    }
+    Ok(None)
 }

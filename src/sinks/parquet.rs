@@ -34,7 +34,7 @@ use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
-use super::StreamingSink;
+use super::{BatchContext, StreamingSink};
 use crate::storage::{Location, S3Settings, resolve};
 
 /// The manifest of one committed write.
@@ -208,7 +208,12 @@ fn batch_key(id: u64) -> String {
 
 #[async_trait]
 impl StreamingSink for ParquetSink {
-    async fn write_batch(&self, batch_id: u64, data: SendableRecordBatchStream) -> Result<u64> {
+    async fn write_batch(
+        &self,
+        batch: &BatchContext,
+        data: SendableRecordBatchStream,
+    ) -> Result<u64> {
+        let batch_id = batch.batch_id;
         self.write(&batch_key(batch_id), data).await
     }
 
@@ -216,7 +221,8 @@ impl StreamingSink for ParquetSink {
         format!("parquet {}", self.location.display)
     }
 
-    async fn has_batch(&self, batch_id: u64) -> Result<bool> {
+    async fn has_batch(&self, batch: &BatchContext) -> Result<bool> {
+        let batch_id = batch.batch_id;
         let path = self.path(&format!("{MANIFESTS}/{}.json", batch_key(batch_id)));
         match self.location.store.head(&path).await {
             Ok(_) => Ok(true),

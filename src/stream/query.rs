@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use super::progress::{Durations, PartitionProgress, QueryProgress, SourceProgress};
 use super::slice::{clamp, plan_slice, should_wait};
 use super::trigger::Trigger;
+use crate::checkpoint::lock::QueryLock;
 use crate::checkpoint::{
     Checkpoint, CommitEntry, OffsetsEntry, PartitionSlice, QueryMetadata, Recovery, now_ms,
 };
@@ -34,7 +35,7 @@ use crate::kafka::client::BrokerClient;
 use crate::kafka::offsets::PartitionRange;
 use crate::kafka::scan::{metric, sum_metric};
 use crate::kafka::{KafkaTable, TopicPartition};
-use crate::sinks::{StreamingSink, streaming_sink};
+use crate::sinks::{BatchContext, StreamingSink, streaming_sink};
 use crate::storage::S3Settings;
 
 /// How a streaming query runs.
@@ -189,12 +190,18 @@ async fn analyse(ctx: &SessionContext, insert_sql: &str) -> Result<Plan> {
         .table_provider(table_name.clone())
         .await
         .map_err(plan_error)?;
-    let sink = streaming_sink(&provider).ok_or_else(|| {
-        Error::Streaming(format!(
-            "table '{table_name}' cannot take a streaming query's output: streaming sinks are \
-             Parquet tables with declared columns, MEMORY tables and CONSOLE tables"
-        ))
-    })?;
+    if let Some(kafka) = provider.downcast_ref::<KafkaTable>() {
+        kafka.check_insert(input).map_err(plan_error)?;
+    }
+    let sink = streaming_sink(&provider)
+        .map_err(plan_error)?
+        .ok_or_else(|| {
+            Error::Streaming(format!(
+                "table '{table_name}' cannot take a streaming query's output: streaming sinks \
+                 are Kafka tables, JDBC tables, Parquet tables with declared columns, MEMORY \
+                 tables and CONSOLE tables"
+            ))
+        })?;
     let sources = stream_sources(input)?;
     if sources.is_empty() {
         return Err(Error::Streaming(
@@ -255,6 +262,7 @@ pub async fn start(
         sink: plan.sink.describe(),
     };
     let metadata = checkpoint.start(&wanted).await?;
+    let lock = QueryLock::acquire(&checkpoint, name).await?;
     let recovery = checkpoint.recover().await?;
     let shared = Arc::new(Shared {
         status: Mutex::new(QueryStatus::Running),
@@ -276,6 +284,7 @@ pub async fn start(
         listener,
         fault: FaultHook::from_env(),
         last_batch_started: None,
+        lock,
     };
     let task = tokio::spawn(runner.run(recovery));
     Ok(QueryHandle {
@@ -364,6 +373,7 @@ struct Runner {
     listener: Option<ProgressListener>,
     fault: FaultHook,
     last_batch_started: Option<Instant>,
+    lock: QueryLock,
 }
 
 impl Runner {
@@ -376,6 +386,9 @@ impl Runner {
                 QueryStatus::Failed(message)
             }
         };
+        if let Err(e) = self.lock.release().await {
+            warn!("query {}: {e}", self.name);
+        }
         if let Ok(mut s) = self.shared.status.lock() {
             *s = status;
         }
@@ -453,6 +466,7 @@ impl Runner {
                 self.pause(IDLE_POLL).await;
                 continue;
             }
+            self.lock.check_held().await?;
             self.checkpoint.write_offsets(&planned.entry).await?;
             self.run_batch(&planned, false).await?;
             previous = Some(ends_of(&planned.entry));
@@ -557,11 +571,19 @@ impl Runner {
         let plan_ms = started.elapsed().as_millis() as u64;
 
         let executing = Instant::now();
+        let context = BatchContext {
+            query_id: self.id.clone(),
+            query_name: self.name.clone(),
+            batch_id: entry.batch_id,
+            offsets: entry.clone(),
+            checkpoint: self.checkpoint.clone(),
+        };
+        self.lock.check_held().await?;
         let (rows_in, rows_out) = if replayed
             && self
                 .plan
                 .sink
-                .has_batch(entry.batch_id)
+                .has_batch(&context)
                 .await
                 .map_err(plan_error)?
         {
@@ -580,7 +602,7 @@ impl Runner {
             let written = self
                 .plan
                 .sink
-                .write_batch(entry.batch_id, stream)
+                .write_batch(&context, stream)
                 .await
                 .map_err(plan_error)?;
             (

@@ -142,6 +142,16 @@ async fn insert_errors_name_what_is_wrong() {
     )
     .await;
     assert!(
+        e.contains("planning") && e.contains("have no topic") && e.contains("'topic'"),
+        "{e}"
+    );
+    // A topic column that is null in some row is found when the row is written.
+    let e = fails(
+        &engine,
+        "INSERT INTO two (value, topic) SELECT 'x', CASE WHEN value > 1 THEN 'a' END FROM generate_series(1, 2)",
+    )
+    .await;
+    assert!(
         e.contains("row 1") && e.contains("has no topic") && e.contains("'topic'"),
         "{e}"
     );

@@ -455,7 +455,7 @@ async fn foreign_and_corrupt_checkpoints_are_refused() {
     assert!(e.contains("reads no Kafka stream"), "{e}");
     run(
         &engine,
-        &format!("CREATE EXTERNAL TABLE dest STORED AS KAFKA OPTIONS ('subscribe' '{other}')"),
+        &format!("CREATE EXTERNAL TABLE dest (value VARCHAR) STORED AS CSV LOCATION '{cp}-csv/'"),
     )
     .await;
     let e = fails(&engine, &format!("CREATE STREAMING QUERY f WITH ('checkpoint' '{cp}5') AS INSERT INTO dest (value) SELECT CAST(n AS VARCHAR) FROM src")).await;
