@@ -2,8 +2,10 @@
 //! a broker in its own process (`weir broker`), topics pre-loaded once, then in the same run,
 //! alternating, the ceilings C0 (bare rdkafka consumer) and C1 (C0 plus copying keys and values
 //! into Arrow builders) and weir on W1 (`SELECT *` into a discard sink), W1k (the same into a
-//! Kafka topic), W2 (JSON decode, filter, projection) and Nexmark q0–q2, each in a child process
-//! whose CPU time (user + sys) is its own.
+//! Kafka topic), W2 (JSON decode, filter, projection), W3 and W3k (streaming 10 s tumbling
+//! windows with count/sum/max by 100 and 100 000 keys, event-time watermark), Nexmark q0–q2 (batch
+//! queries) and q5, q7 (streaming queries), each in a child process whose CPU time (user + sys) is
+//! its own.
 //!
 //! `cargo bench --bench kafka` (records: `WEIR_BENCH_RECORDS`, default 1 000 000; runs:
 //! `WEIR_BENCH_RUNS`, default 5). It prints a Markdown table and stops by itself.
@@ -21,7 +23,11 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 const PARTITIONS: i32 = 64;
-const WORKLOADS: [&str; 8] = ["C0", "C1", "W1", "W1k", "W2", "q0", "q1", "q2"];
+const WORKLOADS: [&str; 12] = [
+    "C0", "C1", "W1", "W1k", "W2", "W3", "W3k", "q0", "q1", "q2", "q5", "q7",
+];
+/// Records per batch of the streaming workloads.
+const STREAM_BATCH: u64 = 100_000;
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -136,12 +142,17 @@ fn raw_value(i: u64) -> Vec<u8> {
     v
 }
 
-/// About 100 bytes of flat JSON (W2); `v` is uniform in 0..100.
+/// About 120 bytes of flat JSON (W2, W3); `v` is uniform in 0..100, `ts` moves on 1 ms per
+/// record from 2024-01-01T00:00:00Z.
 fn json_value(i: u64) -> Vec<u8> {
     let mut v = format!(
-        r#"{{"id":{i},"name":"user-{:06}","v":{},"city":"Seattle","pad":""#,
+        r#"{{"id":{i},"name":"user-{:06}","v":{},"city":"Seattle","ts":"2024-01-01T{:02}:{:02}:{:02}.{:03}Z","pad":""#,
         i % 100_000,
-        (i * 7919) % 100
+        (i * 7919) % 100,
+        i / 3_600_000,
+        (i / 60_000) % 60,
+        (i / 1000) % 60,
+        i % 1000
     )
     .into_bytes();
     while v.len() < 98 {
@@ -208,11 +219,14 @@ fn orchestrate() {
         engine
             .sql(&format!(
                 // Explicit partitions spread the events evenly (the sticky partitioner would
-                // not, and the broker keeps only about 5 MiB per partition).
+                // not, and the broker keeps only about 5 MiB per partition); written in
+                // event-time order (10 000 events per second of event time), so each partition's
+                // event times only grow, as the streaming q5 and q7 expect.
                 "INSERT INTO nexmark_events (event_type, person, auction, bid, _partition)
                  SELECT event_type, person, auction, bid,
                         CAST(coalesce(person['id'], auction['id'], bid['price']) % {PARTITIONS} AS INT)
-                 FROM nexmark({records}, 10000000, 0)"
+                 FROM nexmark({records}, 10000, 0)
+                 ORDER BY coalesce(bid['dateTime'], auction['dateTime'], person['dateTime'])"
             ))
             .await
             .unwrap();
@@ -224,7 +238,7 @@ fn orchestrate() {
 
     let topic_of = |w: &str| match w {
         "C0" | "C1" | "W1" | "W1k" => "raw",
-        "W2" => "json",
+        "W2" | "W3" | "W3k" => "json",
         _ => "nexmark_events",
     };
     let mut samples: Vec<Vec<Sample>> = WORKLOADS.iter().map(|_| vec![]).collect();
@@ -303,6 +317,31 @@ fn nexmark_views_sql() -> String {
     ))
     .unwrap();
     setup[setup.find("CREATE VIEW person").unwrap()..].to_string()
+}
+
+/// Runs `insert` as an availableNow streaming query with a throw-away checkpoint; returns the
+/// records it read.
+async fn streaming(engine: &weir::Engine, insert: &str) -> u64 {
+    let checkpoint = tempfile::tempdir().unwrap();
+    let query = engine
+        .start_query(
+            "bench",
+            insert,
+            &[
+                ("trigger".into(), "availableNow".into()),
+                (
+                    "checkpoint".into(),
+                    checkpoint.path().join("cp").display().to_string(),
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    query.await_termination().await.unwrap();
+    let progress = query.recent_progress();
+    let late: u64 = progress.iter().map(|p| p.event_time.late_rows).sum();
+    assert_eq!(late, 0, "the loaded events are in order per partition");
+    progress.iter().map(|p| p.num_input_rows).sum()
 }
 
 // ---------------------------------------------------------------- child processes
@@ -393,6 +432,60 @@ fn weir_query(workload: &str, bootstrap: &str, topic: &str) -> u64 {
                     .await
                     .unwrap();
                 "SELECT id, name FROM t WHERE v % 10 = 0".to_string()
+            }
+            "W3" | "W3k" => {
+                engine
+                    .sql(&format!(
+                        "CREATE EXTERNAL TABLE t (id BIGINT, name VARCHAR, v BIGINT, ts TIMESTAMP) STORED AS KAFKA
+                         OPTIONS ('subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '{STREAM_BATCH}',
+                                  'watermark' 'ts - INTERVAL ''1 second''')"
+                    ))
+                    .await
+                    .unwrap();
+                engine
+                    .sql("CREATE EXTERNAL TABLE out (window_end TIMESTAMP, k VARCHAR, n BIGINT, total BIGINT, top BIGINT) STORED AS MEMORY")
+                    .await
+                    .unwrap();
+                let key = if workload == "W3" { "CAST(v AS VARCHAR)" } else { "name" };
+                return streaming(
+                    &engine,
+                    &format!(
+                        "INSERT INTO out SELECT window_end, {key}, count(*), sum(id), max(v)
+                         FROM tumble(t, ts, INTERVAL '10' SECOND) GROUP BY window_start, window_end, {key}"
+                    ),
+                )
+                .await;
+            }
+            "q5" | "q7" => {
+                let setup = std::fs::read_to_string(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/sql/nexmark/setup-stream.sql"
+                ))
+                .unwrap();
+                let setup = &setup[setup.find("CREATE EXTERNAL TABLE").unwrap()..];
+                for statement in weir::statements::split_statements(&setup.replace(
+                    "'format' 'json',",
+                    &format!("'format' 'json', 'maxOffsetsPerTrigger' '{STREAM_BATCH}',"),
+                ))
+                .unwrap()
+                {
+                    engine.sql(&statement.text).await.unwrap();
+                }
+                let query = std::fs::read_to_string(format!(
+                    "{}/sql/nexmark/{workload}.sql",
+                    env!("CARGO_MANIFEST_DIR")
+                ))
+                .unwrap();
+                let sink = if workload == "q5" {
+                    "auction BIGINT, num BIGINT, window_end TIMESTAMP"
+                } else {
+                    "auction BIGINT, price BIGINT, bidder BIGINT, \"dateTime\" TIMESTAMP, window_end TIMESTAMP"
+                };
+                engine
+                    .sql(&format!("CREATE EXTERNAL TABLE out ({sink}) STORED AS MEMORY"))
+                    .await
+                    .unwrap();
+                return streaming(&engine, &format!("INSERT INTO out {query}")).await;
             }
             nexmark => {
                 engine.sql(&nexmark_table_sql()).await.unwrap();

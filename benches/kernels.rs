@@ -55,6 +55,7 @@ fn messages_to_arrow(c: &mut Criterion) {
         options: Arc::new(options),
         layout,
         decoder: None,
+        event_time: None,
     };
     let range = PartitionRange {
         tp: TopicPartition::new("t", 0),

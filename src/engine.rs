@@ -29,6 +29,7 @@ use crate::statements::{self, KAFKA_LOCATION, WeirStatement};
 use crate::storage::S3Settings;
 use crate::stream::query::{ProgressListener, reads_stream};
 use crate::stream::{self, QueryHandle, Trigger};
+use crate::window::{HopFunction, SessionFunction, TumbleFunction};
 
 /// The environment variable holding the session's default Kafka broker list.
 pub const BOOTSTRAP_ENV: &str = "WEIR_KAFKA_BOOTSTRAP";
@@ -142,6 +143,9 @@ impl EngineBuilder {
         let ctx = SessionContext::new_with_config(config);
         ctx.register_udtf("nexmark", Arc::new(NexmarkFunction));
         ctx.register_udtf("datagen", Arc::new(DatagenFunction));
+        ctx.register_udtf("tumble", Arc::new(TumbleFunction));
+        ctx.register_udtf("hop", Arc::new(HopFunction));
+        ctx.register_udtf("session", Arc::new(SessionFunction));
         {
             let state_ref = ctx.state_ref();
             let mut state = state_ref.write();

@@ -11,9 +11,12 @@
 //! SELECT auction, max(price) FROM bids GROUP BY auction;
 //! ```
 //!
-//! The modules: [`kafka`] (options, offset planning, the scan and the sink), [`format`] (value
-//! decoding and encoding), [`statements`] (splitting scripts and weir's own statements),
-//! [`embedded`] (the in-process broker), [`engine`] (the API), [`cli`] (the command).
+//! The modules: [`kafka`] (options, offset planning, the scan and the sinks), [`format`] (value
+//! decoding and encoding), [`jdbc`] (PostgreSQL, MySQL/MariaDB and SQLite tables), [`stream`]
+//! (streaming queries: the batch loop, watermarks, stateful sites), [`checkpoint`], [`sinks`],
+//! [`window`] (window table functions), [`state`] (aggregate state), [`statements`] (splitting
+//! scripts and weir's own statements), [`embedded`] (the in-process broker), [`engine`] (the
+//! API), [`cli`] (the command).
 
 #![warn(missing_docs, missing_debug_implementations, clippy::clone_on_ref_ptr)]
 
@@ -30,9 +33,11 @@ pub mod kafka;
 pub mod queries;
 mod redact;
 pub mod sinks;
+pub mod state;
 pub mod statements;
 pub mod storage;
 pub mod stream;
+pub mod window;
 
 pub use engine::{Engine, EngineBuilder, KafkaReadReport, QueryResult};
 pub use error::{Error, Result};

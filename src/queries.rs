@@ -10,6 +10,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use crate::error::{Error, Result};
 use crate::stream::Trigger;
 use crate::stream::query::{ProgressListener, QueryHandle, QueryOptions, QueryStatus};
+use crate::stream::stateful::OutputMode;
 
 /// Session settings of streaming queries (`SET weir.checkpoint_root`, `SET weir.trigger`).
 #[derive(Debug, Clone, Default)]
@@ -21,11 +22,12 @@ pub struct StreamingSettings {
 }
 
 /// The options a `WITH (…)` clause of CREATE STREAMING QUERY accepts.
-pub const QUERY_OPTIONS: [&str; 4] = [
+pub const QUERY_OPTIONS: [&str; 5] = [
     "trigger",
     "checkpoint",
     "commitOffsetsToGroup",
     "checkpointRetention",
+    "outputMode",
 ];
 
 impl StreamingSettings {
@@ -38,6 +40,7 @@ impl StreamingSettings {
             .map(|root| format!("{}/{name}", root.trim_end_matches('/')));
         let mut commit_offsets_to_group = false;
         let mut retention = 100;
+        let mut output_mode = OutputMode::Append;
         for (key, value) in given {
             match key.to_ascii_lowercase().as_str() {
                 "trigger" => trigger = Some(value.clone()),
@@ -56,6 +59,14 @@ impl StreamingSettings {
                 "checkpointretention" => {
                     retention = value.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
                         Error::Streaming(format!("option 'checkpointRetention' has the value '{value}'; expected a positive number of batches"))
+                    })?;
+                }
+                "outputmode" => {
+                    output_mode = OutputMode::parse(value).ok_or_else(|| {
+                        Error::Streaming(format!(
+                            "option 'outputMode' has the value '{value}'; expected append, \
+                             update or complete"
+                        ))
                     })?;
                 }
                 _ => {
@@ -78,6 +89,7 @@ impl StreamingSettings {
             checkpoint,
             commit_offsets_to_group,
             retention,
+            output_mode,
         })
     }
 }

@@ -5,9 +5,11 @@ mod integration {
     pub mod cli;
     pub mod common;
     pub mod crash;
+    pub mod crash_event_time;
     pub mod crash_jdbc;
     pub mod crash_kafka;
     pub mod docs;
+    pub mod event_time;
     pub mod formats;
     pub mod jdbc;
     pub mod kafka_sink;

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::storage::{Location, S3Settings, resolve};
+use crate::stream::watermark::EventTime;
 
 /// Which query a checkpoint belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +58,9 @@ pub struct OffsetsEntry {
     pub trigger_time_ms: i64,
     /// Source table name → its partitions' ranges.
     pub sources: BTreeMap<String, Vec<PartitionSlice>>,
+    /// The event time before the batch: the watermark it runs with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<EventTime>,
 }
 
 /// `commits/N`: batch N is in the sink.
@@ -69,6 +73,9 @@ pub struct CommitEntry {
     pub committed_ms: i64,
     /// Rows the sink received.
     pub rows: u64,
+    /// The event time after the batch, for the next one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<EventTime>,
 }
 
 /// Where a query resumes.
@@ -271,6 +278,55 @@ impl Checkpoint {
             .await
     }
 
+    /// `commits/N`.
+    pub async fn commit(&self, id: u64) -> Result<CommitEntry> {
+        self.read_json(&format!("commits/{id}"))
+            .await?
+            .ok_or_else(|| self.error(format!("commits/{id} is missing")))
+    }
+
+    /// Writes the state of stateful site `site` after batch `id` (`state/N/<site>`, Arrow IPC).
+    /// A replay of batch N writes the same state again, so it overwrites.
+    pub async fn write_state(&self, id: u64, site: usize, bytes: Vec<u8>) -> Result<()> {
+        let name = format!("state/{id}/{site}");
+        self.location
+            .store
+            .put(&self.path(&name), PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(format!("cannot write {name}: {e}")))
+    }
+
+    /// The state of every site after batch `id`, by site number (none when it kept none).
+    pub async fn read_state(&self, id: u64) -> Result<BTreeMap<usize, Vec<u8>>> {
+        let dir = format!("state/{id}");
+        let listed: Vec<_> = self
+            .location
+            .store
+            .list(Some(&self.path(&dir)))
+            .try_collect()
+            .await
+            .map_err(|e| self.error(format!("cannot list {dir}/: {e}")))?;
+        let mut sites = BTreeMap::new();
+        for meta in listed {
+            let name = meta.location.filename().unwrap_or_default().to_string();
+            let site: usize = name
+                .parse()
+                .map_err(|_| self.error(format!("{dir}/{name} is not a state file")))?;
+            let bytes = self
+                .location
+                .store
+                .get(&meta.location)
+                .await
+                .map_err(|e| self.error(format!("cannot read {dir}/{name}: {e}")))?
+                .bytes()
+                .await
+                .map_err(|e| self.error(format!("cannot read {dir}/{name}: {e}")))?;
+            sites.insert(site, bytes.to_vec());
+        }
+        Ok(sites)
+    }
+
     /// Whether batch `id` is committed.
     pub async fn is_committed(&self, id: u64) -> Result<bool> {
         Ok(self
@@ -309,6 +365,28 @@ impl Checkpoint {
                     .map_err(|e| self.error(format!("cannot delete {dir}/{id}: {e}")))?;
             }
         }
+        let states: Vec<_> = self
+            .location
+            .store
+            .list(Some(&self.path("state")))
+            .try_collect()
+            .await
+            .map_err(|e| self.error(format!("cannot list state/: {e}")))?;
+        for meta in states {
+            let batch = meta
+                .location
+                .parts()
+                .rev()
+                .nth(1)
+                .and_then(|p| p.as_ref().parse::<u64>().ok());
+            if batch.is_some_and(|id| id < oldest_kept) {
+                self.location
+                    .store
+                    .delete(&meta.location)
+                    .await
+                    .map_err(|e| self.error(format!("cannot delete {}: {e}", meta.location)))?;
+            }
+        }
         Ok(())
     }
 }
@@ -338,6 +416,7 @@ mod tests {
             batch_id: id,
             trigger_time_ms: 5,
             sources: [("orders".to_string(), vec![slice])].into(),
+            event_time: None,
         }
     }
 
@@ -346,6 +425,7 @@ mod tests {
             batch_id: id,
             committed_ms: 6,
             rows: 10,
+            event_time: None,
         }
     }
 

@@ -120,6 +120,16 @@ pub const KAFKA_TABLE_OPTIONS: &[OptionDoc] = &[
         meaning: "Topic that INSERT writes to when a row has no topic column value.",
     },
     OptionDoc {
+        name: "watermark",
+        default: "none",
+        meaning: "Streaming queries: each row's event-time watermark candidate, a SQL expression over the declared columns, usually `ts - INTERVAL '5' SECOND`; the query's watermark is the minimum over active partitions of the largest candidate read.",
+    },
+    OptionDoc {
+        name: "watermarkIdleTimeout",
+        default: "none",
+        meaning: "Streaming queries: a partition that brought no rows for this long (such as 30s) stops holding the watermark back until it brings rows again.",
+    },
+    OptionDoc {
         name: "transactional",
         default: "false",
         meaning: "Streaming queries writing to the table: each batch is also one Kafka transaction (transactional.id weir-<query id>), so read_committed readers never see part of a batch; needs brokers with transaction support. Exactly-once holds without it.",
@@ -349,6 +359,10 @@ pub struct KafkaTableOptions {
     pub sink_topic: Option<String>,
     /// Whether streaming queries write each batch in a Kafka transaction.
     pub transactional: bool,
+    /// The watermark expression, as given.
+    pub watermark: Option<String>,
+    /// How long a partition without rows may hold the watermark back.
+    pub watermark_idle_timeout: Option<Duration>,
     /// How long a reader waits for the next record.
     pub poll_timeout: Duration,
     /// How long weir waits for the broker's answers and acknowledgements.
@@ -412,6 +426,23 @@ impl KafkaTableOptions {
             _ => None,
         });
         let transactional = bag.take_bool("transactional", false)?;
+        let watermark = bag.take("watermark");
+        if watermark.is_some() && !has_declared_columns {
+            return Err(DataFusionError::Plan(
+                "option 'watermark' needs declared columns (with 'format' 'json' or 'csv') to \
+                 compute event times from"
+                    .to_string(),
+            ));
+        }
+        let watermark_idle_timeout = match bag.take("watermarkIdleTimeout") {
+            None => None,
+            Some(v) => match parse_duration(&v) {
+                Some(d) => Some(d),
+                None => {
+                    return bad_value("watermarkIdleTimeout", &v, "a duration such as 30s or 1m");
+                }
+            },
+        };
         let poll_timeout = bag.take_millis("kafkaConsumer.pollTimeoutMs", 120_000)?;
         let broker_timeout = bag.take_millis("brokerTimeoutMs", 30_000)?;
         let rate = RateLimits {
@@ -469,6 +500,8 @@ impl KafkaTableOptions {
             malformed,
             sink_topic,
             transactional,
+            watermark,
+            watermark_idle_timeout,
             poll_timeout,
             broker_timeout,
             rate,

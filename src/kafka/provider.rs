@@ -4,16 +4,23 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use arrow::datatypes::DataType;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProviderFactory};
+use datafusion::common::DFSchema;
 use datafusion::datasource::sink::DataSinkExec;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::ExprSchemable;
 use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{
     CreateExternalTable, Expr, LogicalPlan, TableProviderFilterPushDown,
 };
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::client::BrokerClient;
@@ -36,12 +43,14 @@ pub struct KafkaTable {
 }
 
 impl KafkaTable {
-    /// A table named `name` with these options (names in any case) and declared columns.
+    /// A table named `name` with these options (names in any case) and declared columns;
+    /// `session` compiles the `watermark` expression.
     pub fn try_new(
         name: &str,
         options: &HashMap<String, String>,
         declared: Option<SchemaRef>,
         default_bootstrap: Option<&str>,
+        session: &dyn Session,
     ) -> Result<Self> {
         let options = KafkaTableOptions::parse(options, declared.is_some(), default_bootstrap)?;
         let layout = TableLayout::new(declared, options.include_headers)?;
@@ -53,12 +62,17 @@ impl KafkaTable {
                 options.malformed,
             )?),
         };
+        let event_time = match (&options.watermark, &layout.declared) {
+            (Some(text), Some(declared)) => Some(compile_watermark(session, name, text, declared)?),
+            _ => None,
+        };
         Ok(Self {
             source: Arc::new(ScanSource {
                 table: name.to_string(),
                 options: Arc::new(options),
                 layout,
                 decoder,
+                event_time,
             }),
             fixed_ranges: None,
         })
@@ -195,6 +209,41 @@ impl TableProvider for KafkaTable {
     }
 }
 
+/// Compiles a table's `watermark` option: a timestamp expression over its declared columns.
+fn compile_watermark(
+    session: &dyn Session,
+    table: &str,
+    text: &str,
+    declared: &SchemaRef,
+) -> Result<Arc<dyn PhysicalExpr>> {
+    let state = session
+        .as_any()
+        .downcast_ref::<SessionState>()
+        .ok_or_else(|| DataFusionError::Internal("a session without SQL planning".to_string()))?;
+    let schema = DFSchema::try_from(declared.as_ref().clone())?;
+    let invalid = |why: String| {
+        DataFusionError::Plan(format!(
+            "option 'watermark' of Kafka table '{table}' ('{text}') {why}; give a timestamp \
+             expression over the declared columns, such as ts - INTERVAL '5' SECOND"
+        ))
+    };
+    let expr = state.create_logical_expr(text, &schema).map_err(|e| {
+        invalid(format!(
+            "is not an expression over the table's columns: {e}"
+        ))
+    })?;
+    // Physical planning expects simplified expressions (coalesce becomes CASE, for one).
+    let context = SimplifyContext::builder()
+        .with_schema(Arc::new(schema.clone()))
+        .build();
+    let expr = ExprSimplifier::new(context).simplify(expr)?;
+    let data_type = expr.get_type(&schema)?;
+    if !matches!(data_type, DataType::Timestamp(_, _)) {
+        return Err(invalid(format!("is {data_type}, not a timestamp")));
+    }
+    state.create_physical_expr(expr, &schema)
+}
+
 /// Where a factory finds the session's default broker list.
 pub type DefaultBootstrap = Arc<RwLock<Option<String>>>;
 
@@ -227,7 +276,7 @@ fn kafka_options(cmd: &CreateExternalTable) -> HashMap<String, String> {
 impl TableProviderFactory for KafkaTableFactory {
     async fn create(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         cmd: &CreateExternalTable,
     ) -> Result<Arc<dyn TableProvider>> {
         if !cmd.table_partition_cols.is_empty() {
@@ -247,6 +296,7 @@ impl TableProviderFactory for KafkaTableFactory {
             &kafka_options(cmd),
             declared,
             default_bootstrap.as_deref(),
+            state,
         )?;
         Ok(Arc::new(table))
     }

@@ -2,17 +2,18 @@
 //! partition per range, and each partition is read by an assigned (never subscribed) consumer
 //! that stops at the range's end, tolerating gaps in offsets, and builds whole Arrow batches.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arrow::array::AsArray;
 use arrow::array::{
     ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, Int32Array, Int64Array, ListBuilder,
     RecordBatch, RecordBatchOptions, StringArray, StringBuilder, StructBuilder,
     TimestampMillisecondArray,
 };
-use arrow::compute::filter;
+use arrow::compute::{cast, filter};
 use arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
@@ -51,7 +52,13 @@ pub struct ScanSource {
     pub layout: TableLayout,
     /// The decoder of declared columns, when the table has them.
     pub decoder: Option<ValueDecoder>,
+    /// Each row's watermark candidate (the table's `watermark` option), over the declared
+    /// columns.
+    pub event_time: Option<Arc<dyn PhysicalExpr>>,
 }
+
+/// The largest watermark candidate a scan read from each partition.
+pub type EventTimes = Arc<Mutex<BTreeMap<TopicPartition, i64>>>;
 
 /// Scans exact offset ranges of a Kafka table. Ranges are shared out among the output
 /// partitions, and each output partition reads its ranges with one consumer.
@@ -70,6 +77,7 @@ pub struct KafkaScanExec {
     snapshot: bool,
     metrics: ExecutionPlanMetricsSet,
     properties: Arc<PlanProperties>,
+    event_times: EventTimes,
 }
 
 /// Names of the metrics a scan reports.
@@ -117,7 +125,17 @@ impl KafkaScanExec {
             snapshot,
             metrics: ExecutionPlanMetricsSet::new(),
             properties,
+            event_times: EventTimes::default(),
         })
+    }
+
+    /// The largest watermark candidate read from each partition so far (tables with a
+    /// `watermark` option).
+    pub fn max_event_times(&self) -> BTreeMap<TopicPartition, i64> {
+        self.event_times
+            .lock()
+            .map(|times| times.clone())
+            .unwrap_or_default()
     }
 
     /// The ranges read.
@@ -225,6 +243,7 @@ impl ExecutionPlan for KafkaScanExec {
             fetched: MetricBuilder::new(&self.metrics).counter(metric::RECORDS_FETCHED, partition),
             malformed: MetricBuilder::new(&self.metrics)
                 .counter(metric::MALFORMED_RECORDS, partition),
+            event_times: Arc::clone(&self.event_times),
         };
         let tx = builder.tx();
         builder.spawn_blocking(move || reader.run(&tx));
@@ -265,6 +284,7 @@ struct RangeReader {
     batch_size: usize,
     fetched: Count,
     malformed: Count,
+    event_times: EventTimes,
 }
 
 /// How often a reader wakes up to check its deadline while the broker is silent.
@@ -548,6 +568,12 @@ impl RangeReader {
                 .finish(&self.source, &state.range, &self.projection, &self.schema)?;
         self.fetched.add(records);
         self.malformed.add(built.malformed);
+        if let Some(latest) = built.max_event_time
+            && let Ok(mut times) = self.event_times.lock()
+        {
+            let seen = times.entry(state.range.tp.clone()).or_insert(latest);
+            *seen = (*seen).max(latest);
+        }
         let rows = built.batch.num_rows();
         if tx.blocking_send(Ok(built.batch)).is_err() {
             return Err(DataFusionError::ResourcesExhausted(
@@ -565,6 +591,8 @@ pub struct BuiltBatch {
     pub batch: RecordBatch,
     /// Records whose value did not decode (dropped or nulled, as the table's mode says).
     pub malformed: usize,
+    /// The largest watermark candidate among the rows (tables with a `watermark` option).
+    pub max_event_time: Option<i64>,
 }
 
 /// Accumulates the columns a scan needs from consecutive records of one partition: the
@@ -729,6 +757,10 @@ impl BatchBuilder {
                 None => array,
             });
         }
+        let max_event_time = match (&source.event_time, &decoded) {
+            (Some(expr), Some(decoded)) => max_timestamp_ms(expr, &decoded.batch)?,
+            _ => None,
+        };
         let kept_rows = kept.map_or(rows, |k| k.true_count());
         let batch = RecordBatch::try_new_with_options(
             Arc::clone(schema),
@@ -738,8 +770,21 @@ impl BatchBuilder {
         Ok(BuiltBatch {
             batch,
             malformed: decoded.map_or(0, |d| d.malformed),
+            max_event_time,
         })
     }
+}
+
+/// The largest value of timestamp expression `expr` over `batch`, in ms.
+fn max_timestamp_ms(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<Option<i64>> {
+    let values = expr.evaluate(batch)?.into_array(batch.num_rows())?;
+    let millis = cast(
+        &values,
+        &arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+    )?;
+    Ok(arrow::compute::max(
+        millis.as_primitive::<arrow::datatypes::TimestampMillisecondType>(),
+    ))
 }
 
 /// Sums a metric over every [`KafkaScanExec`] in a plan.
@@ -866,6 +911,7 @@ mod tests {
                 options: Arc::new(options),
                 layout,
                 decoder: None,
+                event_time: None,
             }),
             ranges,
             projection: vec![Column::Partition, Column::Offset],
@@ -873,6 +919,7 @@ mod tests {
             batch_size: 2,
             fetched: MetricBuilder::new(&metrics).counter(metric::RECORDS_FETCHED, 0),
             malformed: MetricBuilder::new(&metrics).counter(metric::MALFORMED_RECORDS, 0),
+            event_times: EventTimes::default(),
         }
     }
 

@@ -15,6 +15,7 @@ use datafusion::logical_expr::{CreateExternalTable, Expr};
 use datafusion::physical_plan::{ExecutionPlan, common::collect};
 
 use super::{BatchContext, StreamingSink};
+use crate::stream::stateful::OutputMode;
 
 /// Where a memory-sink table's rows go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,10 +67,15 @@ impl StreamingSink for MemorySink {
                 rows, self.name
             );
         }
-        self.batches
+        let mut kept = self
+            .batches
             .lock()
-            .map_err(|_| DataFusionError::Internal("memory sink lock poisoned".to_string()))?
-            .insert(batch_id, batches);
+            .map_err(|_| DataFusionError::Internal("memory sink lock poisoned".to_string()))?;
+        if batch.output_mode == OutputMode::Complete {
+            // Each batch holds the whole result.
+            kept.clear();
+        }
+        kept.insert(batch_id, batches);
         Ok(rows as u64)
     }
 

@@ -16,6 +16,7 @@ use datafusion::execution::SendableRecordBatchStream;
 
 use crate::checkpoint::{Checkpoint, OffsetsEntry};
 use crate::kafka::KafkaTable;
+use crate::stream::stateful::OutputMode;
 
 /// What a sink is told about the batch it writes.
 #[derive(Debug, Clone)]
@@ -30,6 +31,8 @@ pub struct BatchContext {
     pub offsets: OffsetsEntry,
     /// The query's checkpoint, for sinks that keep per-batch records of their own there.
     pub checkpoint: Checkpoint,
+    /// What the batch holds: in complete mode, the whole result, replacing earlier batches'.
+    pub output_mode: OutputMode,
 }
 
 /// A table a streaming query can write to, exactly once per batch id.

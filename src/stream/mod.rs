@@ -5,7 +5,9 @@
 pub mod progress;
 pub mod query;
 pub mod slice;
+pub mod stateful;
 pub mod trigger;
+pub mod watermark;
 
 pub use progress::QueryProgress;
 pub use query::{QueryHandle, QueryOptions, QueryStatus};

@@ -74,6 +74,24 @@ pub struct QueryProgress {
     pub sink: String,
     /// True when the batch re-ran an uncommitted batch after a restart.
     pub replayed: bool,
+    /// Event time: the watermark and what stateful operators hold.
+    pub event_time: EventTimeProgress,
+}
+
+/// The event-time part of a batch's report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventTimeProgress {
+    /// The watermark the batch ran with (ms since the epoch).
+    pub watermark_ms: Option<i64>,
+    /// The watermark after the batch.
+    pub next_watermark_ms: Option<i64>,
+    /// Rows dropped because their windows had already been emitted.
+    pub late_rows: u64,
+    /// Rows held in state after the batch (partial aggregates, buffered rows).
+    pub state_rows: u64,
+    /// Memory those rows take.
+    pub state_bytes: u64,
 }
 
 impl QueryProgress {
@@ -88,8 +106,21 @@ impl QueryProgress {
 
     /// One line for logs and the runner.
     pub fn summary(&self) -> String {
+        let event_time = match self.event_time.next_watermark_ms {
+            Some(watermark) => format!(
+                ", watermark {}, {} late, state {} rows / {} bytes",
+                arrow::temporal_conversions::timestamp_ms_to_datetime(watermark).map_or_else(
+                    || format!("{watermark} ms"),
+                    |t| t.format("%Y-%m-%dT%H:%M:%S%.3f").to_string()
+                ),
+                self.event_time.late_rows,
+                self.event_time.state_rows,
+                self.event_time.state_bytes
+            ),
+            None => String::new(),
+        };
         format!(
-            "query {} batch {}: {} rows in {} ms ({:.0} rows/s), lag {}{}",
+            "query {} batch {}: {} rows in {} ms ({:.0} rows/s), lag {}{event_time}{}",
             self.name,
             self.batch_id,
             self.num_input_rows,

@@ -6,7 +6,7 @@
 //! commits batch N), write `commits/N`, report progress. On start, a batch planned but not
 //! committed is run again with exactly its recorded slice.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,18 +14,24 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::provider_as_source;
+use datafusion::datasource::view::ViewTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::execute_stream;
 use log::{info, warn};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use super::progress::{Durations, PartitionProgress, QueryProgress, SourceProgress};
+use super::progress::{
+    Durations, EventTimeProgress, PartitionProgress, QueryProgress, SourceProgress,
+};
 use super::slice::{clamp, plan_slice, should_wait};
+use super::stateful::{OperatorState, OutputMode, emit, run_site_inputs};
 use super::trigger::Trigger;
+use super::watermark::EventTime;
 use crate::checkpoint::lock::QueryLock;
 use crate::checkpoint::{
     Checkpoint, CommitEntry, OffsetsEntry, PartitionSlice, QueryMetadata, Recovery, now_ms,
@@ -33,10 +39,13 @@ use crate::checkpoint::{
 use crate::error::{Error, Result};
 use crate::kafka::client::BrokerClient;
 use crate::kafka::offsets::PartitionRange;
-use crate::kafka::scan::{metric, sum_metric};
+use crate::kafka::scan::{metric, scans};
 use crate::kafka::{KafkaTable, TopicPartition};
 use crate::sinks::{BatchContext, StreamingSink, streaming_sink};
 use crate::storage::S3Settings;
+use crate::window::exec::sum_metric as window_metric;
+use crate::window::metric as window_metrics;
+use crate::window::table::WindowedTable;
 
 /// How a streaming query runs.
 #[derive(Debug, Clone)]
@@ -49,6 +58,8 @@ pub struct QueryOptions {
     pub commit_offsets_to_group: bool,
     /// How many batches' offsets and commits the checkpoint keeps.
     pub retention: u64,
+    /// What aggregations emit each batch.
+    pub output_mode: OutputMode,
 }
 
 /// Where a query is in its life.
@@ -213,21 +224,97 @@ async fn analyse(ctx: &SessionContext, insert_sql: &str) -> Result<Plan> {
     Ok(Plan { sink, sources })
 }
 
-/// The Kafka stream tables `plan` scans, by table name.
+/// The Kafka stream tables `plan` scans (also inside windows and views), by table name.
 fn stream_sources(plan: &LogicalPlan) -> Result<BTreeMap<String, Arc<KafkaTable>>> {
     let mut sources = BTreeMap::new();
     plan.apply(|node| {
         if let LogicalPlan::TableScan(scan) = node
             && let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source)
-            && let Some(kafka) = provider.downcast_ref::<KafkaTable>()
-            && kafka.is_stream()
         {
-            sources.insert(scan.table_name.table().to_string(), Arc::new(kafka.clone()));
+            streams_in(&provider, &mut sources)?;
         }
         Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
     })
     .map_err(plan_error)?;
     Ok(sources)
+}
+
+fn streams_in(
+    provider: &Arc<dyn TableProvider>,
+    sources: &mut BTreeMap<String, Arc<KafkaTable>>,
+) -> datafusion::error::Result<()> {
+    if let Some(kafka) = provider.downcast_ref::<KafkaTable>()
+        && kafka.is_stream()
+    {
+        sources.insert(kafka.name().to_string(), Arc::new(kafka.clone()));
+    } else if let Some(windowed) = provider.downcast_ref::<WindowedTable>() {
+        streams_in(windowed.inner(), sources)?;
+    } else if let Some(view) = provider.downcast_ref::<ViewTable>() {
+        view.logical_plan().apply(|node| {
+            if let LogicalPlan::TableScan(scan) = node
+                && let Ok(inner) = datafusion::datasource::source_as_provider(&scan.source)
+            {
+                streams_in(&inner, sources)?;
+            }
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        })?;
+    }
+    Ok(())
+}
+
+/// `provider` reading batch slices instead of its streams (`bound`, by table name), with
+/// windows dropping rows later than `watermark_ms`; `None` when it reads no stream.
+fn rebind(
+    provider: &Arc<dyn TableProvider>,
+    bound: &BTreeMap<&str, Arc<KafkaTable>>,
+    watermark_ms: Option<i64>,
+) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
+    if let Some(kafka) = provider.downcast_ref::<KafkaTable>() {
+        return Ok(bound
+            .get(kafka.name())
+            .map(|t| Arc::clone(t) as Arc<dyn TableProvider>));
+    }
+    if let Some(windowed) = provider.downcast_ref::<WindowedTable>() {
+        return Ok(match rebind(windowed.inner(), bound, watermark_ms)? {
+            Some(inner) => Some(Arc::new(
+                windowed.with_inner(inner)?.with_watermark(watermark_ms),
+            )),
+            None => None,
+        });
+    }
+    if let Some(view) = provider.downcast_ref::<ViewTable>() {
+        let mut changed = false;
+        let plan = view
+            .logical_plan()
+            .clone()
+            .transform_up(|node| rebind_scan(node, bound, watermark_ms, &mut changed))?
+            .data;
+        return Ok(changed.then(|| {
+            Arc::new(ViewTable::new(plan, view.definition().cloned())) as Arc<dyn TableProvider>
+        }));
+    }
+    Ok(None)
+}
+
+/// A TableScan node rebound by [`rebind`].
+fn rebind_scan(
+    node: LogicalPlan,
+    bound: &BTreeMap<&str, Arc<KafkaTable>>,
+    watermark_ms: Option<i64>,
+    changed: &mut bool,
+) -> datafusion::error::Result<Transformed<LogicalPlan>> {
+    let LogicalPlan::TableScan(mut scan) = node else {
+        return Ok(Transformed::no(node));
+    };
+    let provider = datafusion::datasource::source_as_provider(&scan.source)?;
+    match rebind(&provider, bound, watermark_ms)? {
+        Some(rebound) => {
+            *changed = true;
+            scan.source = provider_as_source(rebound);
+            Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+        }
+        None => Ok(Transformed::no(LogicalPlan::TableScan(scan))),
+    }
 }
 
 /// True when `insert_sql` reads a Kafka stream table.
@@ -270,6 +357,12 @@ pub async fn start(
     });
     let (stop, stop_rx) = watch::channel(false);
     let sink_description = plan.sink.describe();
+    let stream_tables: HashSet<String> = plan.sources.keys().cloned().collect();
+    let idle_timeouts = plan
+        .sources
+        .iter()
+        .map(|(table, kafka)| (table.clone(), kafka.options().watermark_idle_timeout))
+        .collect();
     let trigger = options.trigger;
     let runner = Runner {
         ctx,
@@ -285,6 +378,10 @@ pub async fn start(
         fault: FaultHook::from_env(),
         last_batch_started: None,
         lock,
+        stream_tables,
+        idle_timeouts,
+        event_time: EventTime::default(),
+        operator_state: OperatorState::default(),
     };
     let task = tokio::spawn(runner.run(recovery));
     Ok(QueryHandle {
@@ -374,6 +471,14 @@ struct Runner {
     fault: FaultHook,
     last_batch_started: Option<Instant>,
     lock: QueryLock,
+    /// The stream tables, by name.
+    stream_tables: HashSet<String>,
+    /// Each stream table's `watermarkIdleTimeout`.
+    idle_timeouts: BTreeMap<String, Option<Duration>>,
+    /// The event time after the latest batch.
+    event_time: EventTime,
+    /// The stateful operators' state after the latest batch.
+    operator_state: OperatorState,
 }
 
 impl Runner {
@@ -406,8 +511,17 @@ impl Runner {
     async fn run_batches(&mut self, recovery: Recovery) -> Result<QueryStatus> {
         let (mut next_id, mut previous) = match recovery {
             Recovery::Fresh => (0, None),
-            Recovery::Resume { last } => (last.batch_id + 1, Some(ends_of(&last))),
-            Recovery::Replay { entry, .. } => {
+            Recovery::Resume { last } => {
+                let commit = self.checkpoint.commit(last.batch_id).await?;
+                self.event_time = commit.event_time.unwrap_or_default();
+                self.operator_state = self.load_state(last.batch_id).await?;
+                (last.batch_id + 1, Some(ends_of(&last)))
+            }
+            Recovery::Replay { entry, previous } => {
+                self.event_time = entry.event_time.clone().unwrap_or_default();
+                if let Some(previous) = &previous {
+                    self.operator_state = self.load_state(previous.batch_id).await?;
+                }
                 info!(
                     "query {}: replaying uncommitted batch {} with its recorded slice",
                     self.name, entry.batch_id
@@ -489,6 +603,7 @@ impl Runner {
             batch_id,
             trigger_time_ms: now_ms(),
             sources: BTreeMap::new(),
+            event_time: Some(self.event_time.clone()),
         };
         let mut latest = BTreeMap::new();
         let mut lost = BTreeMap::new();
@@ -554,18 +669,10 @@ impl Runner {
                 "the query is no longer an INSERT".to_string(),
             ));
         };
+        let watermark_ms = entry.event_time.as_ref().and_then(|t| t.watermark_ms);
+        let mut rebound = false;
         let input = Arc::unwrap_or_clone(input)
-            .transform_up(|node| match node {
-                LogicalPlan::TableScan(mut scan) => match bound.get(scan.table_name.table()) {
-                    Some(table) => {
-                        scan.source =
-                            provider_as_source(Arc::clone(table) as Arc<dyn TableProvider>);
-                        Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
-                    }
-                    None => Ok(Transformed::no(LogicalPlan::TableScan(scan))),
-                },
-                other => Ok(Transformed::no(other)),
-            })
+            .transform_up(|node| rebind_scan(node, &bound, watermark_ms, &mut rebound))
             .map_err(plan_error)?
             .data;
         let plan_ms = started.elapsed().as_millis() as u64;
@@ -577,9 +684,47 @@ impl Runner {
             batch_id: entry.batch_id,
             offsets: entry.clone(),
             checkpoint: self.checkpoint.clone(),
+            output_mode: self.options.output_mode,
         };
         self.lock.check_held().await?;
-        let (rows_in, rows_out) = if replayed
+        let physical = DataFrame::new(state, input)
+            .create_physical_plan()
+            .await
+            .map_err(plan_error)?;
+        let sites = run_site_inputs(
+            &physical,
+            &self.stream_tables,
+            self.options.output_mode,
+            self.ctx.task_ctx(),
+        )
+        .await
+        .map_err(plan_error)?;
+        let mut event_time = entry.event_time.clone().unwrap_or_default();
+        let mut executed = sites.executed.clone();
+        let stateful = sites.is_stateful();
+        let mut next_state = None;
+        let final_plan = if stateful {
+            event_time.advance(
+                &observed_event_times(&executed),
+                entry.trigger_time_ms,
+                &self.idle_timeouts,
+            );
+            let emitted = emit(
+                &physical,
+                sites,
+                &self.operator_state,
+                self.options.output_mode,
+                event_time.watermark_ms,
+            )
+            .map_err(plan_error)?;
+            self.save_state(entry.batch_id, &emitted.state).await?;
+            next_state = Some(emitted.state);
+            emitted.plan
+        } else {
+            physical
+        };
+        let (rows_in, rows_out) = if !stateful
+            && replayed
             && self
                 .plan
                 .sink
@@ -593,23 +738,28 @@ impl Runner {
             );
             (0, 0)
         } else {
-            let physical = DataFrame::new(state, input)
-                .create_physical_plan()
-                .await
-                .map_err(plan_error)?;
             let stream =
-                execute_stream(Arc::clone(&physical), self.ctx.task_ctx()).map_err(plan_error)?;
+                execute_stream(Arc::clone(&final_plan), self.ctx.task_ctx()).map_err(plan_error)?;
             let written = self
                 .plan
                 .sink
                 .write_batch(&context, stream)
                 .await
                 .map_err(plan_error)?;
-            (
-                sum_metric(&physical, metric::RECORDS_FETCHED) as u64,
-                written,
-            )
+            executed.push(Arc::clone(&final_plan));
+            if !stateful {
+                event_time.advance(
+                    &observed_event_times(&executed),
+                    entry.trigger_time_ms,
+                    &self.idle_timeouts,
+                );
+            }
+            (records_read(&executed), written)
         };
+        let late_rows: usize = executed
+            .iter()
+            .map(|p| window_metric(p, window_metrics::LATE_RECORDS))
+            .sum();
         match self.fault {
             FaultHook::Abort => std::process::abort(),
             FaultHook::Sleep(d) => tokio::time::sleep(d).await,
@@ -623,8 +773,20 @@ impl Runner {
                 batch_id: entry.batch_id,
                 committed_ms: now_ms(),
                 rows: rows_out,
+                event_time: Some(event_time.clone()),
             })
             .await?;
+        if let Some(state) = next_state {
+            self.operator_state = state;
+        }
+        let event_time_progress = EventTimeProgress {
+            watermark_ms: entry.event_time.as_ref().and_then(|t| t.watermark_ms),
+            next_watermark_ms: event_time.watermark_ms,
+            late_rows: late_rows as u64,
+            state_rows: self.operator_state.rows() as u64,
+            state_bytes: self.operator_state.bytes() as u64,
+        };
+        self.event_time = event_time;
         if self.options.commit_offsets_to_group {
             self.commit_to_group(entry).await?;
         }
@@ -689,6 +851,7 @@ impl Runner {
                 .collect(),
             sink: self.plan.sink.describe(),
             replayed,
+            event_time: event_time_progress,
         };
         info!("{}", progress.summary());
         if let Some(listener) = &self.listener {
@@ -701,6 +864,35 @@ impl Runner {
             kept.push_back(progress);
         }
         Ok(())
+    }
+
+    /// Writes the stateful operators' state after batch `batch_id` to `state/N`.
+    async fn save_state(&self, batch_id: u64, state: &OperatorState) -> Result<()> {
+        for (site, batches) in &state.sites {
+            let Some(first) = batches.first() else {
+                continue;
+            };
+            let bytes =
+                crate::state::codec::encode(&first.schema(), batches).map_err(plan_error)?;
+            self.checkpoint.write_state(batch_id, *site, bytes).await?;
+        }
+        Ok(())
+    }
+
+    /// The stateful operators' state after batch `batch_id`, from `state/N`.
+    async fn load_state(&self, batch_id: u64) -> Result<OperatorState> {
+        let mut state = OperatorState::default();
+        for (site, bytes) in self.checkpoint.read_state(batch_id).await? {
+            let (_, batches) = crate::state::codec::decode(&bytes).map_err(|e| {
+                Error::Checkpoint(format!(
+                    "checkpoint {}: state/{batch_id}/{site} is not readable Arrow IPC ({e}); it \
+                     may be truncated or written by another program",
+                    self.checkpoint.display()
+                ))
+            })?;
+            state.sites.insert(site, batches);
+        }
+        Ok(state)
     }
 
     /// Commits the batch's end offsets to the consumer group named after the query, so that
@@ -732,6 +924,39 @@ impl Runner {
         }
         Ok(())
     }
+}
+
+/// Records the batch read from Kafka: per table, what its scans fetched (a table read twice,
+/// as by a self-join, counts once).
+fn records_read(plans: &[Arc<dyn ExecutionPlan>]) -> u64 {
+    let mut per_table: BTreeMap<&str, usize> = BTreeMap::new();
+    for scan in plans.iter().flat_map(scans) {
+        let fetched = scan
+            .metrics()
+            .and_then(|m| m.sum_by_name(metric::RECORDS_FETCHED))
+            .map_or(0, |v| v.as_usize());
+        let seen = per_table.entry(scan.table()).or_default();
+        *seen = (*seen).max(fetched);
+    }
+    per_table.values().sum::<usize>() as u64
+}
+
+/// The largest watermark candidate each stream partition brought in the plans that ran.
+fn observed_event_times(
+    plans: &[Arc<dyn ExecutionPlan>],
+) -> BTreeMap<(String, TopicPartition), i64> {
+    let mut observed: BTreeMap<(String, TopicPartition), i64> = BTreeMap::new();
+    for plan in plans {
+        for scan in scans(plan) {
+            for (tp, max) in scan.max_event_times() {
+                let seen = observed
+                    .entry((scan.table().to_string(), tp))
+                    .or_insert(max);
+                *seen = (*seen).max(max);
+            }
+        }
+    }
+    observed
 }
 
 /// Each partition's latest offset in a plan: what availableNow drains.

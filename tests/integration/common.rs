@@ -22,6 +22,22 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// Starts `weir run script` against the brokers `bootstrap` in a quiet child process, with the
+/// environment variables `env` (fault hooks) set.
+pub fn spawn_run(bootstrap: &str, script: &std::path::Path, env: &[(&str, &str)]) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command
+        .args(["--bootstrap-servers", bootstrap, "run"])
+        .arg(script)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.spawn().expect("weir run starts")
+}
+
 /// A mock Kafka cluster, in this process or in a `weir broker` child process.
 pub enum Broker {
     InProcess(EmbeddedKafka),

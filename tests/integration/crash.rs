@@ -3,12 +3,12 @@
 //! `commits/N`), restarted each time, and the output must hold every input record once.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use rand::Rng;
 
-use super::common::{Broker, Record, lines, produce, run, unique};
+use super::common::{Broker, Record, lines, produce, run, spawn_run, unique};
 
 struct Job {
     broker: String,
@@ -43,17 +43,11 @@ impl Job {
             .dir
             .join(format!("job-{}.sql", trigger.replace(' ', "-")));
         std::fs::write(&script, sql).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
-        command
-            .args(["--bootstrap-servers", &self.broker, "run"])
-            .arg(&script)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(fault) = fault {
-            command.env("WEIR_FAULT_AFTER_SINK_COMMIT", fault);
-        }
-        command.spawn().unwrap()
+        let env: Vec<(&str, &str)> = fault
+            .map(|f| ("WEIR_FAULT_AFTER_SINK_COMMIT", f))
+            .into_iter()
+            .collect();
+        spawn_run(&self.broker, &script, &env)
     }
 
     /// The newest batch planned but not committed whose sink commit is done: a crash landed

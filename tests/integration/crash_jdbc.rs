@@ -4,12 +4,12 @@
 //! time, and the table must hold every input record once. See crash.rs for Parquet.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use rand::Rng;
 
-use super::common::{Broker, Record, produce, unique};
+use super::common::{Broker, Record, produce, spawn_run, unique};
 use super::jdbc::{TestDb, table_name};
 
 struct Job {
@@ -45,17 +45,11 @@ impl Job {
             .replace("{TRIGGER}", trigger);
         let script = self.dir.join(format!("job-{trigger}.sql"));
         std::fs::write(&script, sql).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
-        command
-            .args(["--bootstrap-servers", &self.broker, "run"])
-            .arg(&script)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(fault) = fault {
-            command.env("WEIR_FAULT_AFTER_SINK_COMMIT", fault);
-        }
-        command.spawn().unwrap()
+        let env: Vec<(&str, &str)> = fault
+            .map(|f| ("WEIR_FAULT_AFTER_SINK_COMMIT", f))
+            .into_iter()
+            .collect();
+        spawn_run(&self.broker, &script, &env)
     }
 
     /// The newest batch planned but not committed in the checkpoint whose progress row is in

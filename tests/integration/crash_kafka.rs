@@ -6,12 +6,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use rand::Rng;
 
-use super::common::{Broker, Record, produce, unique};
+use super::common::{Broker, Record, produce, spawn_run, unique};
 use super::kafka_sink::read_topic;
 
 struct Job {
@@ -41,17 +41,11 @@ impl Job {
     }
 
     fn spawn(&self, trigger: &str, fault: Option<(&str, &str)>) -> Child {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
-        command
-            .args(["--bootstrap-servers", &self.broker, "run"])
-            .arg(self.script(trigger))
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some((name, value)) = fault {
-            command.env(name, value);
-        }
-        command.spawn().unwrap()
+        spawn_run(
+            &self.broker,
+            &self.script(trigger),
+            &fault.into_iter().collect::<Vec<_>>(),
+        )
     }
 
     fn batches(&self, dir: &str) -> Vec<u64> {

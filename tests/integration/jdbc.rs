@@ -501,8 +501,10 @@ async fn streaming_exactly_once(db: TestDb) {
             batch_id,
             trigger_time_ms: 0,
             sources: Default::default(),
+            event_time: None,
         },
         checkpoint: Checkpoint::open(&cp, &S3Settings::default()).unwrap(),
+        output_mode: weir::stream::stateful::OutputMode::Append,
     };
     assert!(sink.has_batch(&context(2)).await.unwrap());
     assert!(!sink.has_batch(&context(99)).await.unwrap());

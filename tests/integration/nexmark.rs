@@ -75,3 +75,83 @@ async fn nexmark_queries_over_kafka_match_the_generator() {
     .await;
     assert_eq!(lines(&keyed.batches), vec!["7|1000"]);
 }
+
+/// `file` of sql/nexmark/ without its CREATE TOPIC (the test broker's topic is made directly).
+fn without_create_topic(file: &str) -> String {
+    query(file)
+        .lines()
+        .filter(|l| !l.starts_with("CREATE TOPIC"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streaming_q5_and_q7_equal_their_batch_evaluation() {
+    let mut broker = super::common::Broker::in_process();
+    broker.create_topic("nexmark_events", 4);
+    // 6000 events at 200 per second: 30 s of event time.
+    let batch = broker.engine();
+    let setup = without_create_topic("setup");
+    assert!(setup.contains("nexmark(50000, 10000, 0)"));
+    run(
+        &batch,
+        &setup.replace("nexmark(50000, 10000, 0)", "nexmark(6000, 200, 0)"),
+    )
+    .await;
+
+    let stream = broker.engine();
+    let setup_stream = without_create_topic("setup-stream");
+    assert!(setup_stream.contains("'format' 'json',"));
+    run(
+        &stream,
+        &setup_stream.replace(
+            "'format' 'json',",
+            "'format' 'json', 'maxOffsetsPerTrigger' '700',",
+        ),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    run(
+        &stream,
+        &format!(
+            "CREATE EXTERNAL TABLE hot (auction BIGINT, num BIGINT, window_end TIMESTAMP) STORED AS MEMORY;
+             CREATE EXTERNAL TABLE top (auction BIGINT, price BIGINT, bidder BIGINT, \"dateTime\" TIMESTAMP, window_end TIMESTAMP) STORED AS MEMORY;
+             CREATE STREAMING QUERY q5 WITH ('checkpoint' '{cp}/q5', 'trigger' 'availableNow') AS INSERT INTO hot {q5};
+             CREATE STREAMING QUERY q7 WITH ('checkpoint' '{cp}/q7', 'trigger' 'availableNow') AS INSERT INTO top {q7};",
+            cp = dir.path().display(),
+            q5 = query("q5"),
+            q7 = query("q7"),
+        ),
+    )
+    .await;
+    // q5 has a row per hot auction and sliding window, q7 one per tumbling window (or more on
+    // ties).
+    for (name, sink, at_least) in [("q5", "hot", 10), ("q7", "top", 2)] {
+        let handle = stream.query(name).unwrap();
+        handle.await_termination().await.unwrap();
+        let progress = handle.recent_progress();
+        assert!(progress.len() >= 5, "{name}: {} batches", progress.len());
+        let late: u64 = progress.iter().map(|p| p.event_time.late_rows).sum();
+        assert_eq!(late, 0, "{name}: events arrive in order per partition");
+        let watermark = handle
+            .progress()
+            .and_then(|p| p.event_time.next_watermark_ms)
+            .unwrap();
+        let mut streamed = lines(&run(&stream, &format!("SELECT * FROM {sink}")).await.batches);
+        streamed.sort();
+        let mut expected = lines(
+            &run(
+                &batch,
+                &format!(
+                    "SELECT * FROM ({}) WHERE window_end <= to_timestamp_millis({watermark})",
+                    query(name)
+                ),
+            )
+            .await
+            .batches,
+        );
+        expected.sort();
+        assert!(expected.len() >= at_least, "{name}: {expected:?}");
+        assert_eq!(streamed, expected, "{name}");
+    }
+}

@@ -146,6 +146,7 @@ async fn checkpoint_and_parquet_on_an_s3_api() {
         batch_id: 7,
         trigger_time_ms: 1,
         sources: Default::default(),
+        event_time: None,
     };
     checkpoint.write_offsets(&entry).await.unwrap();
     let e = checkpoint

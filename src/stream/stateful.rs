@@ -1,0 +1,715 @@
+//! The stateful parts of a streaming query's plan, run batch by batch.
+//!
+//! A batch's physical plan is searched for **sites**, bottom-up:
+//! - an aggregation (the aggregate that produces final values) over windowed stream rows
+//!   (`tumble`, `hop`, `session`) or over raw stream rows (an unwindowed `GROUP BY`);
+//! - windowed stream rows that reach a join or the top of the plan without being aggregated
+//!   (a window-aligned join, as Nexmark q7): a **buffer** at the window assignment.
+//!
+//! Each site keeps state between batches as Arrow batches: an aggregation its groups' partial
+//! aggregate states (DataFusion's Partial stage output, merged batch by batch), a buffer its
+//! rows. Per batch, each site's input is run, merged with its state, and what the output mode
+//! lets out is emitted: in append mode the groups (or rows) of windows the watermark has passed,
+//! once; in update mode the groups the batch changed; in complete mode every group. The site is
+//! then replaced in the plan by its emitted rows, and the rest of the plan (projections, later
+//! aggregations, joins, the sink's casts) runs on them as on any rows.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch};
+use arrow::compute::{SortColumn, cast, concat_batches, lexsort_to_indices};
+use arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use arrow::row::{RowConverter, SortField};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::joins::{
+    CrossJoinExec, HashJoinExec, NestedLoopJoinExec, SortMergeJoinExec, SymmetricHashJoinExec,
+};
+use datafusion::physical_plan::{ExecutionPlan, collect};
+
+use crate::kafka::KafkaScanExec;
+use crate::state::groups::split_batch;
+use crate::state::spec::{AggregateSpec, partial_input};
+use crate::window::exec::WindowAssignExec;
+use crate::window::{WINDOW_END, WINDOW_START, WindowKind};
+
+/// What a streaming query with aggregations emits each batch (Spark's output modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    /// Each window's result once, after the watermark passes its end.
+    Append,
+    /// The groups a batch changed.
+    Update,
+    /// Every group, every batch.
+    Complete,
+}
+
+impl OutputMode {
+    /// Parses `append`, `update` or `complete` (any case).
+    pub fn parse(text: &str) -> Option<OutputMode> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "append" => Some(OutputMode::Append),
+            "update" => Some(OutputMode::Update),
+            "complete" => Some(OutputMode::Complete),
+            _ => None,
+        }
+    }
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputMode::Append => "append",
+            OutputMode::Update => "update",
+            OutputMode::Complete => "complete",
+        }
+    }
+}
+
+/// The state of every site of a query, by site number (sites are numbered in plan order).
+#[derive(Debug, Clone, Default)]
+pub struct OperatorState {
+    /// Each site's state batches.
+    pub sites: BTreeMap<usize, Vec<RecordBatch>>,
+}
+
+impl OperatorState {
+    /// Rows held, over all sites.
+    pub fn rows(&self) -> usize {
+        self.sites
+            .values()
+            .flatten()
+            .map(RecordBatch::num_rows)
+            .sum()
+    }
+
+    /// Memory held, over all sites.
+    pub fn bytes(&self) -> usize {
+        self.sites
+            .values()
+            .map(|b| crate::state::codec::state_bytes(b))
+            .sum()
+    }
+}
+
+/// A stateful part of a plan.
+#[derive(Debug)]
+enum Site {
+    /// An aggregation producing final values; `window` when its input is windowed.
+    Aggregate {
+        node: Arc<dyn ExecutionPlan>,
+        window: Option<WindowKind>,
+    },
+    /// Windowed rows held until their window closes.
+    Buffer { node: Arc<dyn ExecutionPlan> },
+}
+
+impl Site {
+    fn node(&self) -> &Arc<dyn ExecutionPlan> {
+        match self {
+            Site::Aggregate { node, .. } | Site::Buffer { node } => node,
+        }
+    }
+}
+
+/// What flows up from a subtree while sites are looked for.
+#[derive(Debug, Default)]
+struct Flow {
+    /// Unclaimed window assignments over stream rows.
+    windows: Vec<Arc<dyn ExecutionPlan>>,
+    /// Unwindowed stream rows.
+    stream: bool,
+    /// Rows emitted by a site (windowed results).
+    emitted: bool,
+}
+
+fn is_join(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.downcast_ref::<HashJoinExec>().is_some()
+        || plan.downcast_ref::<NestedLoopJoinExec>().is_some()
+        || plan.downcast_ref::<SortMergeJoinExec>().is_some()
+        || plan.downcast_ref::<SymmetricHashJoinExec>().is_some()
+        || plan.downcast_ref::<CrossJoinExec>().is_some()
+}
+
+fn produces_final_values(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.downcast_ref::<AggregateExec>().is_some_and(|agg| {
+        matches!(
+            agg.mode(),
+            AggregateMode::Final
+                | AggregateMode::FinalPartitioned
+                | AggregateMode::Single
+                | AggregateMode::SinglePartitioned
+        )
+    })
+}
+
+fn window_kind(node: &Arc<dyn ExecutionPlan>) -> Option<WindowKind> {
+    node.downcast_ref::<WindowAssignExec>()
+        .map(|w| w.kind().clone())
+}
+
+/// The stateful sites of `plan`, in plan order; `streams` names the stream tables.
+fn find_sites(plan: &Arc<dyn ExecutionPlan>, streams: &HashSet<String>) -> Result<Vec<Site>> {
+    let mut sites = vec![];
+    let flow = visit(plan, streams, &mut sites)?;
+    for window in flow.windows {
+        sites.push(Site::Buffer { node: window });
+    }
+    Ok(sites)
+}
+
+fn visit(
+    node: &Arc<dyn ExecutionPlan>,
+    streams: &HashSet<String>,
+    sites: &mut Vec<Site>,
+) -> Result<Flow> {
+    if let Some(scan) = node.downcast_ref::<KafkaScanExec>() {
+        return Ok(Flow {
+            stream: streams.contains(scan.table()),
+            ..Flow::default()
+        });
+    }
+    let children: Vec<Flow> = node
+        .children()
+        .into_iter()
+        .map(|c| visit(c, streams, sites))
+        .collect::<Result<_>>()?;
+    if node.downcast_ref::<WindowAssignExec>().is_some() {
+        let below = merge_flows(children);
+        if below.stream {
+            return Ok(Flow {
+                windows: vec![Arc::clone(node)],
+                ..Flow::default()
+            });
+        }
+        return Ok(below);
+    }
+    if produces_final_values(node) {
+        let below = merge_flows(children);
+        match (below.windows.as_slice(), below.stream) {
+            ([], false) => return Ok(below),
+            ([window], false) => {
+                sites.push(Site::Aggregate {
+                    node: Arc::clone(node),
+                    window: window_kind(window),
+                });
+            }
+            ([], true) => {
+                if below.emitted {
+                    return Err(DataFusionError::Plan(
+                        "an aggregation over both raw stream rows and windowed results is not \
+                         supported; window the stream rows too"
+                            .to_string(),
+                    ));
+                }
+                sites.push(Site::Aggregate {
+                    node: Arc::clone(node),
+                    window: None,
+                });
+            }
+            _ => {
+                return Err(DataFusionError::Plan(
+                    "an aggregation over several windowed streams, or over windowed and raw \
+                     stream rows together, is not supported; aggregate each windowed stream on \
+                     its own and join the results on their windows"
+                        .to_string(),
+                ));
+            }
+        }
+        return Ok(Flow {
+            emitted: true,
+            ..Flow::default()
+        });
+    }
+    if is_join(node) {
+        let emitted_side = children.iter().any(|c| c.emitted || !c.windows.is_empty());
+        let mut joined = Flow::default();
+        for child in children {
+            for window in child.windows {
+                sites.push(Site::Buffer { node: window });
+                joined.emitted = true;
+            }
+            if child.stream && emitted_side {
+                return Err(DataFusionError::Plan(
+                    "a stream joined with windowed rows must be windowed as well (FROM \
+                     tumble(stream, …)), and the join must match their windows"
+                        .to_string(),
+                ));
+            }
+            joined.stream |= child.stream;
+            joined.emitted |= child.emitted;
+        }
+        return Ok(joined);
+    }
+    Ok(merge_flows(children))
+}
+
+fn merge_flows(children: Vec<Flow>) -> Flow {
+    let mut merged = Flow::default();
+    for child in children {
+        merged.windows.extend(child.windows);
+        merged.stream |= child.stream;
+        merged.emitted |= child.emitted;
+    }
+    merged
+}
+
+/// The outcome of running a batch's sites.
+#[derive(Debug)]
+pub struct SitesRun {
+    /// The plans that ran (their scans hold the batch's metrics and event times).
+    pub executed: Vec<Arc<dyn ExecutionPlan>>,
+    sites: Vec<Site>,
+    inputs: Vec<Vec<RecordBatch>>,
+}
+
+impl SitesRun {
+    /// Whether the plan has stateful sites.
+    pub fn is_stateful(&self) -> bool {
+        !self.sites.is_empty()
+    }
+}
+
+/// Runs the input of every stateful site of `plan` (the batch's rows into each site).
+pub async fn run_site_inputs(
+    plan: &Arc<dyn ExecutionPlan>,
+    streams: &HashSet<String>,
+    mode: OutputMode,
+    context: Arc<TaskContext>,
+) -> Result<SitesRun> {
+    let sites = find_sites(plan, streams)?;
+    let mut executed = vec![];
+    let mut inputs = vec![];
+    for site in &sites {
+        let input: Arc<dyn ExecutionPlan> = match site {
+            Site::Aggregate { node, window } => {
+                if window.is_none() && mode == OutputMode::Append {
+                    return Err(DataFusionError::Plan(
+                        "an aggregation over a stream without windows never finishes a group, \
+                         so 'outputMode' 'append' cannot emit it: aggregate over windows \
+                         (tumble, hop, session), or use 'outputMode' 'update' or 'complete'"
+                            .to_string(),
+                    ));
+                }
+                let agg = aggregate(node)?;
+                AggregateSpec::from_plan(agg)?.partial_plan(partial_input(agg)?)?
+            }
+            Site::Buffer { node } => {
+                if node.schema().index_of(WINDOW_END).is_err() {
+                    return Err(DataFusionError::Plan(
+                        "windowed stream rows that are neither aggregated nor kept with their \
+                         window_end column cannot be held until their window closes; select \
+                         window_end (or aggregate by window)"
+                            .to_string(),
+                    ));
+                }
+                Arc::clone(node)
+            }
+        };
+        inputs.push(collect(Arc::clone(&input), Arc::clone(&context)).await?);
+        executed.push(input);
+    }
+    Ok(SitesRun {
+        executed,
+        sites,
+        inputs,
+    })
+}
+
+fn aggregate(node: &Arc<dyn ExecutionPlan>) -> Result<&AggregateExec> {
+    node.downcast_ref::<AggregateExec>()
+        .ok_or_else(|| DataFusionError::Internal("an aggregate site is not an aggregate".into()))
+}
+
+/// What the sites let out for one batch.
+#[derive(Debug)]
+pub struct Emitted {
+    /// The plan with every site replaced by its emitted rows.
+    pub plan: Arc<dyn ExecutionPlan>,
+    /// The sites' state after the batch.
+    pub state: OperatorState,
+}
+
+/// Merges each site's batch input with its `state`, and emits what `mode` and the watermark
+/// (`watermark_ms`, after this batch) let out, in `plan`'s place of the site.
+pub fn emit(
+    plan: &Arc<dyn ExecutionPlan>,
+    run: SitesRun,
+    state: &OperatorState,
+    mode: OutputMode,
+    watermark_ms: Option<i64>,
+) -> Result<Emitted> {
+    let mut replacements: Vec<(Arc<dyn ExecutionPlan>, Arc<dyn ExecutionPlan>)> = vec![];
+    let mut next = OperatorState::default();
+    for (index, (site, input)) in run.sites.iter().zip(run.inputs).enumerate() {
+        let held = state.sites.get(&index).cloned().unwrap_or_default();
+        let (rows, kept) = match site {
+            Site::Aggregate { node, window } => {
+                let spec = AggregateSpec::from_plan(aggregate(node)?)?;
+                emit_aggregate(&spec, window.as_ref(), held, input, mode, watermark_ms)?
+            }
+            Site::Buffer { node } => {
+                let schema = node.schema();
+                release_buffer(&schema, held, input, watermark_ms)?
+            }
+        };
+        let schema = site.node().schema();
+        let source = MemorySourceConfig::try_new_exec(&[vec![rows]], schema, None)?;
+        replacements.push((Arc::clone(site.node()), source));
+        next.sites.insert(index, kept);
+    }
+    let plan = Arc::clone(plan)
+        .transform_down(|node| {
+            match replacements
+                .iter()
+                .find(|(site, _)| Arc::ptr_eq(site, &node))
+            {
+                Some((_, source)) => Ok(Transformed::yes(
+                    Arc::clone(source) as Arc<dyn ExecutionPlan>
+                )),
+                None => Ok(Transformed::no(node)),
+            }
+        })?
+        .data;
+    Ok(Emitted { plan, state: next })
+}
+
+/// A timestamp column as epoch milliseconds.
+fn as_millis(column: &ArrayRef) -> Result<Int64Array> {
+    let millis = cast(
+        column,
+        &DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+    )?;
+    Ok(cast(&millis, &DataType::Int64)?
+        .as_primitive::<Int64Type>()
+        .clone())
+}
+
+/// The window end of each row of a batch whose columns include the window's.
+fn window_ends(batch: &RecordBatch, window: Option<&WindowKind>) -> Result<Option<Int64Array>> {
+    if let Ok(i) = batch.schema().index_of(WINDOW_END) {
+        return Ok(Some(as_millis(batch.column(i))?));
+    }
+    let size = match window {
+        Some(WindowKind::Tumble { size }) | Some(WindowKind::Hop { size, .. }) => *size,
+        _ => return Ok(None),
+    };
+    match batch.schema().index_of(WINDOW_START) {
+        Ok(i) => {
+            let starts = as_millis(batch.column(i))?;
+            Ok(Some(
+                arrow::compute::kernels::numeric::add(
+                    &starts,
+                    &Int64Array::new_scalar(size.as_millis() as i64),
+                )?
+                .as_primitive::<Int64Type>()
+                .clone(),
+            ))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// Rows whose window ended at or before the watermark.
+fn closed(ends: &Int64Array, watermark_ms: Option<i64>) -> BooleanArray {
+    ends.iter()
+        .map(|end| Some(matches!((end, watermark_ms), (Some(e), Some(w)) if e <= w)))
+        .collect()
+}
+
+fn one_batch(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch> {
+    Ok(concat_batches(schema, batches)?)
+}
+
+/// An aggregation site: returns (emitted rows in the final schema, the new state).
+fn emit_aggregate(
+    spec: &AggregateSpec,
+    window: Option<&WindowKind>,
+    held: Vec<RecordBatch>,
+    input: Vec<RecordBatch>,
+    mode: OutputMode,
+    watermark_ms: Option<i64>,
+) -> Result<(RecordBatch, Vec<RecordBatch>)> {
+    let schema = Arc::clone(spec.partial_schema());
+    let held_rows: usize = held.iter().map(RecordBatch::num_rows).sum();
+    let mut all = held;
+    all.extend(input);
+    let mut combined = one_batch(&schema, &all)?;
+    if let Some(WindowKind::Session { keys, .. }) = window {
+        combined = merge_sessions(&combined, keys)?;
+    }
+    // The groups this batch's rows went into (after sessions merged).
+    let touched = group_keys(
+        spec,
+        &[combined.slice(held_rows, combined.num_rows() - held_rows)],
+    )?;
+    let merged_state = spec.merge(&[combined])?.state()?;
+    let ends = if window.is_some() {
+        window_ends(&merged_state, window)?
+            .ok_or_else(|| {
+                DataFusionError::Plan(
+                    "a windowed streaming aggregation must group by window_end (or window_start)"
+                        .to_string(),
+                )
+            })
+            .map(Some)?
+    } else {
+        None
+    };
+    let (finished, open) = match &ends {
+        Some(ends) if mode != OutputMode::Complete => {
+            split_batch(&merged_state, &closed(ends, watermark_ms))?
+        }
+        _ => (merged_state.slice(0, 0), merged_state.clone()),
+    };
+    let emitted_state = match mode {
+        OutputMode::Append => finished,
+        OutputMode::Complete => merged_state,
+        OutputMode::Update => {
+            let mask = rows_in(spec, &merged_state, &touched)?;
+            split_batch(&merged_state, &mask)?.0
+        }
+    };
+    let emitted = spec.merge(&[emitted_state])?.evaluate()?;
+    Ok((emitted, vec![open]))
+}
+
+/// The group keys of partial-state batches, as comparable rows.
+fn group_keys(spec: &AggregateSpec, batches: &[RecordBatch]) -> Result<HashSet<Vec<u8>>> {
+    let converter = key_converter(spec)?;
+    let mut keys = HashSet::new();
+    for batch in batches {
+        let rows = converter.convert_columns(&batch.columns()[..spec.num_group_columns()])?;
+        keys.extend(rows.iter().map(|r| r.as_ref().to_vec()));
+    }
+    Ok(keys)
+}
+
+fn key_converter(spec: &AggregateSpec) -> Result<RowConverter> {
+    let fields = spec.partial_schema().fields()[..spec.num_group_columns()]
+        .iter()
+        .map(|f| SortField::new(f.data_type().clone()))
+        .collect();
+    Ok(RowConverter::new(fields)?)
+}
+
+/// Which rows of `batch` have a group key in `keys`.
+fn rows_in(
+    spec: &AggregateSpec,
+    batch: &RecordBatch,
+    keys: &HashSet<Vec<u8>>,
+) -> Result<BooleanArray> {
+    let converter = key_converter(spec)?;
+    let rows = converter.convert_columns(&batch.columns()[..spec.num_group_columns()])?;
+    Ok(rows
+        .iter()
+        .map(|r| Some(keys.contains(r.as_ref())))
+        .collect())
+}
+
+/// Session windows of partial states: per key, sessions that overlap (one starts before the
+/// other ends) become one, from the earliest start to the latest end.
+fn merge_sessions(batch: &RecordBatch, keys: &[String]) -> Result<RecordBatch> {
+    let schema = batch.schema();
+    let (Ok(start_index), Ok(end_index)) =
+        (schema.index_of(WINDOW_START), schema.index_of(WINDOW_END))
+    else {
+        return Err(DataFusionError::Plan(
+            "a streaming aggregation over session windows must group by window_start and \
+             window_end"
+                .to_string(),
+        ));
+    };
+    if batch.num_rows() == 0 {
+        return Ok(batch.clone());
+    }
+    let key_columns: Vec<ArrayRef> = keys
+        .iter()
+        .map(|k| {
+            schema
+                .index_of(k)
+                .map(|i| Arc::clone(batch.column(i)))
+                .map_err(|_| {
+                    DataFusionError::Plan(format!(
+                        "a streaming aggregation over session windows must group by the \
+                         session key '{k}'"
+                    ))
+                })
+        })
+        .collect::<Result<_>>()?;
+    let starts = as_millis(batch.column(start_index))?;
+    let ends = as_millis(batch.column(end_index))?;
+    let mut sort: Vec<SortColumn> = key_columns
+        .iter()
+        .map(|c| SortColumn {
+            values: Arc::clone(c),
+            options: None,
+        })
+        .collect();
+    sort.push(SortColumn {
+        values: Arc::new(starts.clone()),
+        options: None,
+    });
+    let order = lexsort_to_indices(&sort, None)?;
+    let converter = RowConverter::new(
+        key_columns
+            .iter()
+            .map(|c| SortField::new(c.data_type().clone()))
+            .collect(),
+    )?;
+    let key_rows = converter.convert_columns(&key_columns)?;
+    let mut merged_start = vec![0i64; batch.num_rows()];
+    let mut merged_end = vec![0i64; batch.num_rows()];
+    let mut run: Vec<usize> = vec![];
+    let mut run_start = 0i64;
+    let mut run_end = i64::MIN;
+    let flush = |run: &mut Vec<usize>, s: i64, e: i64, ms: &mut [i64], me: &mut [i64]| {
+        for &row in run.iter() {
+            ms[row] = s;
+            me[row] = e;
+        }
+        run.clear();
+    };
+    for position in 0..order.len() {
+        let row = order.value(position) as usize;
+        let same_key = run
+            .last()
+            .is_some_and(|&previous| key_rows.row(previous) == key_rows.row(row));
+        let (start, end) = (starts.value(row), ends.value(row));
+        if same_key && start < run_end {
+            run_end = run_end.max(end);
+        } else {
+            flush(
+                &mut run,
+                run_start,
+                run_end,
+                &mut merged_start,
+                &mut merged_end,
+            );
+            run_start = start;
+            run_end = end;
+        }
+        run.push(row);
+    }
+    flush(
+        &mut run,
+        run_start,
+        run_end,
+        &mut merged_start,
+        &mut merged_end,
+    );
+    let as_column = |values: Vec<i64>, like: &ArrayRef| -> Result<ArrayRef> {
+        let millis = cast(
+            &Int64Array::from(values),
+            &DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+        )?;
+        Ok(cast(&millis, like.data_type())?)
+    };
+    let mut columns = batch.columns().to_vec();
+    columns[start_index] = as_column(merged_start, batch.column(start_index))?;
+    columns[end_index] = as_column(merged_end, batch.column(end_index))?;
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// A buffer site: returns (rows released, rows still held).
+fn release_buffer(
+    schema: &SchemaRef,
+    held: Vec<RecordBatch>,
+    input: Vec<RecordBatch>,
+    watermark_ms: Option<i64>,
+) -> Result<(RecordBatch, Vec<RecordBatch>)> {
+    let mut all = held;
+    all.extend(input);
+    let rows = one_batch(schema, &all)?;
+    let ends = window_ends(&rows, None)?.ok_or_else(|| {
+        DataFusionError::Internal("a buffered window has no window_end column".to_string())
+    })?;
+    let (released, kept) = split_batch(&rows, &closed(&ends, watermark_ms))?;
+    Ok((released, vec![kept]))
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{StringArray, TimestampMillisecondArray, UInt64Array};
+    use arrow::datatypes::{Field, Schema, TimeUnit};
+
+    use super::*;
+
+    fn sessions(rows: &[(&str, i64, i64, u64)]) -> RecordBatch {
+        let timestamp = DataType::Timestamp(TimeUnit::Millisecond, None);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new(WINDOW_START, timestamp.clone(), false),
+            Field::new(WINDOW_END, timestamp, false),
+            Field::new("count", DataType::UInt64, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(TimestampMillisecondArray::from_iter_values(
+                    rows.iter().map(|r| r.1),
+                )),
+                Arc::new(TimestampMillisecondArray::from_iter_values(
+                    rows.iter().map(|r| r.2),
+                )),
+                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.3))),
+            ],
+        )
+        .expect("batch")
+    }
+
+    fn windows(batch: &RecordBatch) -> Vec<(String, i64, i64)> {
+        let keys = batch.column(0).as_string::<i32>();
+        let starts = as_millis(batch.column(1)).expect("starts");
+        let ends = as_millis(batch.column(2)).expect("ends");
+        (0..batch.num_rows())
+            .map(|i| (keys.value(i).to_string(), starts.value(i), ends.value(i)))
+            .collect()
+    }
+
+    #[test]
+    fn overlapping_sessions_of_a_key_become_one() {
+        // a: [0, 30) from an earlier batch and [20, 50), [45, 60) now → one [0, 60);
+        // a: [100, 110) stays apart; b: [25, 40) does not merge with a's.
+        let merged = merge_sessions(
+            &sessions(&[
+                ("a", 20, 50, 2),
+                ("b", 25, 40, 1),
+                ("a", 0, 30, 3),
+                ("a", 100, 110, 1),
+                ("a", 45, 60, 1),
+            ]),
+            &["k".to_string()],
+        )
+        .expect("merged");
+        assert_eq!(
+            windows(&merged),
+            vec![
+                ("a".to_string(), 0, 60),
+                ("b".to_string(), 25, 40),
+                ("a".to_string(), 0, 60),
+                ("a".to_string(), 100, 110),
+                ("a".to_string(), 0, 60),
+            ]
+        );
+    }
+
+    #[test]
+    fn windows_close_when_the_watermark_reaches_their_end() {
+        let ends = Int64Array::from(vec![Some(10), Some(20), None]);
+        assert_eq!(
+            closed(&ends, Some(10)),
+            BooleanArray::from(vec![true, false, false])
+        );
+        assert_eq!(
+            closed(&ends, None),
+            BooleanArray::from(vec![false, false, false])
+        );
+        assert_eq!(OutputMode::parse("Update"), Some(OutputMode::Update));
+        assert_eq!(OutputMode::parse("upsert"), None);
+    }
+}
