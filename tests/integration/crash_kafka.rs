@@ -156,3 +156,60 @@ async fn kafka_output_is_exactly_once_across_kills() {
     assert!(missing.is_empty(), "missing: {missing:?}");
     assert_eq!(out.len(), expected.len());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_started_at_once_never_both_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, job) = setup(dir.path());
+    let script = job.script("processingTime 100 milliseconds");
+    let start = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["--bootstrap-servers", &job.broker, "run"])
+            .arg(&script)
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = start();
+    let mut second = start();
+    // One of them is refused at once; the other keeps running.
+    let started = std::time::Instant::now();
+    let (mut refused, mut running) = loop {
+        if let Some(status) = first.try_wait().unwrap() {
+            assert!(!status.success());
+            break (first, second);
+        }
+        if let Some(status) = second.try_wait().unwrap() {
+            assert!(!status.success());
+            break (second, first);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "neither instance was refused"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut message = String::new();
+    std::io::Read::read_to_string(refused.stderr.as_mut().unwrap(), &mut message).unwrap();
+    assert!(message.contains("already running"), "{message}");
+    let mut out = vec![];
+    while out.len() < 900 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(
+            running.try_wait().unwrap().is_none(),
+            "the other instance goes on"
+        );
+        out = read_topic(&broker.bootstrap(), &job.output, 4);
+    }
+    running.kill().unwrap();
+    running.wait().unwrap();
+    let _ = refused.wait();
+    let mut values: Vec<&str> = out.iter().map(|r| r.value.as_str()).collect();
+    values.sort_unstable();
+    let before = values.len();
+    values.dedup();
+    assert_eq!(values.len(), before, "no record written twice");
+    assert_eq!(before, 900, "the running instance wrote everything once");
+}

@@ -383,3 +383,53 @@ async fn a_restart_in_the_middle_of_open_windows_restores_the_state() {
     .await;
     assert_eq!(all_rows, expected, "every window once, across restarts");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn windowed_aggregation_in_update_and_complete_modes_equals_the_batch_query() {
+    let setup = setup("wmodes", &events(0, 100));
+    let engine = setup.broker.engine();
+    setup.tables(&engine, "", OUT).await;
+    run(
+        &engine,
+        &format!("CREATE EXTERNAL TABLE whole ({OUT}) STORED AS MEMORY"),
+    )
+    .await;
+    let aggregate = |table: &str| {
+        format!(
+            "SELECT window_start, window_end, k, count(*) AS n, sum(v) AS total
+             FROM hop({table}, ts, INTERVAL '5' SECOND, INTERVAL '10' SECOND)
+             GROUP BY window_start, window_end, k"
+        )
+    };
+    for (name, mode, sink) in [("u", "update", "out"), ("c", "complete", "whole")] {
+        run(
+            &engine,
+            &format!(
+                "CREATE STREAMING QUERY {name} WITH ('checkpoint' '{}', 'trigger' 'availableNow', 'outputMode' '{mode}')
+                   AS INSERT INTO {sink} {}",
+                setup.checkpoint(name),
+                aggregate("src")
+            ),
+        )
+        .await;
+        finished(&engine, name).await;
+    }
+    // Every window, open or closed, with its values over all rows read.
+    let expected = sorted_rows(&engine, &aggregate("fixed")).await;
+    assert!(expected.len() > 20);
+    assert_eq!(
+        sorted_rows(&engine, "SELECT * FROM whole").await,
+        expected,
+        "complete: the latest batch is the whole result"
+    );
+    assert_eq!(
+        sorted_rows(
+            &engine,
+            "SELECT window_start, window_end, k, max(n), max(total) FROM out
+             GROUP BY window_start, window_end, k"
+        )
+        .await,
+        expected,
+        "update: the latest row of each group is its result"
+    );
+}
