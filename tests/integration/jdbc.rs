@@ -880,6 +880,74 @@ async fn postgres_connection_loss_is_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn postgres_connection_loss_in_the_middle_of_a_batch_is_retried() {
+    let Some(admin) = TestDb::postgres().await else {
+        return;
+    };
+    let application = table_name("weir_midkill");
+    let db = admin.with_url(format!("{POSTGRES_URL}?application_name={application}"));
+    // A table whose rows take 20 ms each to insert: a batch's transaction lasts about a second.
+    let table = table_name("midkill");
+    admin
+        .execute(&format!(
+            "CREATE TABLE {table} (n BIGINT);
+             CREATE FUNCTION {table}_slow() RETURNS trigger AS $$
+               BEGIN PERFORM pg_sleep(0.02); RETURN NEW; END $$ LANGUAGE plpgsql;
+             CREATE TRIGGER {table}_slow BEFORE INSERT ON {table}
+               FOR EACH ROW EXECUTE FUNCTION {table}_slow();"
+        ))
+        .await;
+    let values = json_records(2, 40, |p, i| {
+        format!("{{\"n\": {}}}", p as usize * 1000 + i)
+    });
+    let (_broker, topic, engine) = topic_with("jdbc-midkill", 2, &values);
+    let dir = tempfile::tempdir().unwrap();
+    run(
+        &engine,
+        &format!(
+            "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA
+               OPTIONS ('subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '40');
+             CREATE EXTERNAL TABLE out (n BIGINT) STORED AS JDBC LOCATION '{}' OPTIONS ('table' '{table}');
+             CREATE STREAMING QUERY mk WITH ('trigger' 'availableNow', 'checkpoint' '{}')
+               AS INSERT INTO out SELECT n FROM src",
+            db.url(),
+            dir.path().display()
+        ),
+    )
+    .await;
+    // Kill weir's connection once while it is inside a batch's transaction.
+    let started = std::time::Instant::now();
+    let killed = loop {
+        let killed = admin
+            .query(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'test' \
+                 AND application_name = '{application}' AND state = 'active' \
+                 AND query ILIKE 'COPY%'"
+            ))
+            .await
+            .iter()
+            .filter(|k| *k == "t")
+            .count();
+        if killed > 0 || started.elapsed() > std::time::Duration::from_secs(20) {
+            break killed;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(killed, 1, "a batch's COPY was interrupted");
+    await_query(&engine, "mk").await.unwrap();
+    assert_eq!(
+        db.query(&format!("SELECT count(*), count(DISTINCT n) FROM {table}"))
+            .await,
+        vec!["80|80"],
+        "the interrupted batch was written again, once"
+    );
+    db.drop_streamed_table(&table).await;
+    admin
+        .execute(&format!("DROP FUNCTION {table}_slow();"))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn mysql_connection_loss_is_retried() {
     let Some(admin) = TestDb::mysql().await else {
         return;
