@@ -298,6 +298,14 @@ pub async fn run_site_inputs(
                 AggregateSpec::from_plan(agg)?.partial_plan(partial_input(agg)?)?
             }
             Site::Buffer { node } => {
+                if matches!(window_kind(node), Some(WindowKind::Session { .. })) {
+                    return Err(DataFusionError::Plan(
+                        "session-windowed stream rows can only be aggregated in a streaming \
+                         query (sessions grow across batches); aggregate them by window, or \
+                         use tumble or hop windows for a join"
+                            .to_string(),
+                    ));
+                }
                 if node.schema().index_of(WINDOW_END).is_err() {
                     return Err(DataFusionError::Plan(
                         "windowed stream rows that are neither aggregated nor kept with their \

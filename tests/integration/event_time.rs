@@ -433,3 +433,44 @@ async fn windowed_aggregation_in_update_and_complete_modes_equals_the_batch_quer
         "update: the latest row of each group is its result"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plans_the_stateful_runner_cannot_run_exactly_are_refused_with_a_reason() {
+    let setup = setup("refused", &events(0, 20));
+    let engine = setup.broker.engine();
+    setup.tables(&engine, "", OUT).await;
+    let fails_with = async |name: &str, insert: &str, reason: &str| {
+        run(
+            &engine,
+            &format!(
+                "CREATE STREAMING QUERY {name} WITH ('checkpoint' '{}', 'trigger' 'availableNow') AS {insert}",
+                setup.checkpoint(name)
+            ),
+        )
+        .await;
+        let error = engine
+            .query(name)
+            .expect("query")
+            .await_termination()
+            .await
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains(reason), "{error}");
+    };
+    // Sessions grow across batches: their rows can only be aggregated.
+    fails_with(
+        "s",
+        "INSERT INTO out SELECT window_start, window_end, k, v, v + 1 FROM session(src, ts, INTERVAL '3' SECOND, k)",
+        "session-windowed stream rows can only be aggregated",
+    )
+    .await;
+    // A raw stream joined with windowed results would meet only the windows of its batch.
+    fails_with(
+        "j",
+        "INSERT INTO out SELECT w.window_start, w.window_end, s.k, w.n, s.v FROM src s
+           JOIN (SELECT window_start, window_end, k, count(*) AS n FROM tumble(src, ts, INTERVAL '10' SECOND)
+                 GROUP BY window_start, window_end, k) w ON s.k = w.k",
+        "must be windowed as well",
+    )
+    .await;
+}
