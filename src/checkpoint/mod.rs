@@ -183,11 +183,14 @@ impl Checkpoint {
     /// Creates the metadata of a new checkpoint, or checks that an existing one belongs to a
     /// query over the same sources and sink; returns the metadata in force.
     pub async fn start(&self, wanted: &QueryMetadata) -> Result<QueryMetadata> {
-        match self.read_json::<QueryMetadata>("metadata").await? {
-            None => {
-                self.create_json("metadata", wanted).await?;
-                Ok(wanted.clone())
-            }
+        let found = match self.read_json::<QueryMetadata>("metadata").await? {
+            None if self.try_create_json("metadata", wanted).await? => return Ok(wanted.clone()),
+            // Another instance created it just now: check it like any existing checkpoint.
+            None => self.read_json::<QueryMetadata>("metadata").await?,
+            found => found,
+        };
+        match found {
+            None => Err(self.error("metadata vanished while the query started")),
             Some(found) if found.sources == wanted.sources && found.sink == wanted.sink => {
                 Ok(found)
             }
