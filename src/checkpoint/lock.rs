@@ -86,6 +86,7 @@ pub struct QueryLock {
     checkpoint: Checkpoint,
     holder: Arc<tokio::sync::Mutex<Holder>>,
     heartbeat: tokio::task::JoinHandle<()>,
+    released: bool,
 }
 
 fn lock_name(epoch: u64) -> String {
@@ -135,6 +136,7 @@ impl QueryLock {
                     checkpoint: checkpoint.clone(),
                     holder,
                     heartbeat,
+                    released: false,
                 });
             }
         }
@@ -142,26 +144,34 @@ impl QueryLock {
             .error("another instance of this query is starting at the same time; only one may run"))
     }
 
-    /// Fails when another instance has taken the checkpoint over since this one took it.
+    /// Fails when another instance has taken the checkpoint over since this one took it (any
+    /// newer epoch: a later owner deletes the epochs before its own).
     pub async fn check_held(&self) -> Result<()> {
         let epoch = self.holder.lock().await.epoch;
-        match self
-            .checkpoint
-            .read_json::<Holder>(&lock_name(epoch + 1))
-            .await?
-        {
-            None => Ok(()),
-            Some(newer) => Err(self.checkpoint.error(format!(
-                "{} took this query over (this instance was presumed dead); this instance stops \
+        let Some(&newest) = self.checkpoint.batch_ids("lock").await?.last() else {
+            return Err(self.checkpoint.error(
+                "its lock/ directory was emptied while this instance ran; this instance stops \
                  without writing",
-                newer.describe()
-            ))),
+            ));
+        };
+        if newest <= epoch {
+            return Ok(());
         }
+        let newer = self
+            .checkpoint
+            .read_json::<Holder>(&lock_name(newest))
+            .await?
+            .map_or_else(|| format!("an instance (lock/{newest})"), |h| h.describe());
+        Err(self.checkpoint.error(format!(
+            "{newer} took this query over (this instance was presumed dead); this instance stops \
+             without writing"
+        )))
     }
 
     /// Gives the lock up: a new instance may start at once.
-    pub async fn release(self) -> Result<()> {
+    pub async fn release(mut self) -> Result<()> {
         self.heartbeat.abort();
+        self.released = true;
         let mut holder = self.holder.lock().await.clone();
         holder.released = true;
         holder.heartbeat_ms = now_ms();
@@ -170,8 +180,25 @@ impl QueryLock {
 }
 
 impl Drop for QueryLock {
+    /// A lock dropped without [`QueryLock::release`] (a failed start, a panicking query) is
+    /// released in the background, so that the same process may start the query again.
     fn drop(&mut self) {
         self.heartbeat.abort();
+        if self.released {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let checkpoint = self.checkpoint.clone();
+            let holder = Arc::clone(&self.holder);
+            runtime.spawn(async move {
+                let mut holder = holder.lock().await.clone();
+                holder.released = true;
+                holder.heartbeat_ms = now_ms();
+                if let Err(e) = write_holder(&checkpoint, &holder).await {
+                    log::warn!("{e}");
+                }
+            });
+        }
     }
 }
 
@@ -285,6 +312,7 @@ mod tests {
             checkpoint: cp.clone(),
             holder: Arc::new(tokio::sync::Mutex::new(dead)),
             heartbeat: tokio::spawn(async {}),
+            released: true,
         };
         let taken = QueryLock::acquire(&cp, "job").await.expect("took over");
         assert_eq!(taken.holder.lock().await.epoch, 1);

@@ -706,6 +706,7 @@ impl Runner {
         let final_plan = if stateful {
             event_time.advance(
                 &observed_event_times(&executed),
+                &slice_partitions(entry),
                 entry.trigger_time_ms,
                 &self.idle_timeouts,
             );
@@ -750,6 +751,7 @@ impl Runner {
             if !stateful {
                 event_time.advance(
                     &observed_event_times(&executed),
+                    &slice_partitions(entry),
                     entry.trigger_time_ms,
                     &self.idle_timeouts,
                 );
@@ -768,6 +770,7 @@ impl Runner {
         let execute_ms = executing.elapsed().as_millis() as u64;
 
         let committing = Instant::now();
+        self.lock.check_held().await?;
         self.checkpoint
             .write_commit(&CommitEntry {
                 batch_id: entry.batch_id,
@@ -924,6 +927,19 @@ impl Runner {
         }
         Ok(())
     }
+}
+
+/// Every (source table, partition) of a batch's slice.
+fn slice_partitions(entry: &OffsetsEntry) -> Vec<(String, TopicPartition)> {
+    entry
+        .sources
+        .iter()
+        .flat_map(|(table, slices)| {
+            slices
+                .iter()
+                .map(|s| (table.clone(), TopicPartition::new(&s.topic, s.partition)))
+        })
+        .collect()
 }
 
 /// Records the batch read from Kafka: per table, what its scans fetched (a table read twice,

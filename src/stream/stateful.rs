@@ -29,7 +29,8 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::joins::{
     CrossJoinExec, HashJoinExec, NestedLoopJoinExec, SortMergeJoinExec, SymmetricHashJoinExec,
 };
-use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning, collect};
 
 use crate::kafka::KafkaScanExec;
 use crate::state::groups::split_batch;
@@ -118,6 +119,8 @@ impl Site {
 /// What flows up from a subtree while sites are looked for.
 #[derive(Debug, Default)]
 struct Flow {
+    /// Emitted rows reach a join or an aggregation above their site.
+    emitted_combined: bool,
     /// Unclaimed window assignments over stream rows.
     windows: Vec<Arc<dyn ExecutionPlan>>,
     /// Unwindowed stream rows.
@@ -151,14 +154,18 @@ fn window_kind(node: &Arc<dyn ExecutionPlan>) -> Option<WindowKind> {
         .map(|w| w.kind().clone())
 }
 
-/// The stateful sites of `plan`, in plan order; `streams` names the stream tables.
-fn find_sites(plan: &Arc<dyn ExecutionPlan>, streams: &HashSet<String>) -> Result<Vec<Site>> {
+/// The stateful sites of `plan`, in plan order, and whether their emitted rows reach a join or
+/// an aggregation; `streams` names the stream tables.
+fn find_sites(
+    plan: &Arc<dyn ExecutionPlan>,
+    streams: &HashSet<String>,
+) -> Result<(Vec<Site>, bool)> {
     let mut sites = vec![];
     let flow = visit(plan, streams, &mut sites)?;
     for window in flow.windows {
         sites.push(Site::Buffer { node: window });
     }
-    Ok(sites)
+    Ok((sites, flow.emitted_combined))
 }
 
 fn visit(
@@ -188,9 +195,12 @@ fn visit(
         return Ok(below);
     }
     if produces_final_values(node) {
-        let below = merge_flows(children);
+        let mut below = merge_flows(children);
         match (below.windows.as_slice(), below.stream) {
-            ([], false) => return Ok(below),
+            ([], false) => {
+                below.emitted_combined |= below.emitted;
+                return Ok(below);
+            }
             ([window], false) => {
                 sites.push(Site::Aggregate {
                     node: Arc::clone(node),
@@ -221,13 +231,22 @@ fn visit(
         }
         return Ok(Flow {
             emitted: true,
+            emitted_combined: below.emitted_combined,
             ..Flow::default()
         });
     }
     if is_join(node) {
         let emitted_side = children.iter().any(|c| c.emitted || !c.windows.is_empty());
-        let mut joined = Flow::default();
+        let windowed_sides = children
+            .iter()
+            .filter(|c| c.emitted || !c.windows.is_empty())
+            .count();
+        let mut joined = Flow {
+            emitted_combined: windowed_sides > 1,
+            ..Flow::default()
+        };
         for child in children {
+            joined.emitted_combined |= child.emitted_combined;
             for window in child.windows {
                 sites.push(Site::Buffer { node: window });
                 joined.emitted = true;
@@ -253,6 +272,7 @@ fn merge_flows(children: Vec<Flow>) -> Flow {
         merged.windows.extend(child.windows);
         merged.stream |= child.stream;
         merged.emitted |= child.emitted;
+        merged.emitted_combined |= child.emitted_combined;
     }
     merged
 }
@@ -280,7 +300,15 @@ pub async fn run_site_inputs(
     mode: OutputMode,
     context: Arc<TaskContext>,
 ) -> Result<SitesRun> {
-    let sites = find_sites(plan, streams)?;
+    let (sites, combined) = find_sites(plan, streams)?;
+    if combined && mode != OutputMode::Append {
+        return Err(DataFusionError::Plan(format!(
+            "'outputMode' '{}' cannot feed a join or a further aggregation: they see only what a \
+             batch emits, and only append mode emits each window whole and once; use append mode \
+             (the default)",
+            mode.name()
+        )));
+    }
     let mut executed = vec![];
     let mut inputs = vec![];
     for site in &sites {
@@ -354,6 +382,17 @@ pub fn emit(
     let mut next = OperatorState::default();
     for (index, (site, input)) in run.sites.iter().zip(run.inputs).enumerate() {
         let held = state.sites.get(&index).cloned().unwrap_or_default();
+        if let (Some(held), Some(fresh)) = (held.first(), input.first())
+            && held.schema().fields() != fresh.schema().fields()
+        {
+            return Err(DataFusionError::Plan(format!(
+                "the checkpoint's state of stateful operator {index} has the columns ({}), but \
+                 this query's has ({}): the query was changed since the checkpoint was written; \
+                 give the changed query a new checkpoint location",
+                held.schema(),
+                fresh.schema()
+            )));
+        }
         let (rows, kept) = match site {
             Site::Aggregate { node, window } => {
                 let spec = AggregateSpec::from_plan(aggregate(node)?)?;
@@ -364,9 +403,7 @@ pub fn emit(
                 release_buffer(&schema, held, input, watermark_ms)?
             }
         };
-        let schema = site.node().schema();
-        let source = MemorySourceConfig::try_new_exec(&[vec![rows]], schema, None)?;
-        replacements.push((Arc::clone(site.node()), source));
+        replacements.push((Arc::clone(site.node()), replacement(site.node(), rows)?));
         next.sites.insert(index, kept);
     }
     let plan = Arc::clone(plan)
@@ -394,6 +431,26 @@ fn as_millis(column: &ArrayRef) -> Result<Int64Array> {
     Ok(cast(&millis, &DataType::Int64)?
         .as_primitive::<Int64Type>()
         .clone())
+}
+
+/// The emitted `rows` in place of site `node`, partitioned as the node's output was, since the
+/// plan above it may rely on that (a partitioned join whose other side is hash-partitioned the
+/// same way).
+fn replacement(node: &Arc<dyn ExecutionPlan>, rows: RecordBatch) -> Result<Arc<dyn ExecutionPlan>> {
+    let schema = node.schema();
+    let partitioning = node.output_partitioning().clone();
+    let count = partitioning.partition_count().max(1);
+    match partitioning {
+        Partitioning::Hash(..) if count > 1 => {
+            let source = MemorySourceConfig::try_new_exec(&[vec![rows]], schema, None)?;
+            Ok(Arc::new(RepartitionExec::try_new(source, partitioning)?))
+        }
+        _ => {
+            let mut partitions = vec![vec![]; count];
+            partitions[0].push(rows);
+            Ok(MemorySourceConfig::try_new_exec(&partitions, schema, None)?)
+        }
+    }
 }
 
 /// The window end of each row of a batch whose columns include the window's.
@@ -548,8 +605,13 @@ fn merge_sessions(batch: &RecordBatch, keys: &[String]) -> Result<RecordBatch> {
                 })
         })
         .collect::<Result<_>>()?;
-    let starts = as_millis(batch.column(start_index))?;
-    let ends = as_millis(batch.column(end_index))?;
+    let in_unit = |column: &ArrayRef| -> Result<Int64Array> {
+        Ok(cast(column, &DataType::Int64)?
+            .as_primitive::<Int64Type>()
+            .clone())
+    };
+    let starts = in_unit(batch.column(start_index))?;
+    let ends = in_unit(batch.column(end_index))?;
     let mut sort: Vec<SortColumn> = key_columns
         .iter()
         .map(|c| SortColumn {
@@ -610,11 +672,7 @@ fn merge_sessions(batch: &RecordBatch, keys: &[String]) -> Result<RecordBatch> {
         &mut merged_end,
     );
     let as_column = |values: Vec<i64>, like: &ArrayRef| -> Result<ArrayRef> {
-        let millis = cast(
-            &Int64Array::from(values),
-            &DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
-        )?;
-        Ok(cast(&millis, like.data_type())?)
+        Ok(cast(&Int64Array::from(values), like.data_type())?)
     };
     let mut columns = batch.columns().to_vec();
     columns[start_index] = as_column(merged_start, batch.column(start_index))?;

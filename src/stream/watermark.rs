@@ -26,9 +26,11 @@ pub struct PartitionEventTime {
     pub topic: String,
     /// Partition.
     pub partition: i32,
-    /// The largest watermark candidate read from it (ms since the epoch).
-    pub max_ms: i64,
-    /// When it last brought rows (the trigger time of that batch, ms since the epoch).
+    /// The largest watermark candidate read from it (ms since the epoch); none before it
+    /// brought rows.
+    pub max_ms: Option<i64>,
+    /// When it last brought rows, or was first seen (the trigger time of that batch, ms since
+    /// the epoch).
     pub active_ms: i64,
 }
 
@@ -44,10 +46,13 @@ pub struct EventTime {
 
 impl EventTime {
     /// Takes in what a batch triggered at `now_ms` read (`observed`: per source table and
-    /// partition, the largest candidate) and moves the watermark; `idle_timeout` per table.
+    /// partition, the largest candidate; `partitions`: every partition of the batch's slice, so
+    /// that one that never brought rows holds the watermark back too) and moves the watermark;
+    /// `idle_timeout` per table.
     pub fn advance(
         &mut self,
         observed: &BTreeMap<(String, TopicPartition), i64>,
+        partitions: &[(String, TopicPartition)],
         now_ms: i64,
         idle_timeout: &BTreeMap<String, Option<Duration>>,
     ) {
@@ -56,16 +61,23 @@ impl EventTime {
             .drain(..)
             .map(|p| ((p.table.clone(), p.topic.clone(), p.partition), p))
             .collect();
+        let untracked = |table: &String, tp: &TopicPartition| PartitionEventTime {
+            table: table.clone(),
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            max_ms: None,
+            active_ms: now_ms,
+        };
+        for (table, tp) in partitions {
+            by_key
+                .entry((table.clone(), tp.topic.clone(), tp.partition))
+                .or_insert_with(|| untracked(table, tp));
+        }
         for ((table, tp), max_ms) in observed {
-            let key = (table.clone(), tp.topic.clone(), tp.partition);
-            let entry = by_key.entry(key).or_insert_with(|| PartitionEventTime {
-                table: table.clone(),
-                topic: tp.topic.clone(),
-                partition: tp.partition,
-                max_ms: *max_ms,
-                active_ms: now_ms,
-            });
-            entry.max_ms = entry.max_ms.max(*max_ms);
+            let entry = by_key
+                .entry((table.clone(), tp.topic.clone(), tp.partition))
+                .or_insert_with(|| untracked(table, tp));
+            entry.max_ms = Some(entry.max_ms.map_or(*max_ms, |m| m.max(*max_ms)));
             entry.active_ms = now_ms;
         }
         self.partitions = by_key.into_values().collect();
@@ -75,7 +87,8 @@ impl EventTime {
                 None => true,
             }
         });
-        if let Some(combined) = active.map(|p| p.max_ms).min() {
+        // A partition that never brought rows holds the watermark back (None sorts first).
+        if let Some(Some(combined)) = active.map(|p| p.max_ms).min() {
             self.watermark_ms = Some(self.watermark_ms.map_or(combined, |w| w.max(combined)));
         }
     }
@@ -91,6 +104,39 @@ mod tests {
             .collect()
     }
 
+    impl EventTime {
+        fn advance_all(
+            &mut self,
+            observed: &BTreeMap<(String, TopicPartition), i64>,
+            now_ms: i64,
+            idle: &BTreeMap<String, Option<Duration>>,
+        ) {
+            self.advance(observed, &[], now_ms, idle);
+        }
+    }
+
+    #[test]
+    fn a_partition_that_never_brought_rows_holds_the_watermark_back_until_idle() {
+        let idle: BTreeMap<String, Option<Duration>> =
+            [("src".to_string(), Some(Duration::from_secs(5)))].into();
+        let slice = vec![
+            ("src".to_string(), TopicPartition::new("t", 0)),
+            ("src".to_string(), TopicPartition::new("t", 1)),
+        ];
+        let mut time = EventTime::default();
+        time.advance(&seen(&[("t", 0, 100)]), &slice, 0, &idle);
+        assert_eq!(
+            time.watermark_ms, None,
+            "partition 1 may still bring older rows"
+        );
+        time.advance(&seen(&[("t", 0, 200)]), &slice, 6_000, &idle);
+        assert_eq!(
+            time.watermark_ms,
+            Some(200),
+            "partition 1 idle since it was first seen"
+        );
+    }
+
     fn no_idle() -> BTreeMap<String, Option<Duration>> {
         [("src".to_string(), None)].into()
     }
@@ -98,12 +144,12 @@ mod tests {
     #[test]
     fn the_watermark_is_the_minimum_over_partitions_and_never_goes_down() {
         let mut time = EventTime::default();
-        time.advance(&seen(&[("t", 0, 100), ("t", 1, 40)]), 1_000, &no_idle());
+        time.advance_all(&seen(&[("t", 0, 100), ("t", 1, 40)]), 1_000, &no_idle());
         assert_eq!(time.watermark_ms, Some(40));
-        time.advance(&seen(&[("t", 1, 90)]), 2_000, &no_idle());
+        time.advance_all(&seen(&[("t", 1, 90)]), 2_000, &no_idle());
         assert_eq!(time.watermark_ms, Some(90));
         // Older rows do not move a partition's maximum back, nor the watermark.
-        time.advance(&seen(&[("t", 0, 10), ("t", 1, 20)]), 3_000, &no_idle());
+        time.advance_all(&seen(&[("t", 0, 10), ("t", 1, 20)]), 3_000, &no_idle());
         assert_eq!(time.watermark_ms, Some(90));
     }
 
@@ -112,23 +158,23 @@ mod tests {
         let idle: BTreeMap<String, Option<Duration>> =
             [("src".to_string(), Some(Duration::from_secs(5)))].into();
         let mut time = EventTime::default();
-        time.advance(&seen(&[("t", 0, 100), ("t", 1, 10)]), 0, &idle);
+        time.advance_all(&seen(&[("t", 0, 100), ("t", 1, 10)]), 0, &idle);
         assert_eq!(time.watermark_ms, Some(10));
-        time.advance(&seen(&[("t", 0, 200)]), 3_000, &idle);
+        time.advance_all(&seen(&[("t", 0, 200)]), 3_000, &idle);
         assert_eq!(time.watermark_ms, Some(10), "partition 1 is not idle yet");
-        time.advance(&seen(&[("t", 0, 300)]), 6_000, &idle);
+        time.advance_all(&seen(&[("t", 0, 300)]), 6_000, &idle);
         assert_eq!(time.watermark_ms, Some(300), "partition 1 idle for 6 s");
         // Back with data, it holds the watermark again, which does not go down.
-        time.advance(&seen(&[("t", 1, 250)]), 7_000, &idle);
+        time.advance_all(&seen(&[("t", 1, 250)]), 7_000, &idle);
         assert_eq!(time.watermark_ms, Some(300));
-        time.advance(&seen(&[("t", 0, 400), ("t", 1, 350)]), 8_000, &idle);
+        time.advance_all(&seen(&[("t", 0, 400), ("t", 1, 350)]), 8_000, &idle);
         assert_eq!(time.watermark_ms, Some(350));
     }
 
     #[test]
     fn without_rows_there_is_no_watermark() {
         let mut time = EventTime::default();
-        time.advance(&BTreeMap::new(), 0, &no_idle());
+        time.advance(&BTreeMap::new(), &[], 0, &no_idle());
         assert_eq!(time.watermark_ms, None);
         let json = serde_json::to_string(&time).expect("json");
         assert_eq!(

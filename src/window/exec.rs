@@ -432,9 +432,37 @@ impl Assigner {
             .iter()
             .map(|k| Arc::clone(all.column(*k)))
             .collect();
-        let times = time_values(all.column(self.columns.time))?;
+        let mut times = time_values(all.column(self.columns.time))?;
+        // A row before the watermark is late even when its own session would end after it: its
+        // key's session around that time may already have been emitted.
+        let mut late_rows = 0;
+        let mut keys = keys;
+        let mut all = all.clone();
+        if let Some(watermark) = self.watermark {
+            use arrow::array::{Array, AsArray, Int64Array};
+            let on_time =
+                arrow::compute::kernels::cmp::gt_eq(&times, &Int64Array::new_scalar(watermark))?;
+            let non_null = times.len() - times.null_count();
+            late_rows = non_null - on_time.true_count();
+            if late_rows > 0 {
+                // Rows with a NULL time stay, to be counted as such.
+                let keep = arrow::compute::or_kleene(&on_time, &arrow::compute::is_null(&times)?)?;
+                all = arrow::compute::filter_record_batch(&all, &keep)?;
+                times = arrow::compute::filter(&times, &keep)?
+                    .as_primitive::<arrow::datatypes::Int64Type>()
+                    .clone();
+                keys = self
+                    .columns
+                    .keys
+                    .iter()
+                    .map(|k| Arc::clone(all.column(*k)))
+                    .collect();
+            }
+        }
         let (starts, ends) = session_bounds(&keys, &times, gap)?;
-        let assignment = keep_open(starts, ends, self.watermark)?;
+        let mut assignment = keep_open(starts, ends, self.watermark)?;
+        assignment.late += late_rows;
+        let all = &all;
         let Some(out) = self.output(all, assignment)? else {
             return Ok(vec![]);
         };
@@ -684,6 +712,28 @@ mod tests {
             ]
         );
         assert_eq!(sum_metric(&plan, metric::LATE_RECORDS), 2);
+    }
+
+    #[tokio::test]
+    async fn a_session_row_before_the_watermark_is_late_even_if_its_session_ends_after() {
+        // a at 15 s would open [15 s, 25 s), past the 20 s watermark, but a's session around
+        // 15 s may already have been emitted: the row is late.
+        let plan = input(vec![vec![(Some(15_000), "a"), (Some(30_000), "b")]]);
+        let exec = WindowAssignExec::try_new(
+            plan,
+            WindowKind::Session {
+                gap: Duration::from_secs(10),
+                keys: vec!["k".to_string()],
+            },
+            "ts",
+            Some(20_000),
+            None,
+        )
+        .unwrap();
+        let (batches, plan) = run(exec).await;
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows, 1, "only b's row");
+        assert_eq!(sum_metric(&plan, metric::LATE_RECORDS), 1);
     }
 
     #[tokio::test]
