@@ -349,12 +349,50 @@ impl Checkpoint {
         self.create_json(&format!("sinks/{id}"), record).await
     }
 
+    /// The output a sink kept of batch `id` (`outputs/N`, Arrow IPC), if any.
+    pub async fn batch_output(&self, id: u64) -> Result<Option<Vec<u8>>> {
+        let name = format!("outputs/{id}");
+        match self.location.store.get(&self.path(&name)).await {
+            Ok(found) => Ok(Some(
+                found
+                    .bytes()
+                    .await
+                    .map_err(|e| self.error(format!("cannot read {name}: {e}")))?
+                    .to_vec(),
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(format!("cannot read {name}: {e}"))),
+        }
+    }
+
+    /// Keeps batch `id`'s output (`outputs/N`) unless one is kept already; false then.
+    pub async fn create_batch_output(&self, id: u64, bytes: Vec<u8>) -> Result<bool> {
+        let name = format!("outputs/{id}");
+        match self
+            .location
+            .store
+            .put_opts(
+                &self.path(&name),
+                PutPayload::from(bytes),
+                PutMode::Create.into(),
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(false),
+            Err(e) => Err(self.error(format!("cannot write {name}: {e}"))),
+        }
+    }
+
     /// Deletes offsets, commits and sink records of batches older than the newest `keep`.
     pub async fn purge(&self, keep: u64, latest: u64) -> Result<()> {
         let Some(oldest_kept) = latest.checked_sub(keep.saturating_sub(1)) else {
             return Ok(());
         };
-        for dir in ["commits", "sinks", "offsets"] {
+        for dir in ["commits", "sinks", "outputs", "offsets"] {
             for id in self
                 .batch_ids(dir)
                 .await?

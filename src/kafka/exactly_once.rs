@@ -14,6 +14,10 @@
 //! 4. A replay of N (the engine died before `commits/N`) reads each output partition from the
 //!    recorded offset, collects the sequence numbers of N already there, and sends only the rest.
 //!
+//! The output of a stateful query (aggregations) is also kept as `outputs/N` before it is
+//! sent: a replay recomputes aggregates from state, where floating-point sums may come out
+//! different in their last bits, so it sends the first attempt's rows instead.
+//!
 //! With `'transactional' 'true'` each batch is also one Kafka transaction ([`super::transactions`]).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -323,9 +327,17 @@ impl BatchWrite {
                 continue;
             }
             let mut config = options.consumer_config();
-            if options.transactional {
-                config.set("isolation.level", "read_committed");
-            }
+            // Transactional: only committed records count as written (the predecessor's open
+            // transaction was completed or aborted by initialising). Otherwise every record
+            // counts, also those behind another producer's open transaction.
+            config.set(
+                "isolation.level",
+                if options.transactional {
+                    "read_committed"
+                } else {
+                    "read_uncommitted"
+                },
+            );
             let consumer: BaseConsumer = config.create().map_err(|e| {
                 DataFusionError::Execution(format!("cannot create a Kafka consumer: {e}"))
             })?;
@@ -350,7 +362,9 @@ impl BatchWrite {
                         if last_progress.elapsed() > options.broker_timeout {
                             return Err(DataFusionError::Execution(format!(
                                 "reading back what batch {} already wrote to topic '{}' stalled \
-                                 for {} ms (brokerTimeoutMs)",
+                                 for {} ms (brokerTimeoutMs); with 'transactional', another \
+                                 producer's open transaction may hide records: the batch is \
+                                 retried on restart",
                                 self.batch_id,
                                 output.topic,
                                 options.broker_timeout.as_millis()
@@ -358,7 +372,20 @@ impl BatchWrite {
                         }
                     }
                     Some(Err(KafkaError::PartitionEOF(partition))) => {
-                        open.remove(&partition);
+                        // read_committed stops at the last stable offset: done only when that
+                        // is the end measured above.
+                        let position = consumer
+                            .position()
+                            .ok()
+                            .and_then(|list| {
+                                list.find_partition(&output.topic, partition)
+                                    .map(|e| e.offset())
+                            })
+                            .and_then(|offset| offset.to_raw());
+                        let end = open.get(&partition).copied().unwrap_or_default();
+                        if position.is_some_and(|p| p >= end) || !options.transactional {
+                            open.remove(&partition);
+                        }
                     }
                     Some(Err(e)) => return Err(cannot_read(e)),
                     Some(Ok(message)) => {
@@ -497,7 +524,35 @@ impl StreamingSink for KafkaStreamingSink {
         batch: &BatchContext,
         data: SendableRecordBatchStream,
     ) -> Result<u64> {
-        let batches = collect(data).await?;
+        let to_datafusion = |e: crate::error::Error| DataFusionError::External(Box::new(e));
+        let mut batches = collect(data).await?;
+        if batch.stateful {
+            // Aggregates recomputed on a replay may differ in their last floating-point bits,
+            // and records are matched by content: a replay uses the output of the first attempt.
+            let kept = batch
+                .checkpoint
+                .batch_output(batch.batch_id)
+                .await
+                .map_err(to_datafusion)?;
+            match kept {
+                Some(bytes) => batches = crate::state::codec::decode(&bytes)?.1,
+                None => {
+                    let bytes = crate::state::codec::encode(&self.schema, &batches)?;
+                    if !batch
+                        .checkpoint
+                        .create_batch_output(batch.batch_id, bytes)
+                        .await
+                        .map_err(to_datafusion)?
+                    {
+                        return Err(DataFusionError::Execution(format!(
+                            "outputs/{} appeared while batch {} was written: another instance \
+                             is running this query",
+                            batch.batch_id, batch.batch_id
+                        )));
+                    }
+                }
+            }
+        }
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         if rows == 0 {
             return Ok(0);
@@ -510,7 +565,6 @@ impl StreamingSink for KafkaStreamingSink {
             self.table(),
         )?;
         let order = canonical_order(&records)?;
-        let to_datafusion = |e: crate::error::Error| DataFusionError::External(Box::new(e));
         let outputs = match batch
             .checkpoint
             .sink_record::<SinkRecord>(batch.batch_id)
@@ -562,7 +616,6 @@ impl StreamingSink for KafkaStreamingSink {
         };
         let producing = Arc::clone(&self.producing);
         tokio::task::spawn_blocking(move || {
-            let present = write.already_written()?;
             let mut guard = producing
                 .lock()
                 .map_err(|_| DataFusionError::Internal("Kafka sink lock poisoned".to_string()))?;
@@ -572,6 +625,10 @@ impl StreamingSink for KafkaStreamingSink {
             let producing = guard.as_mut().ok_or_else(|| {
                 DataFusionError::Internal("Kafka sink producer missing".to_string())
             })?;
+            if let Some(writer) = producing.transactions.as_mut() {
+                writer.initialise(&producing.producer)?;
+            }
+            let present = write.already_written()?;
             let sent = write.send_missing(producing, &present)?;
             if !present.is_empty() {
                 info!(

@@ -168,12 +168,9 @@ impl TransactionalWriter {
         }
     }
 
-    /// Runs `produce` (which sends a batch's records) inside one transaction.
-    pub fn run_batch(
-        &mut self,
-        transactions: &dyn Transactions,
-        produce: impl FnOnce() -> Result<()>,
-    ) -> Result<()> {
+    /// Registers the `transactional.id` (once), which also completes or aborts what a crashed
+    /// predecessor left open: a replay reads back what was written only after this.
+    pub fn initialise(&mut self, transactions: &dyn Transactions) -> Result<()> {
         if let State::Broken(message) = &self.state {
             return Err(DataFusionError::Execution(message.clone()));
         }
@@ -182,6 +179,16 @@ impl TransactionalWriter {
                 .map_err(|f| self.broken("initialising transactions", f))?;
             self.state = State::Ready;
         }
+        Ok(())
+    }
+
+    /// Runs `produce` (which sends a batch's records) inside one transaction.
+    pub fn run_batch(
+        &mut self,
+        transactions: &dyn Transactions,
+        produce: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        self.initialise(transactions)?;
         if let Err(f) = transactions.begin() {
             return Err(self.broken("beginning a transaction", f));
         }

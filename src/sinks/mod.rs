@@ -33,6 +33,9 @@ pub struct BatchContext {
     pub checkpoint: Checkpoint,
     /// What the batch holds: in complete mode, the whole result, replacing earlier batches'.
     pub output_mode: OutputMode,
+    /// Whether the rows come from stateful operators (aggregations): a replay recomputes them
+    /// from state, and floating-point results may then differ in their last bits.
+    pub stateful: bool,
 }
 
 /// A table a streaming query can write to, exactly once per batch id.

@@ -678,13 +678,14 @@ impl Runner {
         let plan_ms = started.elapsed().as_millis() as u64;
 
         let executing = Instant::now();
-        let context = BatchContext {
+        let mut context = BatchContext {
             query_id: self.id.clone(),
             query_name: self.name.clone(),
             batch_id: entry.batch_id,
             offsets: entry.clone(),
             checkpoint: self.checkpoint.clone(),
             output_mode: self.options.output_mode,
+            stateful: false,
         };
         self.lock.check_held().await?;
         let physical = DataFrame::new(state, input)
@@ -702,6 +703,7 @@ impl Runner {
         let mut event_time = entry.event_time.clone().unwrap_or_default();
         let mut executed = sites.executed.clone();
         let stateful = sites.is_stateful();
+        context.stateful = stateful;
         let mut next_state = None;
         let final_plan = if stateful {
             event_time.advance(

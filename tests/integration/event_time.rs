@@ -474,3 +474,39 @@ async fn plans_the_stateful_runner_cannot_run_exactly_are_refused_with_a_reason(
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn windowed_results_into_kafka_are_replayed_from_the_first_attempts_output() {
+    let mut setup = setup("wkafka", &events(0, 100));
+    let output = unique("wkafka-out");
+    setup.broker.create_topic(&output, 2);
+    let script = format!(
+        "CREATE EXTERNAL TABLE sink STORED AS KAFKA OPTIONS ('subscribe' '{output}');
+         CREATE STREAMING QUERY wk WITH ('checkpoint' '{}', 'trigger' 'availableNow')
+           AS INSERT INTO sink (key, value)
+              SELECT k, CAST(window_end AS VARCHAR) || ' ' || CAST(avg(v * 0.1) AS VARCHAR)
+              FROM tumble(src, ts, INTERVAL '10' SECOND) GROUP BY window_start, window_end, k",
+        setup.checkpoint("cp")
+    );
+    let engine = setup.broker.engine();
+    setup.tables(&engine, "", OUT).await;
+    run(&engine, &script).await;
+    let first = finished(&engine, "wk").await;
+    let last = first.progress().expect("progress").batch_id;
+    let before = super::kafka_sink::read_topic(&setup.broker.bootstrap(), &output, 2);
+    assert!(before.len() >= 15, "{} windows", before.len());
+    let cp = setup.dir.path().join("cp");
+    assert!(
+        cp.join(format!("outputs/{last}")).exists(),
+        "the output is kept"
+    );
+    // As if the engine died after producing the last batch, before commits/N.
+    std::fs::remove_file(cp.join(format!("commits/{last}"))).expect("commit removed");
+    let engine = setup.broker.engine();
+    setup.tables(&engine, "", OUT).await;
+    run(&engine, &script).await;
+    let replay = finished(&engine, "wk").await;
+    assert!(replay.recent_progress()[0].replayed);
+    let after = super::kafka_sink::read_topic(&setup.broker.bootstrap(), &output, 2);
+    assert_eq!(after.len(), before.len(), "nothing sent twice");
+}

@@ -505,6 +505,7 @@ async fn streaming_exactly_once(db: TestDb) {
         },
         checkpoint: Checkpoint::open(&cp, &S3Settings::default()).unwrap(),
         output_mode: weir::stream::stateful::OutputMode::Append,
+        stateful: false,
     };
     assert!(sink.has_batch(&context(2)).await.unwrap());
     assert!(!sink.has_batch(&context(99)).await.unwrap());
