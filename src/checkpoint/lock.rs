@@ -36,6 +36,10 @@ pub struct Holder {
     pub pid: u32,
     /// When its process started (clock ticks after boot), to tell a reused pid apart.
     pub process_start: Option<u64>,
+    /// Its pid namespace (`/proc/self/ns/pid`): pids are only comparable within one, as
+    /// containers sharing a host name may not share it.
+    #[serde(default)]
+    pub pid_namespace: Option<String>,
     /// When it took the lock (ms since the epoch).
     pub acquired_ms: i64,
     /// Its latest heartbeat (ms since the epoch).
@@ -53,6 +57,7 @@ impl Holder {
             host: host_name(),
             pid: std::process::id(),
             process_start: process_start(std::process::id()),
+            pid_namespace: pid_namespace(),
             acquired_ms: now,
             heartbeat_ms: now,
             released: false,
@@ -65,6 +70,8 @@ impl Holder {
             return false;
         }
         if self.host == host_name()
+            && self.pid_namespace.is_some()
+            && self.pid_namespace == pid_namespace()
             && let Some(running) = process_running(self.pid, self.process_start)
         {
             return running;
@@ -240,6 +247,13 @@ fn host_name() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
+/// This process's pid namespace, as Linux names it (`pid:[4026531836]`).
+fn pid_namespace() -> Option<String> {
+    std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .map(|link| link.display().to_string())
+}
+
 /// When process `pid` started, in clock ticks after boot (Linux's `/proc/<pid>/stat`).
 fn process_start(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -319,6 +333,18 @@ mod tests {
         let fenced = zombie.check_held().await.expect_err("fenced").to_string();
         assert!(fenced.contains("took this query over"), "{fenced}");
         taken.check_held().await.expect("new owner holds it");
+    }
+
+    #[test]
+    fn an_owner_in_another_pid_namespace_is_judged_by_its_heartbeat() {
+        let mut other = Holder::for_this_process(1, "job");
+        other.pid_namespace = Some("pid:[1]".into());
+        // Its pid means nothing here: a pid that does not run in this namespace is no proof.
+        other.pid = u32::MAX;
+        let now = now_ms();
+        assert!(other.is_live(now), "a fresh heartbeat keeps it live");
+        other.heartbeat_ms = now - STALE_AFTER.as_millis() as i64 - 1;
+        assert!(!other.is_live(now));
     }
 
     #[test]
