@@ -113,11 +113,6 @@ impl RecordColumns {
         }
         Ok(columns)
     }
-
-    /// Whether records take their key from a column.
-    pub fn has_key(&self) -> bool {
-        self.key.is_some()
-    }
 }
 
 /// What an INSERT gives one column of a Kafka table, before INSERT casts it to the table's type.

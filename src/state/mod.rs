@@ -22,4 +22,4 @@ mod tests;
 
 pub use codec::{decode, encode, state_bytes};
 pub use groups::{MergedGroups, split_batch};
-pub use spec::{AggregateSpec, find_final_aggregate, partial_input};
+pub use spec::{AggregateSpec, partial_input};

@@ -206,20 +206,3 @@ pub fn partial_input(agg: &AggregateExec) -> Result<Arc<dyn ExecutionPlan>> {
         ))),
     }
 }
-
-/// The topmost aggregate in `plan` that produces final values (the one a GROUP BY query's
-/// result comes from), if any.
-pub fn find_final_aggregate(plan: &Arc<dyn ExecutionPlan>) -> Option<&AggregateExec> {
-    if let Some(agg) = plan.downcast_ref::<AggregateExec>()
-        && matches!(
-            agg.mode(),
-            AggregateMode::Final
-                | AggregateMode::FinalPartitioned
-                | AggregateMode::Single
-                | AggregateMode::SinglePartitioned
-        )
-    {
-        return Some(agg);
-    }
-    plan.children().into_iter().find_map(find_final_aggregate)
-}

@@ -8,7 +8,7 @@ use arrow::array::{BooleanArray, Int64Array, RecordBatch, StringArray};
 use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
-use datafusion::physical_plan::aggregates::AggregateMode;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -263,4 +263,21 @@ async fn misuse_is_refused_with_a_reason() {
     let grouping_sets = plan(&ctx, "SELECT k, v, count(*) FROM t GROUP BY CUBE (k, v)").await;
     let err = AggregateSpec::from_plan(find_final_aggregate(&grouping_sets).unwrap()).unwrap_err();
     assert!(err.to_string().contains("GROUPING SETS"), "{err}");
+}
+
+/// The topmost aggregate in `plan` that produces final values (the one a GROUP BY query's
+/// result comes from), if any.
+fn find_final_aggregate(plan: &Arc<dyn ExecutionPlan>) -> Option<&AggregateExec> {
+    if let Some(agg) = plan.downcast_ref::<AggregateExec>()
+        && matches!(
+            agg.mode(),
+            AggregateMode::Final
+                | AggregateMode::FinalPartitioned
+                | AggregateMode::Single
+                | AggregateMode::SinglePartitioned
+        )
+    {
+        return Some(agg);
+    }
+    plan.children().into_iter().find_map(find_final_aggregate)
 }
