@@ -565,13 +565,14 @@ impl StreamingSink for KafkaStreamingSink {
             self.table(),
         )?;
         let order = canonical_order(&records)?;
-        let outputs = match batch
+        // Only an attempt that finds `sinks/N` can have been preceded by one that wrote records.
+        let (outputs, replaying) = match batch
             .checkpoint
             .sink_record::<SinkRecord>(batch.batch_id)
             .await
             .map_err(to_datafusion)?
         {
-            Some(recorded) => recorded,
+            Some(recorded) => (recorded, true),
             None => {
                 let options = Arc::clone(&self.source.options);
                 let topics = topics_of(&records);
@@ -593,7 +594,7 @@ impl StreamingSink for KafkaStreamingSink {
                     .create_sink_record(batch.batch_id, &outputs)
                     .await
                     .map_err(to_datafusion)?;
-                outputs
+                (outputs, false)
             }
         };
         if outputs.query_id != batch.query_id {
@@ -628,7 +629,11 @@ impl StreamingSink for KafkaStreamingSink {
             if let Some(writer) = producing.transactions.as_mut() {
                 writer.initialise(&producing.producer)?;
             }
-            let present = write.already_written()?;
+            let present = if replaying {
+                write.already_written()?
+            } else {
+                HashSet::new()
+            };
             let sent = write.send_missing(producing, &present)?;
             if !present.is_empty() {
                 info!(
