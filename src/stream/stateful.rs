@@ -102,6 +102,7 @@ enum Site {
     /// An aggregation producing final values; `window` when its input is windowed.
     Aggregate {
         node: Arc<dyn ExecutionPlan>,
+        spec: Box<AggregateSpec>,
         window: Option<WindowKind>,
     },
     /// Windowed rows held until their window closes.
@@ -204,6 +205,7 @@ fn visit(
             ([window], false) => {
                 sites.push(Site::Aggregate {
                     node: Arc::clone(node),
+                    spec: Box::new(AggregateSpec::from_plan(aggregate(node)?)?),
                     window: window_kind(window),
                 });
             }
@@ -217,6 +219,7 @@ fn visit(
                 }
                 sites.push(Site::Aggregate {
                     node: Arc::clone(node),
+                    spec: Box::new(AggregateSpec::from_plan(aggregate(node)?)?),
                     window: None,
                 });
             }
@@ -313,7 +316,7 @@ pub async fn run_site_inputs(
     let mut inputs = vec![];
     for site in &sites {
         let input: Arc<dyn ExecutionPlan> = match site {
-            Site::Aggregate { node, window } => {
+            Site::Aggregate { node, spec, window } => {
                 if window.is_none() && mode == OutputMode::Append {
                     return Err(DataFusionError::Plan(
                         "an aggregation over a stream without windows never finishes a group, \
@@ -322,8 +325,7 @@ pub async fn run_site_inputs(
                             .to_string(),
                     ));
                 }
-                let agg = aggregate(node)?;
-                AggregateSpec::from_plan(agg)?.partial_plan(partial_input(agg)?)?
+                spec.partial_plan(partial_input(aggregate(node)?)?)?
             }
             Site::Buffer { node } => {
                 if matches!(window_kind(node), Some(WindowKind::Session { .. })) {
@@ -394,9 +396,8 @@ pub fn emit(
             )));
         }
         let (rows, kept) = match site {
-            Site::Aggregate { node, window } => {
-                let spec = AggregateSpec::from_plan(aggregate(node)?)?;
-                emit_aggregate(&spec, window.as_ref(), held, input, mode, watermark_ms)?
+            Site::Aggregate { spec, window, .. } => {
+                emit_aggregate(spec, window.as_ref(), held, input, mode, watermark_ms)?
             }
             Site::Buffer { node } => {
                 let schema = node.schema();
