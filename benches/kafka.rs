@@ -417,7 +417,7 @@ fn weir_query(workload: &str, bootstrap: &str, topic: &str) -> u64 {
                 engine
                     .sql(&format!(
                         "CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('subscribe' '{topic}', 'endingOffsets' 'latest');
-                         CREATE EXTERNAL TABLE sink STORED AS KAFKA OPTIONS ('subscribe' 'sink', 'kafka.linger.ms' '20')"
+                         CREATE EXTERNAL TABLE sink STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' 'sink', 'kafka.linger.ms' '20')"
                     ))
                     .await
                     .unwrap();
@@ -437,7 +437,7 @@ fn weir_query(workload: &str, bootstrap: &str, topic: &str) -> u64 {
                 engine
                     .sql(&format!(
                         "CREATE EXTERNAL TABLE t (id BIGINT, name VARCHAR, v BIGINT, ts TIMESTAMP) STORED AS KAFKA
-                         OPTIONS ('subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '{STREAM_BATCH}',
+                         OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '{STREAM_BATCH}',
                                   'watermark' 'ts - INTERVAL ''1 second''')"
                     ))
                     .await

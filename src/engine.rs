@@ -13,11 +13,12 @@ use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
-use datafusion::sql::sqlparser::ast::{Ident, ObjectName, Statement as SQLStatement, TableObject};
+use datafusion::sql::sqlparser::ast::{Statement as SQLStatement, TableObject};
 
 use crate::embedded::EmbeddedKafka;
 use crate::error::{Error, Result};
 use crate::generate::{DatagenFunction, NexmarkFunction};
+use crate::insert;
 use crate::jdbc::{JdbcTable, JdbcTableFactory};
 use crate::kafka::provider::DefaultBootstrap;
 use crate::kafka::scan::{metric, scans, sum_metric};
@@ -289,7 +290,7 @@ impl Engine {
                 started_query: Some(handle),
             });
         }
-        let parsed = self.name_kafka_insert_columns(parsed).await?;
+        let parsed = insert::prepare(&self.ctx, parsed).await?;
         let state = self.ctx.state();
         let logical = state.statement_to_plan(parsed).await?;
         self.check_kafka_insert(&logical).await?;
@@ -374,66 +375,6 @@ impl Engine {
         Ok(parsed)
     }
 
-    /// `INSERT INTO kafka_table …` without a column list and with fewer columns than the table
-    /// matches columns by name, as Spark's Kafka sink does, when every column of the query names
-    /// a column of the table, and by position onto the table's first columns otherwise (the
-    /// declared columns, or key and value).
-    async fn name_kafka_insert_columns(&self, parsed: DFStatement) -> Result<DFStatement> {
-        let DFStatement::Statement(boxed) = &parsed else {
-            return Ok(parsed);
-        };
-        let SQLStatement::Insert(insert) = boxed.as_ref() else {
-            return Ok(parsed);
-        };
-        let (TableObject::TableName(table), Some(source)) = (&insert.table, &insert.source) else {
-            return Ok(parsed);
-        };
-        if !insert.columns.is_empty() {
-            return Ok(parsed);
-        }
-        let reference = TableReference::from(table.to_string());
-        let Ok(provider) = self.ctx.table_provider(reference).await else {
-            return Ok(parsed);
-        };
-        if !provider.is::<KafkaTable>() {
-            return Ok(parsed);
-        }
-        let query = self
-            .ctx
-            .state()
-            .create_logical_plan(&source.to_string())
-            .await?;
-        let names: Vec<String> = query
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        let target = provider.schema();
-        if names.len() >= target.fields().len() {
-            return Ok(parsed);
-        }
-        let by_name = names.iter().all(|n| target.index_of(n).is_ok());
-        let columns: Vec<String> = if by_name {
-            names
-        } else {
-            target
-                .fields()
-                .iter()
-                .take(names.len())
-                .map(|f| f.name().clone())
-                .collect()
-        };
-        let mut insert = insert.clone();
-        insert.columns = columns
-            .iter()
-            .map(|n| ObjectName::from(vec![Ident::with_quote('"', n)]))
-            .collect();
-        Ok(DFStatement::Statement(Box::new(SQLStatement::Insert(
-            insert,
-        ))))
-    }
-
     async fn execute_weir_statement(
         &self,
         statement: WeirStatement,
@@ -454,9 +395,9 @@ impl Engine {
             WeirStatement::CreateStreamingQuery {
                 name,
                 options,
-                insert,
+                insert: insert_sql,
             } => {
-                let handle = self.start_query(&name, &insert, &options).await?;
+                let handle = self.start_query(&name, &insert_sql, &options).await?;
                 let message = format!(
                     "Started streaming query '{name}' (id {}) into {}",
                     handle.id(),
@@ -553,11 +494,14 @@ impl Engine {
             .clone();
         let options = settings.query_options(name, options)?;
         let s3 = self.s3.read().map(|s| s.clone()).unwrap_or_default();
+        let prepared = insert::prepare(&self.ctx, self.parse(insert_sql)?)
+            .await?
+            .to_string();
         let handle = Arc::new(
             stream::query::start(
                 self.ctx.clone(),
                 name,
-                insert_sql,
+                &prepared,
                 options,
                 &s3,
                 self.queries.listener.clone(),

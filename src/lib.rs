@@ -28,6 +28,7 @@ pub mod engine;
 pub mod error;
 pub mod format;
 pub mod generate;
+mod insert;
 pub mod jdbc;
 pub mod kafka;
 pub mod queries;

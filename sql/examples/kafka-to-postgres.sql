@@ -9,7 +9,8 @@ CREATE TOPIC orders PARTITIONS 2;
 
 CREATE EXTERNAL TABLE orders (order_id BIGINT, region_id BIGINT, amount DOUBLE)
 STORED AS KAFKA
-OPTIONS ('subscribe' 'orders', 'format' 'json', 'maxOffsetsPerTrigger' '400');
+OPTIONS ('subscribe' 'orders', 'format' 'json', 'startingOffsets' 'earliest',
+         'maxOffsetsPerTrigger' '400');
 
 INSERT INTO orders
 SELECT n AS order_id, n % 4 AS region_id, CAST(n % 100 AS DOUBLE) + 0.5 AS amount

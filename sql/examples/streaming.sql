@@ -8,7 +8,8 @@ CREATE TOPIC clicks PARTITIONS 2;
 
 CREATE EXTERNAL TABLE clicks (user_id BIGINT, page VARCHAR)
 STORED AS KAFKA
-OPTIONS ('subscribe' 'clicks', 'format' 'json', 'maxOffsetsPerTrigger' '250');
+OPTIONS ('subscribe' 'clicks', 'format' 'json', 'startingOffsets' 'earliest',
+         'maxOffsetsPerTrigger' '250');
 
 INSERT INTO clicks (user_id, page, _key)
 SELECT n % 50 AS user_id,

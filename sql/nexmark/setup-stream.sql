@@ -17,7 +17,7 @@ CREATE EXTERNAL TABLE nexmark_events (
              "dateTime" TIMESTAMP, extra VARCHAR>
 )
 STORED AS KAFKA
-OPTIONS ('subscribe' 'nexmark_events', 'format' 'json',
+OPTIONS ('subscribe' 'nexmark_events', 'format' 'json', 'startingOffsets' 'earliest',
          'watermark' 'coalesce(bid[''dateTime''], auction[''dateTime''], person[''dateTime'']) - INTERVAL ''5 seconds''',
          'watermarkIdleTimeout' '10s');
 

@@ -1,6 +1,7 @@
 //! The checkpoint of a streaming query, on any object store: `metadata` (which query it
 //! belongs to), `offsets/N` (the exact slice of batch N, written before the batch runs) and
-//! `commits/N` (written after the sink committed batch N). Every file is JSON, written once
+//! `commits/N` (written after the sink committed batch N); `sources` holds where the query's
+//! sources started, resolved once before the first batch. Every file is JSON, written once
 //! (put-if-absent), so two instances of a query cannot both write batch N. `sinks/N` holds what
 //! a sink recorded before writing batch N (the Kafka sink's output offsets), and `lock/` says
 //! which instance runs the query ([`lock`]).
@@ -61,6 +62,28 @@ pub struct OffsetsEntry {
     /// The event time before the batch: the watermark it runs with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_time: Option<EventTime>,
+}
+
+/// Where a partition starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionStart {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// First offset to read.
+    pub offset: i64,
+}
+
+/// `sources`: where each source table started, resolved once from its `startingOffsets` when
+/// the query first started, before any data was read (Spark keeps the same in its offset log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartingOffsets {
+    /// When the starts were resolved (ms since the epoch).
+    pub resolved_ms: i64,
+    /// Source table name → its partitions' starts.
+    pub sources: BTreeMap<String, Vec<PartitionStart>>,
 }
 
 /// `commits/N`: batch N is in the sink.
@@ -267,6 +290,25 @@ impl Checkpoint {
                 other.map_or("none".to_string(), |c| c.to_string())
             ))),
         }
+    }
+
+    /// The starts recorded in `sources` when the query first started, if it got that far.
+    pub async fn starting_offsets(&self) -> Result<Option<StartingOffsets>> {
+        self.read_json("sources").await
+    }
+
+    /// Records where the sources start (once); returns the record in force, which is an
+    /// earlier one if another instance recorded it first.
+    pub async fn record_starting_offsets(
+        &self,
+        starts: &StartingOffsets,
+    ) -> Result<StartingOffsets> {
+        if self.try_create_json("sources", starts).await? {
+            return Ok(starts.clone());
+        }
+        self.starting_offsets()
+            .await?
+            .ok_or_else(|| self.error("sources vanished while the query started"))
     }
 
     /// Writes `offsets/N` before batch N runs.

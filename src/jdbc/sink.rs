@@ -26,7 +26,7 @@ use super::dialect::{self, Target};
 use super::location::Location;
 use super::options::Mode;
 use super::rows::Rows;
-use crate::sinks::{BatchContext, StreamingSink};
+use crate::sinks::{BatchContext, Capabilities, StreamingSink};
 
 /// How many times a transaction is tried when connections are lost.
 const ATTEMPTS: u32 = 4;
@@ -411,6 +411,24 @@ impl StreamingSink for JdbcSink {
 
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let replay = "a batch's rows and its progress row commit in one database transaction; \
+                      a batch already recorded is skipped";
+        let whole = "every reader of the database";
+        match self.target.mode {
+            Mode::Upsert => Capabilities::any_mode(replay, whole),
+            Mode::Append => Capabilities::append_only(
+                &format!(
+                    "JDBC table '{}' appends rows; create it with 'mode' 'upsert' and a 'key' \
+                     (the group columns) to keep one row per group",
+                    self.name
+                ),
+                replay,
+                whole,
+            ),
+        }
     }
 }
 

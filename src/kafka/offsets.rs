@@ -12,7 +12,7 @@ use log::warn;
 
 use super::options::{
     EARLIEST_SENTINEL, KafkaTableOptions, LATEST_SENTINEL, OffsetsSpec, PositionSpec,
-    TimestampStrategy, TopicPartition, TopicSelection,
+    TimestampStrategy, TopicPartition, TopicSelection, refuse_latest_start,
 };
 
 /// The lowest and the next offset of a partition as the broker reports them.
@@ -32,6 +32,10 @@ pub trait BrokerLookup {
     fn topics(&self) -> Result<Vec<String>>;
     /// The watermarks of a partition.
     fn watermarks(&self, tp: &TopicPartition) -> Result<Watermarks>;
+    /// The watermarks of several partitions, in order; a real client asks each broker once.
+    fn watermarks_of(&self, partitions: &[TopicPartition]) -> Result<Vec<Watermarks>> {
+        partitions.iter().map(|tp| self.watermarks(tp)).collect()
+    }
     /// For each (partition, timestamp in ms), the earliest offset whose record has a timestamp
     /// at or after it; `None` when there is no such record.
     fn offsets_for_times(&self, query: &[(TopicPartition, i64)]) -> Result<Vec<Option<i64>>>;
@@ -204,24 +208,14 @@ pub fn plan_ranges(
     lookup: &dyn BrokerLookup,
     narrowing: &Narrowing,
 ) -> Result<Vec<PartitionRange>> {
+    let starting = options.starting_position(false);
+    refuse_latest_start(&starting)?;
     let mut partitions = resolve_partitions(options, lookup)?;
-    check_named_partitions(options, &partitions)?;
+    check_named_partitions(options, &starting, &partitions)?;
     if let Some(wanted) = &narrowing.partitions {
         partitions.retain(|tp| wanted.contains(&tp.partition));
     }
-    let watermarks: Vec<Watermarks> = partitions
-        .iter()
-        .map(|tp| lookup.watermarks(tp))
-        .collect::<Result<_>>()?;
-
-    let starts = resolve_position(
-        &options.starting,
-        &partitions,
-        &watermarks,
-        lookup,
-        Bound::Start,
-        options,
-    )?;
+    let (watermarks, starts) = resolve_starts(options, lookup, &starting, &partitions)?;
     let latest = PositionSpec::Offsets(OffsetsSpec::Latest);
     let ends = resolve_position(
         options.ending.as_ref().unwrap_or(&latest),
@@ -258,33 +252,80 @@ pub fn plan_ranges(
     Ok(ranges)
 }
 
-/// Partitions named in offsets or timestamp JSON must be read by the table.
+/// Where a streaming query starts reading each partition the table reads now: its
+/// `startingOffsets` (or timestamps), latest by default, resolved to offsets once.
+pub fn resolve_stream_starts(
+    options: &KafkaTableOptions,
+    lookup: &dyn BrokerLookup,
+) -> Result<Vec<(TopicPartition, i64)>> {
+    let starting = options.starting_position(true);
+    let partitions = resolve_partitions(options, lookup)?;
+    check_named_partitions(options, &starting, &partitions)?;
+    let (watermarks, starts) = resolve_starts(options, lookup, &starting, &partitions)?;
+    partitions
+        .into_iter()
+        .zip(watermarks)
+        .zip(starts)
+        .map(|((tp, wm), start)| {
+            let start = check_start(options, &tp, wm, start)?;
+            Ok((tp, start))
+        })
+        .collect()
+}
+
+/// The watermarks of `partitions` and where `starting` puts each of them.
+fn resolve_starts(
+    options: &KafkaTableOptions,
+    lookup: &dyn BrokerLookup,
+    starting: &PositionSpec,
+    partitions: &[TopicPartition],
+) -> Result<(Vec<Watermarks>, Vec<i64>)> {
+    let watermarks = lookup.watermarks_of(partitions)?;
+    let starts = resolve_position(
+        starting,
+        partitions,
+        &watermarks,
+        lookup,
+        Bound::Start,
+        options,
+    )?;
+    Ok((watermarks, starts))
+}
+
+/// Offsets or timestamp JSON must name exactly the partitions the table reads, as Spark
+/// requires: a partition left out would silently start (or end) somewhere nobody chose.
 fn check_named_partitions(
     options: &KafkaTableOptions,
+    starting: &PositionSpec,
     partitions: &[TopicPartition],
 ) -> Result<()> {
-    let known: BTreeSet<&TopicPartition> = partitions.iter().collect();
+    let read: BTreeSet<&TopicPartition> = partitions.iter().collect();
     let positions = [
-        ("startingOffsets", Some(&options.starting)),
+        ("startingOffsets", Some(starting)),
         ("endingOffsets", options.ending.as_ref()),
     ];
     for (name, position) in positions {
-        let named: Vec<&TopicPartition> = match position {
-            Some(PositionSpec::Offsets(OffsetsSpec::PerPartition { offsets, .. })) => {
+        let named: BTreeSet<&TopicPartition> = match position {
+            Some(PositionSpec::Offsets(OffsetsSpec::PerPartition(offsets))) => {
                 offsets.keys().collect()
             }
-            Some(PositionSpec::TimestampPerPartition { timestamps, .. }) => {
-                timestamps.keys().collect()
-            }
-            _ => vec![],
+            Some(PositionSpec::TimestampPerPartition(timestamps)) => timestamps.keys().collect(),
+            _ => continue,
         };
-        for tp in named {
-            if !known.contains(tp) {
-                return Err(DataFusionError::Plan(format!(
-                    "{name} (or its ByTimestamp form) names {tp}, which the table does not \
-                     read: no such partition exists, or the topic is not subscribed"
-                )));
-            }
+        if let Some(unknown) = named.difference(&read).next() {
+            return Err(DataFusionError::Plan(format!(
+                "{name} (or its ByTimestamp form) names {unknown}, which the table does not \
+                 read: no such partition exists, or the topic is not subscribed"
+            )));
+        }
+        let missing: Vec<String> = read.difference(&named).map(|tp| tp.to_string()).collect();
+        if !missing.is_empty() {
+            return Err(DataFusionError::Plan(format!(
+                "{name} (or its ByTimestamp form) gives positions for some partitions but not \
+                 for {}; name every partition the table reads (-2 is earliest, -1 latest), as \
+                 Spark requires",
+                missing.join(", ")
+            )));
         }
     }
     Ok(())
@@ -308,14 +349,10 @@ fn resolve_position(
         match offsets {
             OffsetsSpec::Earliest => wm.low,
             OffsetsSpec::Latest => wm.high,
-            OffsetsSpec::PerPartition { offsets, default } => match offsets.get(tp) {
+            OffsetsSpec::PerPartition(offsets) => match offsets.get(tp) {
                 Some(&EARLIEST_SENTINEL) => wm.low,
-                Some(&LATEST_SENTINEL) => wm.high,
+                Some(&LATEST_SENTINEL) | None => wm.high,
                 Some(&offset) => offset,
-                None => match **default {
-                    OffsetsSpec::Latest => wm.high,
-                    _ => wm.low,
-                },
             },
         }
     };
@@ -328,7 +365,7 @@ fn resolve_position(
                 .collect());
         }
         PositionSpec::Timestamp(ts) => partitions.iter().map(|_| Some(*ts)).collect(),
-        PositionSpec::TimestampPerPartition { timestamps, .. } => partitions
+        PositionSpec::TimestampPerPartition(timestamps) => partitions
             .iter()
             .map(|tp| timestamps.get(tp).copied())
             .collect(),
@@ -342,10 +379,8 @@ fn resolve_position(
     let mut out = Vec::with_capacity(partitions.len());
     for ((tp, wm), ts) in partitions.iter().zip(watermarks).zip(timestamps) {
         let Some(ts) = ts else {
-            let PositionSpec::TimestampPerPartition { default, .. } = spec else {
-                unreachable!("only per-partition timestamps leave partitions out")
-            };
-            out.push(by_offsets(default, tp, *wm));
+            // check_named_partitions makes per-partition timestamps name every partition.
+            out.push(wm.high);
             continue;
         };
         let answer = answers.next().flatten().filter(|offset| *offset < wm.high);
@@ -637,17 +672,20 @@ mod tests {
 
     #[test]
     fn end_beyond_latest_or_before_start_fails() {
-        let e = plan(&[("subscribe", "t"), ("endingOffsets", r#"{"t":{"0":11}}"#)])
-            .unwrap_err()
-            .to_string();
+        let e = plan(&[
+            ("subscribe", "t"),
+            ("endingOffsets", r#"{"t":{"0":11,"1":-1}}"#),
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("t[0] up to offset 11, but its latest offset is 10"),
             "{e}"
         );
         let e = plan(&[
             ("subscribe", "t"),
-            ("startingOffsets", r#"{"t":{"0":8}}"#),
-            ("endingOffsets", r#"{"t":{"0":6}}"#),
+            ("startingOffsets", r#"{"t":{"0":8,"1":-2}}"#),
+            ("endingOffsets", r#"{"t":{"0":6,"1":-1}}"#),
         ])
         .unwrap_err()
         .to_string();
@@ -659,24 +697,40 @@ mod tests {
 
     #[test]
     fn data_loss_fails_or_skips() {
-        let e = plan(&[("subscribe", "t"), ("startingOffsets", r#"{"t":{"1":2}}"#)])
-            .unwrap_err()
-            .to_string();
+        let e = plan(&[
+            ("subscribe", "t"),
+            ("startingOffsets", r#"{"t":{"0":-2,"1":2}}"#),
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("offsets 2 to 4 of t[1] are no longer on the broker"),
             "{e}"
         );
         let r = plan(&[
             ("subscribe", "t"),
-            ("startingOffsets", r#"{"t":{"1":2}}"#),
+            ("startingOffsets", r#"{"t":{"0":-2,"1":2}}"#),
             ("failOnDataLoss", "false"),
         ])
         .unwrap();
         assert_eq!(spans(&r)[1], ("t".into(), 1, 5, 20));
-        let e = plan(&[("subscribe", "t"), ("startingOffsets", r#"{"t":{"0":50}}"#)])
+        let e = plan(&[
+            ("subscribe", "t"),
+            ("startingOffsets", r#"{"t":{"0":50,"1":-2}}"#),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("past its latest offset 10"), "{e}");
+    }
+
+    #[test]
+    fn a_snapshot_of_a_stream_cannot_start_at_latest() {
+        let e = plan(&[("subscribe", "t"), ("startingOffsets", "latest")])
             .unwrap_err()
             .to_string();
-        assert!(e.contains("past its latest offset 10"), "{e}");
+        assert!(e.contains("which a bounded query cannot start from"), "{e}");
+        let r = plan(&[("subscribe", "t")]).unwrap();
+        assert_eq!(spans(&r)[1], ("t".into(), 1, 5, 20), "earliest by default");
     }
 
     #[test]
@@ -707,20 +761,29 @@ mod tests {
     #[test]
     fn timestamps_per_partition_and_ending_timestamp() {
         let b = broker()
+            .with_time(TopicPartition::new("t", 0), 100, Some(2))
             .with_time(TopicPartition::new("t", 1), 500, Some(9))
             .with_time(TopicPartition::new("t", 0), 900, Some(6))
             .with_time(TopicPartition::new("t", 1), 900, None);
         let o = options(&[
             ("subscribe", "t"),
-            ("startingOffsetsByTimestamp", r#"{"t":{"1":500}}"#),
+            ("startingOffsetsByTimestamp", r#"{"t":{"0":100,"1":500}}"#),
             ("endingTimestamp", "900"),
         ]);
         let r = plan_ranges(&o, &b, &Narrowing::default()).unwrap();
-        // t[0] is not named, so it starts at earliest; t[1] has no record at 900, so it ends at latest.
+        // t[1] has no record at 900, so it ends at latest.
         assert_eq!(
             spans(&r),
-            vec![("t".into(), 0, 0, 6), ("t".into(), 1, 9, 20)]
+            vec![("t".into(), 0, 2, 6), ("t".into(), 1, 9, 20)]
         );
+        let partial = options(&[
+            ("subscribe", "t"),
+            ("startingOffsetsByTimestamp", r#"{"t":{"1":500}}"#),
+        ]);
+        let e = plan_ranges(&partial, &b, &Narrowing::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("but not for t[0]"), "{e}");
     }
 
     #[test]
@@ -728,10 +791,10 @@ mod tests {
         let b = broker().with_time(TopicPartition::new("t", 1), 700, Some(12));
         let o = options(&[
             ("subscribe", "t"),
-            ("endingOffsetsByTimestamp", r#"{"t":{"1":700}}"#),
+            ("endingOffsetsByTimestamp", r#"{"t":{"0":700,"1":700}}"#),
         ]);
         let r = plan_ranges(&o, &b, &Narrowing::default()).unwrap();
-        // t[0] is not named, so it ends at latest; t[1] ends before its first record at 700.
+        // t[0] has no record at 700, so it ends at latest; t[1] ends before its first record at 700.
         assert_eq!(
             spans(&r),
             vec![("t".into(), 0, 0, 10), ("t".into(), 1, 5, 12)]

@@ -46,13 +46,13 @@ pub const KAFKA_TABLE_OPTIONS: &[OptionDoc] = &[
     },
     OptionDoc {
         name: "startingOffsets",
-        default: "earliest",
-        meaning: r#"Where reading starts: earliest, latest, or JSON per partition such as {"orders":{"0":23,"1":-2}} (-2 is earliest, -1 latest). Partitions the JSON leaves out start at earliest."#,
+        default: "latest for streaming queries, earliest for bounded queries and snapshots",
+        meaning: r#"Where reading starts: earliest, latest, or JSON naming every partition read, such as {"orders":{"0":23,"1":-2}} (-2 is earliest, -1 latest). A streaming query resolves it once, when it first starts, and keeps the result in its checkpoint. A bounded query refuses latest (it would read nothing), as Spark does."#,
     },
     OptionDoc {
         name: "endingOffsets",
         default: "none (the table is a stream)",
-        meaning: r#"Where reading stops (exclusive): latest, or JSON per partition such as {"orders":{"0":50,"1":-1}} (-1 is latest). Setting it makes the table bounded. Partitions the JSON leaves out end at latest."#,
+        meaning: r#"Where reading stops (exclusive): latest, or JSON naming every partition read, such as {"orders":{"0":50,"1":-1}} (-1 is latest). Setting it makes the table bounded."#,
     },
     OptionDoc {
         name: "startingTimestamp",
@@ -62,7 +62,7 @@ pub const KAFKA_TABLE_OPTIONS: &[OptionDoc] = &[
     OptionDoc {
         name: "startingOffsetsByTimestamp",
         default: "none",
-        meaning: r#"JSON of start timestamps per partition, such as {"orders":{"0":1700000000000}}. Replaces startingOffsets."#,
+        meaning: r#"JSON of start timestamps naming every partition read, such as {"orders":{"0":1700000000000}}. Replaces startingOffsets."#,
     },
     OptionDoc {
         name: "endingTimestamp",
@@ -72,7 +72,7 @@ pub const KAFKA_TABLE_OPTIONS: &[OptionDoc] = &[
     OptionDoc {
         name: "endingOffsetsByTimestamp",
         default: "none",
-        meaning: "JSON of end timestamps per partition, like startingOffsetsByTimestamp. Makes the table bounded.",
+        meaning: "JSON of end timestamps naming every partition read, like startingOffsetsByTimestamp. Makes the table bounded.",
     },
     OptionDoc {
         name: "startingOffsetsByTimestampStrategy",
@@ -117,7 +117,7 @@ pub const KAFKA_TABLE_OPTIONS: &[OptionDoc] = &[
     OptionDoc {
         name: "topic",
         default: "the subscribed topic, when there is exactly one",
-        meaning: "Topic that INSERT writes to when a row has no topic column value.",
+        meaning: "Topic that INSERT and streaming queries write every record to, overriding a topic column (as in Spark). Without it, records go to their topic column's value, else to the one subscribed topic.",
     },
     OptionDoc {
         name: "watermark",
@@ -131,8 +131,8 @@ pub const KAFKA_TABLE_OPTIONS: &[OptionDoc] = &[
     },
     OptionDoc {
         name: "transactional",
-        default: "false",
-        meaning: "Streaming queries writing to the table: each batch is also one Kafka transaction (transactional.id weir-<query id>), so read_committed readers never see part of a batch; needs brokers with transaction support. Exactly-once holds without it.",
+        default: "auto: true where the brokers have transactions",
+        meaning: "Streaming queries writing to the table: true makes each batch one Kafka transaction (transactional.id weir-<query id>), so read_committed readers never see part of a batch and a restarted query fences what a killed one still had in flight; false writes without transactions (exactly once all the same, see docs/kafka-sink.md for the window that remains); by default weir uses transactions when the brokers have them.",
     },
     OptionDoc {
         name: "maxOffsetsPerTrigger",
@@ -239,13 +239,8 @@ pub enum OffsetsSpec {
     Earliest,
     /// The latest offset (the high watermark, or the last stable offset under read_committed).
     Latest,
-    /// Explicit offsets (or the -2/-1 sentinels) for some partitions; `default` for the others.
-    PerPartition {
-        /// Given offsets.
-        offsets: BTreeMap<TopicPartition, i64>,
-        /// What partitions not named get.
-        default: Box<OffsetsSpec>,
-    },
+    /// Explicit offsets (or the -2/-1 sentinels) for every partition read.
+    PerPartition(BTreeMap<TopicPartition, i64>),
 }
 
 /// A position given as offsets or as timestamps.
@@ -255,14 +250,8 @@ pub enum PositionSpec {
     Offsets(OffsetsSpec),
     /// The first record at or after this timestamp (ms), in every partition.
     Timestamp(i64),
-    /// The first record at or after a timestamp per partition; partitions not named use
-    /// `default`.
-    TimestampPerPartition {
-        /// Timestamps in milliseconds.
-        timestamps: BTreeMap<TopicPartition, i64>,
-        /// What partitions not named get.
-        default: OffsetsSpec,
-    },
+    /// The first record at or after a timestamp, per partition (every partition read).
+    TimestampPerPartition(BTreeMap<TopicPartition, i64>),
 }
 
 /// What a starting timestamp with no record at or after it does.
@@ -288,6 +277,17 @@ pub enum ValueFormat {
         /// Field delimiter.
         delimiter: u8,
     },
+}
+
+/// Whether a streaming query's batches into the table are Kafka transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transactional {
+    /// Always; a broker without transactions fails the query.
+    On,
+    /// Never.
+    Off,
+    /// When the brokers have transactions.
+    Auto,
 }
 
 /// What happens to a value that does not decode.
@@ -337,8 +337,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 pub struct KafkaTableOptions {
     /// Which partitions are read.
     pub topics: TopicSelection,
-    /// Where reading starts.
-    pub starting: PositionSpec,
+    /// Where reading starts, when given (the default depends on how the table is read: see
+    /// [`KafkaTableOptions::starting_position`]).
+    pub starting: Option<PositionSpec>,
     /// Where reading ends; `None` makes the table a stream.
     pub ending: Option<PositionSpec>,
     /// What a starting timestamp with no record at or after it does.
@@ -355,10 +356,13 @@ pub struct KafkaTableOptions {
     pub format: ValueFormat,
     /// What a value that does not decode does.
     pub malformed: MalformedMode,
-    /// Default topic of INSERT.
+    /// The topic records are written to when they have no topic column value: the `topic`
+    /// option, else the one subscribed topic.
     pub sink_topic: Option<String>,
+    /// The `topic` option, which overrides a topic column.
+    pub topic_option: Option<String>,
     /// Whether streaming queries write each batch in a Kafka transaction.
-    pub transactional: bool,
+    pub transactional: Transactional,
     /// The watermark expression, as given.
     pub watermark: Option<String>,
     /// How long a partition without rows may hold the watermark back.
@@ -388,9 +392,13 @@ impl KafkaTableOptions {
         let shown = shown_options(options, default_bootstrap);
 
         let topics = parse_topic_selection(&mut bag)?;
-        let starting = parse_position(&mut bag, Side::Starting)?
-            .unwrap_or(PositionSpec::Offsets(OffsetsSpec::Earliest));
+        let starting = parse_position(&mut bag, Side::Starting)?;
         let ending = parse_position(&mut bag, Side::Ending)?;
+        if ending.is_some()
+            && let Some(start) = &starting
+        {
+            refuse_latest_start(start)?;
+        }
         let timestamp_strategy = match bag.take("startingOffsetsByTimestampStrategy") {
             None => TimestampStrategy::Error,
             Some(v) => match v.to_ascii_lowercase().as_str() {
@@ -421,11 +429,20 @@ impl KafkaTableOptions {
                 _ => return bad_value("mode", &v, "FAILFAST, DROPMALFORMED or PERMISSIVE"),
             },
         };
-        let sink_topic = bag.take("topic").or_else(|| match &topics {
+        let topic_option = bag.take("topic");
+        let sink_topic = topic_option.clone().or_else(|| match &topics {
             TopicSelection::Subscribe(list) if list.len() == 1 => Some(list[0].clone()),
             _ => None,
         });
-        let transactional = bag.take_bool("transactional", false)?;
+        let transactional = match bag.take("transactional") {
+            None => Transactional::Auto,
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "true" => Transactional::On,
+                "false" => Transactional::Off,
+                "auto" => Transactional::Auto,
+                _ => return bad_value("transactional", &v, "true, false or auto"),
+            },
+        };
         let watermark = bag.take("watermark");
         if watermark.is_some() && !has_declared_columns {
             return Err(DataFusionError::Plan(
@@ -499,6 +516,7 @@ impl KafkaTableOptions {
             format,
             malformed,
             sink_topic,
+            topic_option,
             transactional,
             watermark,
             watermark_idle_timeout,
@@ -534,6 +552,16 @@ impl KafkaTableOptions {
         self.ending.is_some()
     }
 
+    /// Where reading starts: the `startingOffsets` (or timestamp) option when given, else
+    /// Spark's defaults: latest for a streaming query, earliest for a bounded query or snapshot.
+    pub fn starting_position(&self, streaming: bool) -> PositionSpec {
+        match &self.starting {
+            Some(given) => given.clone(),
+            None if streaming => PositionSpec::Offsets(OffsetsSpec::Latest),
+            None => PositionSpec::Offsets(OffsetsSpec::Earliest),
+        }
+    }
+
     /// librdkafka configuration for weir's readers: the user's keys, then the keys weir owns.
     pub fn consumer_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
@@ -555,14 +583,18 @@ impl KafkaTableOptions {
         config
     }
 
-    /// librdkafka configuration for INSERT's producer: idempotent, and giving up on a record
+    /// librdkafka configuration for INSERT's producer: idempotent, placing keyed records with
+    /// Kafka's default (murmur2) partitioner as the Java client does, and giving up on a record
     /// after `brokerTimeoutMs` unless the user set `kafka.message.timeout.ms`.
     pub fn producer_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
-        config.set("enable.idempotence", "true").set(
-            "message.timeout.ms",
-            self.broker_timeout.as_millis().to_string(),
-        );
+        config
+            .set("enable.idempotence", "true")
+            .set("partitioner", super::partitioner::LIBRDKAFKA_PARTITIONER)
+            .set(
+                "message.timeout.ms",
+                self.broker_timeout.as_millis().to_string(),
+            );
         for (key, value) in &self.client {
             config.set(key, value);
         }
@@ -741,6 +773,13 @@ fn parse_topic_selection(bag: &mut OptionBag) -> Result<TopicSelection> {
         return Ok(TopicSelection::Subscribe(topics));
     }
     if let Some(pattern) = pattern {
+        if pattern.trim().is_empty() {
+            return bad_value(
+                "subscribePattern",
+                &pattern,
+                "a regular expression matching topic names",
+            );
+        }
         return match Regex::new(&format!("^(?:{pattern})$")) {
             Ok(regex) => Ok(TopicSelection::Pattern(regex)),
             Err(e) => Err(DataFusionError::Plan(format!(
@@ -785,12 +824,6 @@ impl Side {
             Side::Ending => "endingOffsetsByTimestamp",
         }
     }
-    fn default_offsets(self) -> OffsetsSpec {
-        match self {
-            Side::Starting => OffsetsSpec::Earliest,
-            Side::Ending => OffsetsSpec::Latest,
-        }
-    }
 }
 
 fn parse_position(bag: &mut OptionBag, side: Side) -> Result<Option<PositionSpec>> {
@@ -832,12 +865,32 @@ fn parse_position(bag: &mut OptionBag, side: Side) -> Result<Option<PositionSpec
                 }
             })
             .collect::<Result<_>>()?;
-        PositionSpec::TimestampPerPartition {
-            timestamps,
-            default: side.default_offsets(),
-        }
+        PositionSpec::TimestampPerPartition(timestamps)
     };
     Ok(Some(spec))
+}
+
+/// A bounded query that starts at the latest offsets reads nothing: Spark refuses it, and so
+/// does weir.
+pub fn refuse_latest_start(start: &PositionSpec) -> Result<()> {
+    let latest_partition = match start {
+        PositionSpec::Offsets(OffsetsSpec::Latest) => None,
+        PositionSpec::Offsets(OffsetsSpec::PerPartition(offsets)) => {
+            match offsets.iter().find(|(_, o)| **o == LATEST_SENTINEL) {
+                Some((tp, _)) => Some(tp),
+                None => return Ok(()),
+            }
+        }
+        _ => return Ok(()),
+    };
+    let what = latest_partition.map_or_else(
+        || "'latest'".to_string(),
+        |tp| format!("-1 (latest) for {tp}"),
+    );
+    Err(DataFusionError::Plan(format!(
+        "option 'startingOffsets' is {what}, which a bounded query cannot start from (it would \
+         read nothing); use earliest or explicit offsets, or read the topic in a streaming query"
+    )))
 }
 
 fn parse_timestamp(name: &str, value: &str) -> Result<i64> {
@@ -874,10 +927,7 @@ fn parse_offsets(name: &str, value: &str, side: Side) -> Result<OffsetsSpec> {
                     )));
                 }
             }
-            Ok(OffsetsSpec::PerPartition {
-                offsets,
-                default: Box::new(side.default_offsets()),
-            })
+            Ok(OffsetsSpec::PerPartition(offsets))
         }
     }
 }
@@ -1001,7 +1051,17 @@ mod tests {
     fn subscribe_defaults() {
         let o = parse(&[("subscribe", "a, b")]).unwrap();
         assert!(matches!(&o.topics, TopicSelection::Subscribe(t) if t == &["a", "b"]));
-        assert_eq!(o.starting, PositionSpec::Offsets(OffsetsSpec::Earliest));
+        assert_eq!(o.starting, None);
+        assert_eq!(
+            o.starting_position(true),
+            PositionSpec::Offsets(OffsetsSpec::Latest),
+            "Spark's default for streaming queries"
+        );
+        assert_eq!(
+            o.starting_position(false),
+            PositionSpec::Offsets(OffsetsSpec::Earliest),
+            "Spark's default for bounded queries"
+        );
         assert!(o.ending.is_none());
         assert!(o.fail_on_data_loss);
         assert!(!o.include_headers);
@@ -1024,7 +1084,7 @@ mod tests {
             ("kafka.group.id", "mine"),
         ])
         .unwrap();
-        assert_eq!(o.starting, PositionSpec::Offsets(OffsetsSpec::Latest));
+        assert_eq!(o.starting, Some(PositionSpec::Offsets(OffsetsSpec::Latest)));
         assert_eq!(o.bootstrap_servers(), "b:1");
         assert_eq!(o.client.get("isolation.level").unwrap(), "read_committed");
         assert_eq!(o.group_id, "mine");
@@ -1060,6 +1120,8 @@ mod tests {
         };
         assert!(p.is_match("orders") && !p.is_match("xorders"));
         assert!(error(&[("subscribePattern", "(")]).contains("not a valid regular expression"));
+        let e = error(&[("subscribePattern", "")]);
+        assert!(e.contains("'subscribePattern' has the value ''"), "{e}");
         let o = parse(&[("assign", r#"{"t":[0,2]}"#)]).unwrap();
         let TopicSelection::Assign(a) = o.topics else {
             panic!("assign expected")
@@ -1076,13 +1138,11 @@ mod tests {
             ("endingOffsets", r#"{"t":{"0":-1}}"#),
         ])
         .unwrap();
-        let PositionSpec::Offsets(OffsetsSpec::PerPartition { offsets, default }) = &o.starting
-        else {
+        let Some(PositionSpec::Offsets(OffsetsSpec::PerPartition(offsets))) = &o.starting else {
             panic!("per-partition offsets expected")
         };
         assert_eq!(offsets[&TopicPartition::new("t", 0)], 5);
         assert_eq!(offsets[&TopicPartition::new("t", 1)], EARLIEST_SENTINEL);
-        assert_eq!(**default, OffsetsSpec::Earliest);
         assert!(o.is_bounded());
         let e = error(&[("subscribe", "t"), ("endingOffsets", r#"{"t":{"0":-2}}"#)]);
         assert!(
@@ -1091,6 +1151,29 @@ mod tests {
         );
         let e = error(&[("subscribe", "t"), ("startingOffsets", r#"{"t":{"x":1}}"#)]);
         assert!(e.contains("not a partition number"), "{e}");
+    }
+
+    #[test]
+    fn a_bounded_table_cannot_start_at_latest() {
+        let e = error(&[
+            ("subscribe", "t"),
+            ("startingOffsets", "latest"),
+            ("endingOffsets", "latest"),
+        ]);
+        assert!(
+            e.contains("'startingOffsets' is 'latest', which a bounded query cannot start from"),
+            "{e}"
+        );
+        let e = error(&[
+            ("subscribe", "t"),
+            ("startingOffsets", r#"{"t":{"0":-2,"1":-1}}"#),
+            ("endingOffsets", "latest"),
+        ]);
+        assert!(e.contains("-1 (latest) for t[1]"), "{e}");
+        assert!(
+            parse(&[("subscribe", "t"), ("startingOffsets", "latest")]).is_ok(),
+            "a stream may start at latest"
+        );
     }
 
     #[test]

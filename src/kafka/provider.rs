@@ -96,6 +96,43 @@ impl KafkaTable {
         &self.source.table
     }
 
+    /// Whether the table has a headers column (`includeHeaders`).
+    pub fn has_headers_column(&self) -> bool {
+        self.source.options.include_headers
+    }
+
+    /// The same table with a headers column, for INSERTs that write headers: Spark's Kafka sink
+    /// takes a `headers` column whether or not the table reads headers (`includeHeaders`).
+    pub fn with_headers_column(&self) -> Result<KafkaTable> {
+        let layout = TableLayout::new(self.source.layout.declared.clone(), true)?;
+        Ok(KafkaTable {
+            source: Arc::new(ScanSource {
+                table: self.source.table.clone(),
+                options: Arc::clone(&self.source.options),
+                layout,
+                decoder: self.source.decoder.clone(),
+                event_time: self.source.event_time.clone(),
+            }),
+            fixed_ranges: None,
+        })
+    }
+
+    /// Whether the table's records carry their value in one column (`value`, or the one
+    /// declared column of 'format' 'raw') that an INSERT must give, as Spark's Kafka sink
+    /// requires; its name.
+    pub fn required_value_column(&self) -> Option<String> {
+        match self.source.options.format {
+            ValueFormat::RawRecord => Some("value".to_string()),
+            ValueFormat::RawValue => self
+                .source
+                .layout
+                .declared
+                .as_ref()
+                .map(|d| d.field(0).name().clone()),
+            _ => None,
+        }
+    }
+
     /// True for a table without an end that no batch has bound.
     pub fn is_stream(&self) -> bool {
         !self.source.options.is_bounded() && self.fixed_ranges.is_none()

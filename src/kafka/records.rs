@@ -1,6 +1,6 @@
 //! The Kafka records that rows become when they are written to a Kafka table, as in Spark's
-//! Kafka sink: `value` (required), `key`, `topic` (overrides the table's `topic` option per
-//! row), `partition`, `headers` (list of key/value structs) and `timestamp`. A table with
+//! Kafka sink: `value` (required), `key`, `topic` (the table's `topic` option, when given,
+//! overrides it), `partition`, `headers` (list of key/value structs) and `timestamp`. A table with
 //! declared columns encodes them as a JSON value and takes the rest from `_key`, `_topic`,
 //! `_partition`, `_headers` and `_timestamp`.
 //!
@@ -11,7 +11,6 @@ use arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, Int32Array, ListArray, RecordBatch, StringArray,
     TimestampMillisecondArray,
 };
-use std::sync::Arc;
 
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, SchemaRef};
@@ -22,6 +21,7 @@ use rdkafka::producer::BaseRecord;
 
 use super::layout::{Column, TableLayout, timestamp_type};
 use super::options::ValueFormat;
+use super::readback::{Fingerprint, fingerprint};
 use super::scan::ScanSource;
 use crate::format::encode_json_rows;
 
@@ -34,6 +34,8 @@ pub struct RecordColumns {
     partition: Option<usize>,
     headers: Option<usize>,
     timestamp: Option<usize>,
+    /// The table's `topic` option overrides the topic column.
+    topic_overrides: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +105,7 @@ impl RecordColumns {
             partition: find(Column::Partition),
             headers: find(Column::Headers),
             timestamp: find(Column::Timestamp),
+            topic_overrides: source.options.topic_option.is_some(),
         };
         if columns.topic.is_none() && source.options.sink_topic.is_none() {
             return Err(DataFusionError::Plan(format!(
@@ -112,6 +115,13 @@ impl RecordColumns {
             )));
         }
         Ok(columns)
+    }
+}
+
+impl RecordColumns {
+    /// Whether the records get a key column.
+    pub fn has_key(&self) -> bool {
+        self.key.is_some()
     }
 }
 
@@ -245,7 +255,50 @@ pub struct SinkRecords {
     /// Each row's timestamp (ms).
     pub timestamps: Option<TimestampMillisecondArray>,
     /// Each row's headers.
-    pub headers: Option<ListArray>,
+    pub headers: Option<HeaderColumns>,
+}
+
+/// The headers of a batch's records, cast once: each row's entries are
+/// `names[offsets[row]..offsets[row + 1]]` and the same of `values`.
+#[derive(Debug)]
+pub struct HeaderColumns {
+    list: ListArray,
+    names: StringArray,
+    values: BinaryArray,
+}
+
+impl HeaderColumns {
+    /// The headers of a `List<Struct<key, value>>` column.
+    pub fn try_new(list: ListArray) -> Result<Self> {
+        let entries = list.values().as_struct();
+        let names = cast(entries.column(0), &DataType::Utf8)?
+            .as_string::<i32>()
+            .clone();
+        let values = cast(entries.column(1), &DataType::Binary)?
+            .as_binary::<i32>()
+            .clone();
+        Ok(Self {
+            list,
+            names,
+            values,
+        })
+    }
+
+    /// Row `row`'s headers (those with a name), in order.
+    pub fn of_row(&self, row: usize) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+        let range = if self.list.is_valid(row) {
+            let offsets = self.list.value_offsets();
+            offsets[row] as usize..offsets[row + 1] as usize
+        } else {
+            0..0
+        };
+        range.filter(|h| self.names.is_valid(*h)).map(|h| {
+            (
+                self.names.value(h),
+                self.values.is_valid(h).then(|| self.values.value(h)),
+            )
+        })
+    }
 }
 
 fn cast_column(
@@ -279,6 +332,9 @@ impl SinkRecords {
         let given_topics = cast_column(batch, columns.topic, &DataType::Utf8)?
             .map(|a| a.as_string::<i32>().clone());
         let topics = match (given_topics, default_topic) {
+            (_, Some(topic)) if columns.topic_overrides => {
+                StringArray::from_iter_values(std::iter::repeat_n(topic, batch.num_rows()))
+            }
             (Some(t), _) if t.null_count() == 0 => t,
             (given, Some(default)) => StringArray::from_iter_values(
                 (0..batch.num_rows())
@@ -306,7 +362,8 @@ impl SinkRecords {
             .map(|a| a.as_primitive().clone());
         let headers = columns
             .headers
-            .map(|i| batch.column(i).as_list::<i32>().clone());
+            .map(|i| HeaderColumns::try_new(batch.column(i).as_list::<i32>().clone()))
+            .transpose()?;
         Ok(Self {
             values,
             keys,
@@ -344,35 +401,22 @@ impl SinkRecords {
     }
 
     /// Row `row`'s headers, followed by `extra`.
-    pub fn headers(&self, row: usize, extra: &[(&str, &[u8])]) -> Result<Option<OwnedHeaders>> {
-        let mut owned: Option<OwnedHeaders> = None;
-        if let Some(list) = self.headers.as_ref().filter(|h| h.is_valid(row)) {
-            let entries = list.value(row);
-            let entries = entries.as_struct();
-            let names = cast(entries.column(0), &DataType::Utf8)?;
-            let names = names.as_string::<i32>();
-            let contents = cast(entries.column(1), &DataType::Binary)?;
-            let contents = contents.as_binary::<i32>();
-            let mut headers = OwnedHeaders::new_with_capacity(entries.len() + extra.len());
-            for h in (0..entries.len()).filter(|h| names.is_valid(*h)) {
-                headers = headers.insert(Header {
-                    key: names.value(h),
-                    value: contents.is_valid(h).then(|| contents.value(h)),
-                });
-            }
-            owned = Some(headers);
+    pub fn headers(&self, row: usize, extra: &[(&str, &[u8])]) -> Option<OwnedHeaders> {
+        let own = self.headers.as_ref().map_or(0, |h| h.of_row(row).count());
+        if own == 0 && extra.is_empty() {
+            return None;
         }
-        if !extra.is_empty() {
-            let mut headers = owned.unwrap_or_else(|| OwnedHeaders::new_with_capacity(extra.len()));
-            for (key, value) in extra {
-                headers = headers.insert(Header {
-                    key,
-                    value: Some(*value),
-                });
-            }
-            owned = Some(headers);
+        let mut headers = OwnedHeaders::new_with_capacity(own + extra.len());
+        for (key, value) in self.headers.iter().flat_map(|h| h.of_row(row)) {
+            headers = headers.insert(Header { key, value });
         }
-        Ok(owned)
+        for (key, value) in extra {
+            headers = headers.insert(Header {
+                key,
+                value: Some(*value),
+            });
+        }
+        Some(headers)
     }
 
     /// Row `row` as a record; `partition` overrides the row's own.
@@ -401,22 +445,14 @@ impl SinkRecords {
         record
     }
 
-    /// The columns that make a record what it is, for ordering the records canonically.
-    pub fn identity_columns(&self) -> Vec<ArrayRef> {
-        let mut columns: Vec<ArrayRef> =
-            vec![Arc::new(self.topics.clone()), Arc::new(self.values.clone())];
-        if let Some(p) = &self.partitions {
-            columns.push(Arc::new(p.clone()));
+    /// The fingerprint of row `row`'s record, as [`super::readback::message_fingerprint`]
+    /// gives it for the record read back.
+    pub fn fingerprint(&self, row: usize) -> Fingerprint {
+        let topic = self.topics.value(row);
+        let value = self.values.is_valid(row).then(|| self.values.value(row));
+        match &self.headers {
+            Some(headers) => fingerprint(topic, self.key(row), value, headers.of_row(row)),
+            None => fingerprint(topic, self.key(row), value, std::iter::empty()),
         }
-        if let Some(k) = &self.keys {
-            columns.push(Arc::new(k.clone()));
-        }
-        if let Some(t) = &self.timestamps {
-            columns.push(Arc::new(t.clone()));
-        }
-        if let Some(h) = &self.headers {
-            columns.push(Arc::new(h.clone()));
-        }
-        columns
     }
 }

@@ -148,6 +148,11 @@ impl KafkaScanExec {
         &self.source.table
     }
 
+    /// Whether the table has a `watermark` option.
+    pub fn has_watermark(&self) -> bool {
+        self.source.event_time.is_some()
+    }
+
     /// True when the scanned table is a stream read as a snapshot up to its latest offsets.
     pub fn is_snapshot(&self) -> bool {
         self.snapshot
@@ -660,9 +665,12 @@ impl BatchBuilder {
             kinds.push(kind);
         }
         if let Some(list) = &mut self.headers {
+            // A record without headers has NULL headers, as in Spark.
+            let mut any = false;
             if let Some(headers) = message.headers() {
                 let entries = list.values();
                 for header in headers.iter() {
+                    any = true;
                     entries
                         .field_builder::<StringBuilder>(0)
                         .expect("header key builder")
@@ -674,7 +682,7 @@ impl BatchBuilder {
                     entries.append(true);
                 }
             }
-            list.append(true);
+            list.append(any);
         }
     }
 

@@ -158,7 +158,7 @@ fn produce_batch(
 ) -> Result<u64> {
     let records = SinkRecords::try_new(batch, columns, default_topic, table)?;
     for row in 0..records.len() {
-        let headers = records.headers(row, &[])?;
+        let headers = records.headers(row, &[]);
         send_with_backpressure(producer, records.record(row, None, headers), timeout)?;
     }
     producer.poll(Duration::ZERO);

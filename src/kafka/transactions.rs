@@ -27,6 +27,8 @@ pub enum FailureKind {
     Abortable,
     /// The call may be made again.
     Retriable,
+    /// The brokers have no transactions.
+    Unsupported,
 }
 
 /// A failed transactional call.
@@ -60,6 +62,11 @@ fn failure(error: KafkaError) -> TransactionFailure {
                 RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced
             ) {
                 FailureKind::Fenced
+            } else if matches!(
+                e.code(),
+                RDKafkaErrorCode::UnsupportedFeature | RDKafkaErrorCode::UnsupportedVersion
+            ) {
+                FailureKind::Unsupported
             } else if e.is_fatal() {
                 FailureKind::Fatal
             } else if e.txn_requires_abort() {
@@ -102,6 +109,8 @@ enum State {
     Ready,
     /// Fenced or fatal: the message says why; nothing more is written.
     Broken(String),
+    /// The brokers have no transactions.
+    Unsupported(String),
 }
 
 /// Runs batches as transactions of one producer.
@@ -123,6 +132,16 @@ impl TransactionalWriter {
     }
 
     fn broken(&mut self, what: &str, failure: TransactionFailure) -> DataFusionError {
+        if failure.kind == FailureKind::Unsupported {
+            let message = format!(
+                "the Kafka brokers have no transactions (initialising transactional.id '{}' \
+                 failed: {}); set the table option 'transactional' to 'false' to write without \
+                 them",
+                self.transactional_id, failure.message
+            );
+            self.state = State::Unsupported(message.clone());
+            return DataFusionError::Execution(message);
+        }
         let message = match failure.kind {
             FailureKind::Fenced => format!(
                 "another producer with transactional.id '{}' took over while this instance was \
@@ -171,7 +190,7 @@ impl TransactionalWriter {
     /// Registers the `transactional.id` (once), which also completes or aborts what a crashed
     /// predecessor left open: a replay reads back what was written only after this.
     pub fn initialise(&mut self, transactions: &dyn Transactions) -> Result<()> {
-        if let State::Broken(message) = &self.state {
+        if let State::Broken(message) | State::Unsupported(message) = &self.state {
             return Err(DataFusionError::Execution(message.clone()));
         }
         if self.state == State::Uninitialised {
@@ -180,6 +199,11 @@ impl TransactionalWriter {
             self.state = State::Ready;
         }
         Ok(())
+    }
+
+    /// Whether initialising found that the brokers have no transactions.
+    pub fn unsupported(&self) -> bool {
+        matches!(self.state, State::Unsupported(_))
     }
 
     /// Runs `produce` (which sends a batch's records) inside one transaction.

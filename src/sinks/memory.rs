@@ -14,7 +14,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{CreateExternalTable, Expr};
 use datafusion::physical_plan::{ExecutionPlan, common::collect};
 
-use super::{BatchContext, StreamingSink};
+use super::{BatchContext, Capabilities, StreamingSink};
 use crate::stream::stateful::OutputMode;
 
 /// Where a memory-sink table's rows go.
@@ -97,6 +97,13 @@ impl StreamingSink for MemorySink {
 
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::any_mode(
+            "a batch id already kept is replaced",
+            "the session that holds the table",
+        )
     }
 }
 

@@ -27,6 +27,9 @@ pub struct BatchContext {
     pub query_name: String,
     /// The batch id.
     pub batch_id: u64,
+    /// Whether an earlier attempt of the batch may have written part of it (the query was
+    /// restarted before `commits/N`).
+    pub replayed: bool,
     /// The batch's slice of every source (`offsets/N`), for sinks that record it with the rows.
     pub offsets: OffsetsEntry,
     /// The query's checkpoint, for sinks that keep per-batch records of their own there.
@@ -36,6 +39,51 @@ pub struct BatchContext {
     /// Whether the rows come from stateful operators (aggregations): a replay recomputes them
     /// from state, and floating-point results may then differ in their last bits.
     pub stateful: bool,
+    /// Whether a replay of the batch computes the same rows: false when the query reads tables
+    /// besides its stream slices (lookup tables may change between attempts) or calls volatile
+    /// functions (`now()`, `random()`).
+    pub replay_deterministic: bool,
+}
+
+/// What a sink supports, declared by the sink and checked in one place when a query starts.
+#[derive(Debug, Clone)]
+pub struct Capabilities {
+    /// The output modes it takes for aggregations.
+    pub output_modes: Vec<OutputMode>,
+    /// What to do instead when another mode is asked for.
+    pub other_modes_hint: String,
+    /// Whether it needs rows in the order the query produced them (records of one key keep
+    /// their order): the batch's partitions are then read out in order.
+    pub keeps_input_order: bool,
+    /// How a replayed batch is made harmless, in words.
+    pub replay: &'static str,
+    /// Which readers never see part of a batch, in words.
+    pub whole_batches: &'static str,
+}
+
+impl Capabilities {
+    /// An append-only sink: each batch adds rows, so update and complete modes would add a new
+    /// copy of every group each batch.
+    pub fn append_only(hint: &str, replay: &'static str, whole_batches: &'static str) -> Self {
+        Capabilities {
+            output_modes: vec![OutputMode::Append],
+            other_modes_hint: hint.to_string(),
+            keeps_input_order: false,
+            replay,
+            whole_batches,
+        }
+    }
+
+    /// A sink that takes every output mode.
+    pub fn any_mode(replay: &'static str, whole_batches: &'static str) -> Self {
+        Capabilities {
+            output_modes: vec![OutputMode::Append, OutputMode::Update, OutputMode::Complete],
+            other_modes_hint: String::new(),
+            keeps_input_order: false,
+            replay,
+            whole_batches,
+        }
+    }
 }
 
 /// A table a streaming query can write to, exactly once per batch id.
@@ -58,6 +106,9 @@ pub trait StreamingSink: Debug + Send + Sync {
 
     /// The schema of the rows it takes.
     fn schema(&self) -> SchemaRef;
+
+    /// What it supports.
+    fn capabilities(&self) -> Capabilities;
 }
 
 /// The streaming sink behind a table: `Ok(None)` when the table cannot be one, an error when

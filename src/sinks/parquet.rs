@@ -1,10 +1,16 @@
 //! Parquet tables written exactly once by streaming queries.
 //!
-//! Batch N's rows go to files named from N (`part-<N>-<seq>.parquet`), so a replay of N
-//! overwrites rather than duplicates. After its files, a batch gets a manifest
-//! `_weir/batches/<N>.json` listing them: the commit. Readers — `SELECT` in weir — read only
-//! the files that manifests list, so they see whole batches or nothing. A directory without
+//! Batch N of query Q writes its rows to files named from Q, N and the attempt
+//! (`part-<Q>-<N>-<attempt>-<seq>.parquet`), then commits them with a manifest
+//! `_weir/batches/<Q>-<N>.json` listing them, created only if it does not exist yet. A replay of
+//! N finds the manifest and writes nothing; an attempt that loses the race to create it removes
+//! its own files. Readers — `SELECT` in weir — read only the files that manifests list, so they
+//! see whole batches of one attempt or nothing, and two queries (or one query restarted with a
+//! new checkpoint) writing to one location never touch each other's files. A directory without
 //! `_weir/` is read like any Parquet directory.
+//!
+//! Other readers (Spark, DuckDB, pyarrow) pointed at the directory see every file, also those of
+//! an attempt that was abandoned and not yet removed: only weir's readers see exactly once.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
@@ -28,13 +34,13 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutMode, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
-use super::{BatchContext, StreamingSink};
+use super::{BatchContext, Capabilities, StreamingSink};
 use crate::storage::{Location, S3Settings, resolve};
 
 /// The manifest of one committed write.
@@ -109,9 +115,41 @@ impl ParquetSink {
         Ok(files)
     }
 
-    /// Writes `data` as the files of write `key`, then its manifest, then removes files an
-    /// earlier attempt of the same key left that the manifest does not list.
-    async fn write(&self, key: &str, mut data: SendableRecordBatchStream) -> Result<u64> {
+    fn manifest_path(&self, key: &str) -> Path {
+        self.path(&format!("{MANIFESTS}/{key}.json"))
+    }
+
+    /// The manifest of write `key`, when it is committed.
+    async fn read_manifest(&self, key: &str) -> Result<Option<Manifest>> {
+        let path = self.manifest_path(key);
+        let read_failed =
+            |e: object_store::Error| self.fail(format!("cannot read manifest {path}: {e}"));
+        let found = match self.location.store.get(&path).await {
+            Ok(found) => found,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(read_failed(e)),
+        };
+        let bytes = found.bytes().await.map_err(read_failed)?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| self.fail(format!("manifest {path} is not valid: {e}")))
+    }
+
+    /// Writes `data` as the files of write `key` (named with a new attempt id), then creates
+    /// its manifest unless an earlier attempt did. A replay (`may_have_leftovers`) then removes
+    /// the files of `key`'s attempts that the manifest does not list: this writer's own, as
+    /// `key` names the writer.
+    async fn write(
+        &self,
+        key: &str,
+        mut data: SendableRecordBatchStream,
+        may_have_leftovers: bool,
+    ) -> Result<u64> {
+        if let Some(committed) = self.read_manifest(key).await? {
+            return Ok(committed.rows);
+        }
+        let attempt = uuid::Uuid::new_v4().simple().to_string();
+        let file_key = format!("{key}-{}", &attempt[..12]);
         let properties = WriterProperties::builder()
             .set_compression(self.compression)
             .build();
@@ -136,28 +174,53 @@ impl ParquetSink {
             if current.bytes_written() + current.in_progress_size() >= self.target_file_bytes
                 && let Some(full) = writer.take()
             {
-                self.put_file(key, &mut files, full).await?;
+                self.put_file(&file_key, &mut files, full).await?;
             }
         }
         if let Some(last) = writer.take() {
-            self.put_file(key, &mut files, last).await?;
+            self.put_file(&file_key, &mut files, last).await?;
         }
         let manifest = Manifest {
             batch: key.to_string(),
-            files: files.clone(),
+            files,
             rows,
         };
-        let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| self.fail(e))?;
-        self.location
+        let created = self.create_manifest(key, &manifest).await?;
+        let committed = if created {
+            manifest
+        } else {
+            self.read_manifest(key).await?.ok_or_else(|| {
+                self.fail(format!(
+                    "the manifest of {key} vanished after it was written"
+                ))
+            })?
+        };
+        if may_have_leftovers || !created {
+            self.remove_leftovers(key, &committed.files).await?;
+        }
+        Ok(committed.rows)
+    }
+
+    /// Creates the manifest of `key`; false when an earlier attempt created it.
+    async fn create_manifest(&self, key: &str, manifest: &Manifest) -> Result<bool> {
+        let bytes = serde_json::to_vec_pretty(manifest).map_err(|e| self.fail(e))?;
+        match self
+            .location
             .store
-            .put(
-                &self.path(&format!("{MANIFESTS}/{key}.json")),
+            .put_opts(
+                &self.manifest_path(key),
                 PutPayload::from(bytes),
+                PutMode::Create.into(),
             )
             .await
-            .map_err(|e| self.fail(format!("cannot write the manifest of {key}: {e}")))?;
-        self.remove_leftovers(key, &files).await?;
-        Ok(rows)
+        {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(false),
+            Err(e) => Err(self.fail(format!("cannot write the manifest of {key}: {e}"))),
+        }
     }
 
     async fn put_file(
@@ -201,9 +264,10 @@ impl ParquetSink {
     }
 }
 
-/// The name of batch `id`'s files and manifest: zero-padded, so names sort by batch.
-fn batch_key(id: u64) -> String {
-    format!("{id:012}")
+/// The name of batch `id` of query `query_id`, for its files and manifest: the batch id
+/// zero-padded, so that one query's names sort by batch.
+fn batch_key(query_id: &str, id: u64) -> String {
+    format!("{query_id}-{id:012}")
 }
 
 #[async_trait]
@@ -213,8 +277,8 @@ impl StreamingSink for ParquetSink {
         batch: &BatchContext,
         data: SendableRecordBatchStream,
     ) -> Result<u64> {
-        let batch_id = batch.batch_id;
-        self.write(&batch_key(batch_id), data).await
+        let key = batch_key(&batch.query_id, batch.batch_id);
+        self.write(&key, data, batch.replayed).await
     }
 
     fn describe(&self) -> String {
@@ -223,7 +287,7 @@ impl StreamingSink for ParquetSink {
 
     async fn has_batch(&self, batch: &BatchContext) -> Result<bool> {
         let batch_id = batch.batch_id;
-        let path = self.path(&format!("{MANIFESTS}/{}.json", batch_key(batch_id)));
+        let path = self.manifest_path(&batch_key(&batch.query_id, batch_id));
         match self.location.store.head(&path).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
@@ -235,6 +299,20 @@ impl StreamingSink for ParquetSink {
 
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::append_only(
+            &format!(
+                "Parquet table '{}' only appends files (as Spark's file sink, it refuses update \
+                 and complete modes); write aggregations in append mode, or into a JDBC table \
+                 with 'mode' 'upsert'",
+                self.name
+            ),
+            "a batch's files are listed by one manifest, written after them; a batch whose \
+             manifest exists is skipped",
+            "weir's own readers (SELECT), which read only the files manifests list",
+        )
     }
 }
 
@@ -260,7 +338,7 @@ impl DataSink for ParquetSink {
             crate::checkpoint::now_ms(),
             uuid::Uuid::new_v4().simple()
         );
-        self.write(&key, data).await
+        self.write(&key, data, false).await
     }
 }
 

@@ -2,6 +2,7 @@
 //! sources, writing the result to a [`crate::sinks::StreamingSink`], and recording its progress
 //! in a [`crate::checkpoint::Checkpoint`], so that a restart loses and repeats nothing.
 
+pub mod ordered;
 pub mod progress;
 pub mod query;
 pub mod slice;

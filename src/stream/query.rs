@@ -17,6 +17,7 @@ use datafusion::datasource::provider_as_source;
 use datafusion::datasource::view::ViewTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionContext;
+use datafusion::execution::{SessionState, TaskContext};
 use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::execute_stream;
@@ -25,20 +26,22 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
+use super::ordered::{execute_in_order, keep_order as keep_order_in};
 use super::progress::{
     Durations, EventTimeProgress, PartitionProgress, QueryProgress, SourceProgress,
 };
 use super::slice::{clamp, plan_slice, should_wait};
-use super::stateful::{OperatorState, OutputMode, emit, run_site_inputs};
+use super::stateful::{OperatorState, OutputMode, check_sites, emit, run_site_inputs};
 use super::trigger::Trigger;
 use super::watermark::EventTime;
 use crate::checkpoint::lock::QueryLock;
 use crate::checkpoint::{
-    Checkpoint, CommitEntry, OffsetsEntry, PartitionSlice, QueryMetadata, Recovery, now_ms,
+    Checkpoint, CommitEntry, OffsetsEntry, PartitionSlice, PartitionStart, QueryMetadata, Recovery,
+    StartingOffsets, now_ms,
 };
 use crate::error::{Error, Result};
 use crate::kafka::client::BrokerClient;
-use crate::kafka::offsets::PartitionRange;
+use crate::kafka::offsets::{PartitionRange, resolve_stream_starts};
 use crate::kafka::scan::{metric, scans};
 use crate::kafka::{KafkaTable, TopicPartition};
 use crate::sinks::{BatchContext, StreamingSink, streaming_sink};
@@ -173,6 +176,8 @@ impl QueryHandle {
 struct Plan {
     sink: Arc<dyn StreamingSink>,
     sources: BTreeMap<String, Arc<KafkaTable>>,
+    /// Whether a replay of a batch computes the same rows (see [`BatchContext`]).
+    replay_deterministic: bool,
 }
 
 fn plan_error(e: DataFusionError) -> Error {
@@ -213,6 +218,7 @@ async fn analyse(ctx: &SessionContext, insert_sql: &str) -> Result<Plan> {
                  tables and CONSOLE tables"
             ))
         })?;
+    refuse_streams_in_subqueries(input)?;
     let sources = stream_sources(input)?;
     if sources.is_empty() {
         return Err(Error::Streaming(
@@ -221,7 +227,76 @@ async fn analyse(ctx: &SessionContext, insert_sql: &str) -> Result<Plan> {
                 .to_string(),
         ));
     }
-    Ok(Plan { sink, sources })
+    Ok(Plan {
+        sink,
+        sources,
+        replay_deterministic: reads_only_streams(input)?,
+    })
+}
+
+/// A stream table read inside a subquery (`WHERE id IN (SELECT id FROM stream)`) would be read
+/// whole at every batch, not batch by batch: refused.
+fn refuse_streams_in_subqueries(plan: &LogicalPlan) -> Result<()> {
+    let mut subqueries: Vec<LogicalPlan> = vec![];
+    plan.apply_with_subqueries(|node| {
+        for expr in node.expressions() {
+            expr.apply(|e| {
+                if let Some(subquery) = subquery_of(e) {
+                    subqueries.push(subquery.clone());
+                }
+                Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+            })?;
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    })
+    .map_err(plan_error)?;
+    let mut found = None;
+    for subquery in &subqueries {
+        if let Some(name) = stream_sources(subquery)?.keys().next() {
+            found = Some(name.clone());
+        }
+    }
+    match found {
+        Some(name) => Err(Error::Streaming(format!(
+            "stream table '{name}' is read inside a subquery, which would read the whole topic \
+             again at every batch instead of one batch's records; join the stream instead (on \
+             windows, for two streams), or read a bounded table (one with endingOffsets) in \
+             the subquery"
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn subquery_of(expr: &datafusion::logical_expr::Expr) -> Option<&LogicalPlan> {
+    use datafusion::logical_expr::Expr;
+    match expr {
+        Expr::ScalarSubquery(s) => Some(&s.subquery),
+        Expr::InSubquery(s) => Some(&s.subquery.subquery),
+        Expr::Exists(s) => Some(&s.subquery.subquery),
+        _ => None,
+    }
+}
+
+/// Whether `plan` reads nothing but stream tables and calls no volatile function, so that a
+/// batch run again over the same slices computes the same rows.
+fn reads_only_streams(plan: &LogicalPlan) -> Result<bool> {
+    let mut only = true;
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let provider = datafusion::datasource::source_as_provider(&scan.source)?;
+            let mut streams = BTreeMap::new();
+            streams_in(&provider, &mut streams)?;
+            if streams.is_empty() {
+                only = false;
+            }
+        }
+        if node.expressions().iter().any(|e| e.is_volatile()) {
+            only = false;
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    })
+    .map_err(plan_error)?;
+    Ok(only)
 }
 
 /// The Kafka stream tables `plan` scans (also inside windows and views), by table name.
@@ -317,6 +392,95 @@ fn rebind_scan(
     }
 }
 
+/// Each source table's ranges in a batch's slice.
+fn slices_of(entry: &OffsetsEntry) -> BTreeMap<String, Vec<PartitionRange>> {
+    entry
+        .sources
+        .iter()
+        .map(|(table, slices)| (table.clone(), ranges_of(slices)))
+        .collect()
+}
+
+/// The physical plan of one batch: the INSERT's input with every stream table bound to its
+/// ranges in `slices` (none when a table has no entry), windows dropping rows later than
+/// `watermark_ms`, planned in a session that keeps rows in order when `keep_order`.
+async fn physical_plan(
+    ctx: &SessionContext,
+    insert_sql: &str,
+    sources: &BTreeMap<String, Arc<KafkaTable>>,
+    slices: &BTreeMap<String, Vec<PartitionRange>>,
+    watermark_ms: Option<i64>,
+    keep_order: bool,
+) -> Result<(SessionState, Arc<dyn ExecutionPlan>)> {
+    let bound: BTreeMap<&str, Arc<KafkaTable>> = sources
+        .iter()
+        .map(|(table, kafka)| {
+            let ranges = slices.get(table).cloned().unwrap_or_default();
+            (table.as_str(), Arc::new(kafka.bound_to(ranges)))
+        })
+        .collect();
+    let mut state = ctx.state();
+    if keep_order {
+        keep_order_in(state.config_mut());
+    }
+    let plan = state
+        .create_logical_plan(insert_sql)
+        .await
+        .map_err(plan_error)?;
+    let LogicalPlan::Dml(DmlStatement { input, .. }) = plan else {
+        return Err(Error::Streaming(
+            "the query is no longer an INSERT".to_string(),
+        ));
+    };
+    let mut rebound = false;
+    let input = Arc::unwrap_or_clone(input)
+        .transform_up(|node| rebind_scan(node, &bound, watermark_ms, &mut rebound))
+        .map_err(plan_error)?
+        .data;
+    let physical = DataFrame::new(state.clone(), input)
+        .create_physical_plan()
+        .await
+        .map_err(plan_error)?;
+    Ok((state, physical))
+}
+
+/// Checks, before the query starts, what Spark checks when a query starts: the plan's
+/// aggregations and joins can run batch by batch in `mode`, and the sink takes `mode`.
+async fn check_plan(
+    ctx: &SessionContext,
+    insert_sql: &str,
+    plan: &Plan,
+    mode: OutputMode,
+) -> Result<()> {
+    let (_, physical) = physical_plan(
+        ctx,
+        insert_sql,
+        &plan.sources,
+        &BTreeMap::new(),
+        None,
+        false,
+    )
+    .await?;
+    let streams: HashSet<String> = plan.sources.keys().cloned().collect();
+    let stateful = check_sites(&physical, &streams, mode).map_err(plan_error)?;
+    let capabilities = plan.sink.capabilities();
+    if stateful && !capabilities.output_modes.contains(&mode) {
+        return Err(Error::Streaming(format!(
+            "'outputMode' '{}' is not supported by the sink: {}",
+            mode.name(),
+            capabilities.other_modes_hint
+        )));
+    }
+    if !stateful && mode == OutputMode::Complete {
+        return Err(Error::Streaming(
+            "'outputMode' 'complete' needs an aggregation (it re-emits every group each batch); \
+             this query has none: use append mode (the default)"
+                .to_string(),
+        ));
+    }
+    Ok(())
+}
+
 /// True when `insert_sql` reads a Kafka stream table.
 pub async fn reads_stream(ctx: &SessionContext, insert_sql: &str) -> bool {
     match ctx.state().create_logical_plan(insert_sql).await {
@@ -336,6 +500,7 @@ pub async fn start(
     listener: Option<ProgressListener>,
 ) -> Result<QueryHandle> {
     let plan = analyse(&ctx, insert_sql).await?;
+    check_plan(&ctx, insert_sql, &plan, options.output_mode).await?;
     let checkpoint = Checkpoint::open(&options.checkpoint, s3)?;
     let wanted = QueryMetadata {
         id: uuid::Uuid::new_v4().to_string(),
@@ -510,12 +675,12 @@ impl Runner {
 
     async fn run_batches(&mut self, recovery: Recovery) -> Result<QueryStatus> {
         let (mut next_id, mut previous) = match recovery {
-            Recovery::Fresh => (0, None),
+            Recovery::Fresh => (0, self.starting_offsets().await?),
             Recovery::Resume { last } => {
                 let commit = self.checkpoint.commit(last.batch_id).await?;
                 self.event_time = commit.event_time.unwrap_or_default();
                 self.operator_state = self.load_state(last.batch_id).await?;
-                (last.batch_id + 1, Some(ends_of(&last)))
+                (last.batch_id + 1, ends_of(&last))
             }
             Recovery::Replay { entry, previous } => {
                 self.event_time = entry.event_time.clone().unwrap_or_default();
@@ -532,7 +697,7 @@ impl Runner {
                     entry,
                 };
                 self.run_batch(&planned, true).await?;
-                (planned.entry.batch_id + 1, Some(ends_of(&planned.entry)))
+                (planned.entry.batch_id + 1, ends_of(&planned.entry))
             }
         };
         let mut available_now_target: Option<Ends> = None;
@@ -550,7 +715,7 @@ impl Runner {
                     continue;
                 }
             }
-            let mut planned = self.plan_batch(next_id, previous.as_ref()).await?;
+            let mut planned = self.plan_batch(next_id, &previous).await?;
             if self.options.trigger == Trigger::AvailableNow {
                 let target = available_now_target.get_or_insert_with(|| latest_ends(&planned));
                 cut_to(&mut planned.entry, target);
@@ -565,12 +730,14 @@ impl Runner {
             let since_last = self
                 .last_batch_started
                 .map_or(Duration::MAX, |t| t.elapsed());
+            // Trigger.Once reads everything available, ignoring the read limits (as in Spark).
             let waits = offsets == 0
-                || self
-                    .plan
-                    .sources
-                    .values()
-                    .any(|t| should_wait(offsets, &t.options().rate, since_last));
+                || (self.options.trigger != Trigger::Once
+                    && self
+                        .plan
+                        .sources
+                        .values()
+                        .any(|t| should_wait(offsets, &t.options().rate, since_last)));
             if waits {
                 if matches!(self.options.trigger, Trigger::Once | Trigger::AvailableNow)
                     && offsets == 0
@@ -583,13 +750,13 @@ impl Runner {
             self.lock.check_held().await?;
             self.checkpoint.write_offsets(&planned.entry).await?;
             self.run_batch(&planned, false).await?;
-            previous = Some(ends_of(&planned.entry));
+            previous = ends_of(&planned.entry);
             next_id += 1;
             let done = match self.options.trigger {
                 Trigger::Once => true,
                 Trigger::AvailableNow => available_now_target
                     .as_ref()
-                    .is_some_and(|t| reached(previous.as_ref(), t)),
+                    .is_some_and(|t| reached(&previous, t)),
                 _ => false,
             };
             if done {
@@ -598,7 +765,55 @@ impl Runner {
         }
     }
 
-    async fn plan_batch(&self, batch_id: u64, previous: Option<&Ends>) -> Result<Planned> {
+    /// Where each source starts: resolved from its `startingOffsets` when the query first
+    /// starts and recorded in the checkpoint before any data is read, so that a restart before
+    /// the first batch starts from the same offsets.
+    async fn starting_offsets(&self) -> Result<Ends> {
+        let recorded = match self.checkpoint.starting_offsets().await? {
+            Some(recorded) => recorded,
+            None => {
+                let mut sources = BTreeMap::new();
+                for (table, kafka) in &self.plan.sources {
+                    let options = Arc::new(kafka.options().clone());
+                    let starts = tokio::task::spawn_blocking(move || {
+                        let client = BrokerClient::new(&options)?;
+                        resolve_stream_starts(&options, &client)
+                    })
+                    .await
+                    .map_err(|e| Error::Streaming(format!("resolving the starts stopped: {e}")))?
+                    .map_err(Error::DataFusion)?;
+                    let starts = starts
+                        .into_iter()
+                        .map(|(tp, offset)| PartitionStart {
+                            topic: tp.topic,
+                            partition: tp.partition,
+                            offset,
+                        })
+                        .collect();
+                    sources.insert(table.clone(), starts);
+                }
+                let resolved = StartingOffsets {
+                    resolved_ms: now_ms(),
+                    sources,
+                };
+                self.lock.check_held().await?;
+                self.checkpoint.record_starting_offsets(&resolved).await?
+            }
+        };
+        Ok(recorded
+            .sources
+            .into_iter()
+            .map(|(table, starts)| {
+                let starts = starts
+                    .into_iter()
+                    .map(|s| (TopicPartition::new(s.topic, s.partition), s.offset))
+                    .collect();
+                (table, starts)
+            })
+            .collect())
+    }
+
+    async fn plan_batch(&self, batch_id: u64, previous: &Ends) -> Result<Planned> {
         let mut entry = OffsetsEntry {
             batch_id,
             trigger_time_ms: now_ms(),
@@ -609,10 +824,10 @@ impl Runner {
         let mut lost = BTreeMap::new();
         for (table, kafka) in &self.plan.sources {
             let options = Arc::new(kafka.options().clone());
-            let before = previous.and_then(|p| p.get(table)).cloned();
+            let before = previous.get(table).cloned().unwrap_or_default();
             let slice = tokio::task::spawn_blocking(move || {
                 let client = BrokerClient::new(&options)?;
-                let slice = plan_slice(&options, &client, before.as_ref())?;
+                let slice = plan_slice(&options, &client, &before)?;
                 Ok::<_, DataFusionError>((slice, options))
             })
             .await
@@ -623,7 +838,11 @@ impl Runner {
                 latest.insert((table.clone(), range.tp.clone()), range.end);
             }
             lost.insert(table.clone(), slice.lost_offsets);
-            let clamped = clamp(&slice.ranges, &options.rate);
+            let clamped = if self.options.trigger == Trigger::Once {
+                slice.ranges.clone()
+            } else {
+                clamp(&slice.ranges, &options.rate)
+            };
             let slices = clamped
                 .into_iter()
                 .map(|r| PartitionSlice {
@@ -646,35 +865,17 @@ impl Runner {
         let started = Instant::now();
         let previous_start = self.last_batch_started.replace(started);
         let entry = &planned.entry;
-        let bound: BTreeMap<&str, Arc<KafkaTable>> = self
-            .plan
-            .sources
-            .iter()
-            .map(|(table, kafka)| {
-                let slices = entry
-                    .sources
-                    .get(table)
-                    .map(|s| ranges_of(s))
-                    .unwrap_or_default();
-                (table.as_str(), Arc::new(kafka.bound_to(slices)))
-            })
-            .collect();
-        let state = self.ctx.state();
-        let plan = state
-            .create_logical_plan(&self.insert_sql)
-            .await
-            .map_err(plan_error)?;
-        let LogicalPlan::Dml(DmlStatement { input, .. }) = plan else {
-            return Err(Error::Streaming(
-                "the query is no longer an INSERT".to_string(),
-            ));
-        };
+        let keep_order = self.plan.sink.capabilities().keeps_input_order;
         let watermark_ms = entry.event_time.as_ref().and_then(|t| t.watermark_ms);
-        let mut rebound = false;
-        let input = Arc::unwrap_or_clone(input)
-            .transform_up(|node| rebind_scan(node, &bound, watermark_ms, &mut rebound))
-            .map_err(plan_error)?
-            .data;
+        let (state, physical) = physical_plan(
+            &self.ctx,
+            &self.insert_sql,
+            &self.plan.sources,
+            &slices_of(entry),
+            watermark_ms,
+            keep_order,
+        )
+        .await?;
         let plan_ms = started.elapsed().as_millis() as u64;
 
         let executing = Instant::now();
@@ -682,21 +883,20 @@ impl Runner {
             query_id: self.id.clone(),
             query_name: self.name.clone(),
             batch_id: entry.batch_id,
+            replayed,
             offsets: entry.clone(),
             checkpoint: self.checkpoint.clone(),
             output_mode: self.options.output_mode,
             stateful: false,
+            replay_deterministic: self.plan.replay_deterministic,
         };
         self.lock.check_held().await?;
-        let physical = DataFrame::new(state, input)
-            .create_physical_plan()
-            .await
-            .map_err(plan_error)?;
+        let task = Arc::new(TaskContext::from(&state));
         let sites = run_site_inputs(
             &physical,
             &self.stream_tables,
             self.options.output_mode,
-            self.ctx.task_ctx(),
+            Arc::clone(&task),
         )
         .await
         .map_err(plan_error)?;
@@ -741,8 +941,12 @@ impl Runner {
             );
             (0, 0)
         } else {
-            let stream =
-                execute_stream(Arc::clone(&final_plan), self.ctx.task_ctx()).map_err(plan_error)?;
+            let stream = if keep_order {
+                execute_in_order(&final_plan, Arc::clone(&task))
+            } else {
+                execute_stream(Arc::clone(&final_plan), Arc::clone(&task))
+            }
+            .map_err(plan_error)?;
             let written = self
                 .plan
                 .sink
@@ -1003,8 +1207,7 @@ fn cut_to(entry: &mut OffsetsEntry, target: &Ends) {
 }
 
 /// Whether every partition of `target` is read up to its target.
-fn reached(ends: Option<&Ends>, target: &Ends) -> bool {
-    let Some(ends) = ends else { return false };
+fn reached(ends: &Ends, target: &Ends) -> bool {
     target.iter().all(|(table, partitions)| {
         partitions.iter().all(|(tp, goal)| {
             ends.get(table)

@@ -9,9 +9,7 @@ use std::time::Duration;
 use datafusion::error::{DataFusionError, Result};
 use log::warn;
 
-use crate::kafka::offsets::{
-    BrokerLookup, Narrowing, PartitionRange, plan_ranges, resolve_partitions,
-};
+use crate::kafka::offsets::{BrokerLookup, PartitionRange, Watermarks, resolve_partitions};
 use crate::kafka::options::{KafkaTableOptions, RateLimits, TopicPartition};
 
 /// The next slice of one source, before rate limits.
@@ -23,22 +21,15 @@ pub struct SourceSlice {
     pub lost_offsets: i64,
 }
 
-/// Plans `[start, latest)` for every partition the table reads now. `previous` holds the ends of
-/// the last batch (none before the first batch).
+/// Plans `[start, latest)` for every partition the table reads now. `previous` holds where each
+/// known partition continues: the ends of the last batch, or the starts the query resolved
+/// when it first started. A partition not in it appeared since, and is read from its earliest
+/// offset (which is data loss unless that is 0, as in Spark).
 pub fn plan_slice(
     options: &KafkaTableOptions,
     lookup: &dyn BrokerLookup,
-    previous: Option<&BTreeMap<TopicPartition, i64>>,
+    previous: &BTreeMap<TopicPartition, i64>,
 ) -> Result<SourceSlice> {
-    let Some(previous) = previous else {
-        let mut first = options.clone();
-        first.ending = None;
-        let ranges = plan_ranges(&first, lookup, &Narrowing::default())?;
-        return Ok(SourceSlice {
-            ranges,
-            lost_offsets: 0,
-        });
-    };
     let partitions = resolve_partitions(options, lookup)?;
     for tp in previous.keys() {
         if !partitions.contains(tp) {
@@ -51,51 +42,16 @@ pub fn plan_slice(
             warn!("data loss: {tp} no longer exists; going on without it");
         }
     }
+    let watermarks = lookup.watermarks_of(&partitions)?;
     let mut ranges = Vec::with_capacity(partitions.len());
     let mut lost_offsets = 0;
-    for tp in partitions {
-        let wm = lookup.watermarks(&tp)?;
+    for (tp, wm) in partitions.into_iter().zip(watermarks) {
         let start = match previous.get(&tp) {
             Some(end) => *end,
-            None => {
-                log::info!(
-                    "new partition {tp}: reading it from its earliest offset {}",
-                    wm.low
-                );
-                wm.low
-            }
+            None => new_partition_start(options, &tp, wm)?,
         };
-        let start = if start < wm.low {
-            if options.fail_on_data_loss {
-                return Err(DataFusionError::Execution(format!(
-                    "data loss: offsets {start} to {} of {tp} were deleted before the query read \
-                     them (retention); set failOnDataLoss to false to skip them",
-                    wm.low - 1
-                )));
-            }
-            warn!(
-                "data loss: skipping offsets {start} to {} of {tp}, deleted before they were read",
-                wm.low - 1
-            );
-            lost_offsets += wm.low - start;
-            wm.low
-        } else if start > wm.high {
-            if options.fail_on_data_loss {
-                return Err(DataFusionError::Execution(format!(
-                    "data loss: {tp} was read up to offset {start} but now ends at {} (was the \
-                     topic recreated?); set failOnDataLoss to false to go on from its end",
-                    wm.high
-                )));
-            }
-            warn!(
-                "data loss: {tp} ends at {} before the offset {start} already read",
-                wm.high
-            );
-            lost_offsets += start - wm.high;
-            wm.high
-        } else {
-            start
-        };
+        let (start, lost) = continue_from(options, &tp, wm, start)?;
+        lost_offsets += lost;
         ranges.push(PartitionRange {
             tp,
             start,
@@ -106,6 +62,76 @@ pub fn plan_slice(
         ranges,
         lost_offsets,
     })
+}
+
+/// Where a partition that appeared since the query started is read from: its earliest offset.
+/// Records before it were deleted before the query could see them, unless it is 0.
+fn new_partition_start(
+    options: &KafkaTableOptions,
+    tp: &TopicPartition,
+    wm: Watermarks,
+) -> Result<i64> {
+    log::info!(
+        "new partition {tp}: reading it from its earliest offset {}",
+        wm.low
+    );
+    if wm.low > 0 {
+        if options.fail_on_data_loss {
+            return Err(DataFusionError::Execution(format!(
+                "data loss: {tp} appeared while the query ran and starts at offset {} instead of \
+                 0, so offsets 0 to {} were deleted before the query saw them; set \
+                 failOnDataLoss to false to go on from offset {}",
+                wm.low,
+                wm.low - 1,
+                wm.low
+            )));
+        }
+        warn!(
+            "data loss: {tp} appeared with its earliest offset at {}; offsets before it were \
+             never read",
+            wm.low
+        );
+    }
+    Ok(wm.low)
+}
+
+/// Checks that a partition can continue from `start` (its records may have been deleted, or the
+/// topic recreated): the start to use and how many offsets were lost.
+fn continue_from(
+    options: &KafkaTableOptions,
+    tp: &TopicPartition,
+    wm: Watermarks,
+    start: i64,
+) -> Result<(i64, i64)> {
+    if start < wm.low {
+        if options.fail_on_data_loss {
+            return Err(DataFusionError::Execution(format!(
+                "data loss: offsets {start} to {} of {tp} were deleted before the query read \
+                 them (retention); set failOnDataLoss to false to skip them",
+                wm.low - 1
+            )));
+        }
+        warn!(
+            "data loss: skipping offsets {start} to {} of {tp}, deleted before they were read",
+            wm.low - 1
+        );
+        return Ok((wm.low, wm.low - start));
+    }
+    if start > wm.high {
+        if options.fail_on_data_loss {
+            return Err(DataFusionError::Execution(format!(
+                "data loss: {tp} was read up to offset {start} but now ends at {} (was the \
+                 topic recreated?); set failOnDataLoss to false to go on from its end",
+                wm.high
+            )));
+        }
+        warn!(
+            "data loss: {tp} ends at {} before the offset {start} already read",
+            wm.high
+        );
+        return Ok((wm.high, start - wm.high));
+    }
+    Ok((start, 0))
 }
 
 /// Cuts each range's end so the batch stays within the limits. The total cap is shared in
@@ -146,6 +172,7 @@ pub fn should_wait(available: i64, limits: &RateLimits, since_last_batch: Durati
 mod tests {
     use super::*;
     use crate::kafka::offsets::fake::{FakeBroker, options};
+    use crate::kafka::offsets::resolve_stream_starts;
 
     fn range(p: i32, start: i64, end: i64) -> PartitionRange {
         PartitionRange {
@@ -163,63 +190,60 @@ mod tests {
     }
 
     #[test]
-    fn first_slice_uses_the_starting_options_then_continues_from_the_ends() {
+    fn the_first_slice_starts_where_the_resolved_starts_say_then_continues_from_the_ends() {
         let broker = FakeBroker::default().with_topic("t", &[(0, 10), (2, 5)]);
-        let o = options(&[("subscribe", "t"), ("startingOffsets", r#"{"t":{"0":4}}"#)]);
-        let first = plan_slice(&o, &broker, None).unwrap();
+        let o = options(&[
+            ("subscribe", "t"),
+            ("startingOffsets", r#"{"t":{"0":4,"1":-2}}"#),
+        ]);
+        let starts: BTreeMap<TopicPartition, i64> = resolve_stream_starts(&o, &broker)
+            .unwrap()
+            .into_iter()
+            .collect();
+        let first = plan_slice(&o, &broker, &starts).unwrap();
         assert_eq!(ends(&first.ranges), vec![(0, 4, 10), (1, 2, 5)]);
         let previous = [
             (TopicPartition::new("t", 0), 10),
             (TopicPartition::new("t", 1), 3),
         ]
         .into();
-        let next = plan_slice(&o, &broker, Some(&previous)).unwrap();
+        let next = plan_slice(&o, &broker, &previous).unwrap();
         assert_eq!(ends(&next.ranges), vec![(0, 10, 10), (1, 3, 5)]);
     }
 
     #[test]
-    fn new_partitions_start_at_earliest() {
-        let broker = FakeBroker::default().with_topic("t", &[(0, 10), (3, 7)]);
-        let o = options(&[("subscribe", "t")]);
-        let previous = [(TopicPartition::new("t", 0), 8)].into();
-        let next = plan_slice(&o, &broker, Some(&previous)).unwrap();
-        assert_eq!(ends(&next.ranges), vec![(0, 8, 10), (1, 3, 7)]);
+    fn a_stream_starts_at_latest_unless_told_otherwise() {
+        let broker = FakeBroker::default().with_topic("t", &[(0, 10), (2, 5)]);
+        let starts = resolve_stream_starts(&options(&[("subscribe", "t")]), &broker).unwrap();
+        assert_eq!(
+            starts,
+            vec![
+                (TopicPartition::new("t", 0), 10),
+                (TopicPartition::new("t", 1), 5)
+            ]
+        );
+        let e = resolve_stream_starts(
+            &options(&[("subscribe", "t"), ("startingOffsets", r#"{"t":{"0":4}}"#)]),
+            &broker,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not for t[1]"), "{e}");
     }
 
     #[test]
-    fn lost_offsets_and_vanished_partitions() {
-        let broker = FakeBroker::default().with_topic("t", &[(6, 10)]);
-        let previous = [(TopicPartition::new("t", 0), 2)].into();
-        let e = plan_slice(&options(&[("subscribe", "t")]), &broker, Some(&previous))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("offsets 2 to 5 of t[0] were deleted"), "{e}");
-        let lenient = options(&[("subscribe", "t"), ("failOnDataLoss", "false")]);
-        let next = plan_slice(&lenient, &broker, Some(&previous)).unwrap();
-        assert_eq!(
-            (ends(&next.ranges), next.lost_offsets),
-            (vec![(0, 6, 10)], 4)
-        );
-
-        let gone = [
-            (TopicPartition::new("t", 0), 6),
-            (TopicPartition::new("t", 1), 3),
-        ]
-        .into();
-        let e = plan_slice(&options(&[("subscribe", "t")]), &broker, Some(&gone))
-            .unwrap_err()
-            .to_string();
+    fn new_partitions_start_at_earliest_and_a_start_above_zero_is_data_loss() {
+        let broker = FakeBroker::default().with_topic("t", &[(0, 10), (0, 7), (3, 9)]);
+        let o = options(&[("subscribe", "t")]);
+        let previous = [(TopicPartition::new("t", 0), 8)].into();
+        let e = plan_slice(&o, &broker, &previous).unwrap_err().to_string();
         assert!(
-            e.contains("t[1] was read by the previous batch but no longer exists"),
+            e.contains("t[2] appeared while the query ran and starts at offset 3 instead of 0"),
             "{e}"
         );
-        assert_eq!(
-            plan_slice(&lenient, &broker, Some(&gone))
-                .unwrap()
-                .ranges
-                .len(),
-            1
-        );
+        let lenient = options(&[("subscribe", "t"), ("failOnDataLoss", "false")]);
+        let next = plan_slice(&lenient, &broker, &previous).unwrap();
+        assert_eq!(ends(&next.ranges), vec![(0, 8, 10), (1, 0, 7), (2, 3, 9)]);
     }
 
     #[test]

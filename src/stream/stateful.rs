@@ -104,6 +104,8 @@ enum Site {
         node: Arc<dyn ExecutionPlan>,
         spec: Box<AggregateSpec>,
         window: Option<WindowKind>,
+        /// Every stream its windows are over has a watermark.
+        watermarked: bool,
     },
     /// Windowed rows held until their window closes.
     Buffer { node: Arc<dyn ExecutionPlan> },
@@ -207,6 +209,9 @@ fn visit(
                     node: Arc::clone(node),
                     spec: Box::new(AggregateSpec::from_plan(aggregate(node)?)?),
                     window: window_kind(window),
+                    watermarked: stream_scans(window, streams)
+                        .iter()
+                        .all(|s| s.has_watermark()),
                 });
             }
             ([], true) => {
@@ -221,6 +226,7 @@ fn visit(
                     node: Arc::clone(node),
                     spec: Box::new(AggregateSpec::from_plan(aggregate(node)?)?),
                     window: None,
+                    watermarked: false,
                 });
             }
             _ => {
@@ -239,6 +245,14 @@ fn visit(
         });
     }
     if is_join(node) {
+        if children.iter().filter(|c| c.stream).count() > 1 {
+            return Err(DataFusionError::Plan(
+                "two streams joined without windows would only join rows that happen to arrive \
+                 in the same batch; window both sides (FROM tumble(stream, …) or hop(…)) and \
+                 join on window_start and window_end"
+                    .to_string(),
+            ));
+        }
         let emitted_side = children.iter().any(|c| c.emitted || !c.windows.is_empty());
         let windowed_sides = children
             .iter()
@@ -269,6 +283,23 @@ fn visit(
     Ok(merge_flows(children))
 }
 
+/// The scans of stream tables in `plan`.
+fn stream_scans<'a>(
+    plan: &'a Arc<dyn ExecutionPlan>,
+    streams: &HashSet<String>,
+) -> Vec<&'a KafkaScanExec> {
+    let mut found = vec![];
+    if let Some(scan) = plan.downcast_ref::<KafkaScanExec>()
+        && streams.contains(scan.table())
+    {
+        found.push(scan);
+    }
+    for child in plan.children() {
+        found.extend(stream_scans(child, streams));
+    }
+    found
+}
+
 fn merge_flows(children: Vec<Flow>) -> Flow {
     let mut merged = Flow::default();
     for child in children {
@@ -296,6 +327,81 @@ impl SitesRun {
     }
 }
 
+/// Checks that a streaming query can run `plan` in output mode `mode`, as Spark checks a
+/// query when it starts; returns whether the plan is stateful (has aggregations or windowed
+/// joins).
+pub fn check_sites(
+    plan: &Arc<dyn ExecutionPlan>,
+    streams: &HashSet<String>,
+    mode: OutputMode,
+) -> Result<bool> {
+    let (sites, combined) = find_sites(plan, streams)?;
+    if combined && mode != OutputMode::Append {
+        return Err(DataFusionError::Plan(format!(
+            "'outputMode' '{}' cannot feed a join or a further aggregation: they see only what a \
+             batch emits, and only append mode emits each window whole and once; use append mode \
+             (the default)",
+            mode.name()
+        )));
+    }
+    for site in &sites {
+        check_site(site, mode)?;
+    }
+    Ok(!sites.is_empty())
+}
+
+fn check_site(site: &Site, mode: OutputMode) -> Result<()> {
+    match site {
+        Site::Aggregate {
+            window,
+            watermarked,
+            ..
+        } => {
+            if mode != OutputMode::Append {
+                return Ok(());
+            }
+            if window.is_none() {
+                return Err(DataFusionError::Plan(
+                    "an aggregation over a stream without windows never finishes a group, so \
+                     'outputMode' 'append' cannot emit it: aggregate over windows (tumble, hop, \
+                     session), or use 'outputMode' 'update' or 'complete'"
+                        .to_string(),
+                ));
+            }
+            if !watermarked {
+                return Err(DataFusionError::Plan(
+                    "a windowed aggregation in append mode emits a window only once the \
+                     watermark passes its end, but its stream has no 'watermark' option, so it \
+                     would never emit and keep every window forever; give the source table the \
+                     option 'watermark' (such as 'ts - INTERVAL ''5'' SECOND'), or use \
+                     'outputMode' 'update'"
+                        .to_string(),
+                ));
+            }
+            Ok(())
+        }
+        Site::Buffer { node } => {
+            if matches!(window_kind(node), Some(WindowKind::Session { .. })) {
+                return Err(DataFusionError::Plan(
+                    "session-windowed stream rows can only be aggregated in a streaming query \
+                     (sessions grow across batches); aggregate them by window, or use tumble or \
+                     hop windows for a join"
+                        .to_string(),
+                ));
+            }
+            if node.schema().index_of(WINDOW_END).is_err() {
+                return Err(DataFusionError::Plan(
+                    "windowed stream rows that are neither aggregated nor kept with their \
+                     window_end column cannot be held until their window closes; select \
+                     window_end (or aggregate by window)"
+                        .to_string(),
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Runs the input of every stateful site of `plan` (the batch's rows into each site).
 pub async fn run_site_inputs(
     plan: &Arc<dyn ExecutionPlan>,
@@ -306,46 +412,19 @@ pub async fn run_site_inputs(
     let (sites, combined) = find_sites(plan, streams)?;
     if combined && mode != OutputMode::Append {
         return Err(DataFusionError::Plan(format!(
-            "'outputMode' '{}' cannot feed a join or a further aggregation: they see only what a \
-             batch emits, and only append mode emits each window whole and once; use append mode \
-             (the default)",
+            "'outputMode' '{}' cannot feed a join or a further aggregation",
             mode.name()
         )));
     }
     let mut executed = vec![];
     let mut inputs = vec![];
     for site in &sites {
+        check_site(site, mode)?;
         let input: Arc<dyn ExecutionPlan> = match site {
-            Site::Aggregate { node, spec, window } => {
-                if window.is_none() && mode == OutputMode::Append {
-                    return Err(DataFusionError::Plan(
-                        "an aggregation over a stream without windows never finishes a group, \
-                         so 'outputMode' 'append' cannot emit it: aggregate over windows \
-                         (tumble, hop, session), or use 'outputMode' 'update' or 'complete'"
-                            .to_string(),
-                    ));
-                }
+            Site::Aggregate { node, spec, .. } => {
                 spec.partial_plan(partial_input(aggregate(node)?)?)?
             }
-            Site::Buffer { node } => {
-                if matches!(window_kind(node), Some(WindowKind::Session { .. })) {
-                    return Err(DataFusionError::Plan(
-                        "session-windowed stream rows can only be aggregated in a streaming \
-                         query (sessions grow across batches); aggregate them by window, or \
-                         use tumble or hop windows for a join"
-                            .to_string(),
-                    ));
-                }
-                if node.schema().index_of(WINDOW_END).is_err() {
-                    return Err(DataFusionError::Plan(
-                        "windowed stream rows that are neither aggregated nor kept with their \
-                         window_end column cannot be held until their window closes; select \
-                         window_end (or aggregate by window)"
-                            .to_string(),
-                    ));
-                }
-                Arc::clone(node)
-            }
+            Site::Buffer { node } => Arc::clone(node),
         };
         inputs.push(collect(Arc::clone(&input), Arc::clone(&context)).await?);
         executed.push(input);

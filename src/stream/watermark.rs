@@ -47,8 +47,9 @@ pub struct EventTime {
 impl EventTime {
     /// Takes in what a batch triggered at `now_ms` read (`observed`: per source table and
     /// partition, the largest candidate; `partitions`: every partition of the batch's slice, so
-    /// that one that never brought rows holds the watermark back too) and moves the watermark;
-    /// `idle_timeout` per table.
+    /// that one that never brought rows holds the watermark back too, and one that is no longer
+    /// read — its topic deleted, or gone from the subscription — stops holding it back) and
+    /// moves the watermark; `idle_timeout` per table.
     pub fn advance(
         &mut self,
         observed: &BTreeMap<(String, TopicPartition), i64>,
@@ -68,6 +69,11 @@ impl EventTime {
             max_ms: None,
             active_ms: now_ms,
         };
+        let read: std::collections::BTreeSet<(String, String, i32)> = partitions
+            .iter()
+            .map(|(table, tp)| (table.clone(), tp.topic.clone(), tp.partition))
+            .collect();
+        by_key.retain(|key, _| read.contains(key));
         for (table, tp) in partitions {
             by_key
                 .entry((table.clone(), tp.topic.clone(), tp.partition))
@@ -111,7 +117,13 @@ mod tests {
             now_ms: i64,
             idle: &BTreeMap<String, Option<Duration>>,
         ) {
-            self.advance(observed, &[], now_ms, idle);
+            let read: Vec<(String, TopicPartition)> = self
+                .partitions
+                .iter()
+                .map(|p| (p.table.clone(), TopicPartition::new(&p.topic, p.partition)))
+                .chain(observed.keys().cloned())
+                .collect();
+            self.advance(observed, &read, now_ms, idle);
         }
     }
 
@@ -169,6 +181,30 @@ mod tests {
         assert_eq!(time.watermark_ms, Some(300));
         time.advance_all(&seen(&[("t", 0, 400), ("t", 1, 350)]), 8_000, &idle);
         assert_eq!(time.watermark_ms, Some(350));
+    }
+
+    #[test]
+    fn a_partition_no_longer_read_stops_holding_the_watermark_back() {
+        let mut time = EventTime::default();
+        let both = vec![
+            ("src".to_string(), TopicPartition::new("t", 0)),
+            ("src".to_string(), TopicPartition::new("gone", 0)),
+        ];
+        time.advance(
+            &seen(&[("t", 0, 100), ("gone", 0, 10)]),
+            &both,
+            0,
+            &no_idle(),
+        );
+        assert_eq!(time.watermark_ms, Some(10));
+        let only_t = vec![("src".to_string(), TopicPartition::new("t", 0))];
+        time.advance(&seen(&[("t", 0, 200)]), &only_t, 1_000, &no_idle());
+        assert_eq!(
+            time.watermark_ms,
+            Some(200),
+            "the deleted topic's partition no longer counts"
+        );
+        assert_eq!(time.partitions.len(), 1);
     }
 
     #[test]

@@ -1,4 +1,9 @@
-//! Helpers: brokers (in process or as a child process), unique names, producing test records.
+//! Helpers: brokers, unique names, producing test records.
+//!
+//! Tests run against the real Apache Kafka broker that `tests/kafka/start.sh` starts (its
+//! address in `WEIR_TEST_KAFKA`). Without it, tests that a mock cluster can serve run against
+//! librdkafka's mock cluster, and tests of what only a real broker shows are skipped with a
+//! message; `WEIR_REQUIRE_KAFKA=1` (set by `.ci/run`) makes a missing broker fail them instead.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -12,14 +17,48 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use weir::embedded::EmbeddedKafka;
 use weir::{Engine, QueryResult};
 
-/// A name no other test uses.
+/// A name no other test uses, in this run or an earlier one on the same broker.
 pub fn unique(prefix: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
+    static RUN: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    let run = RUN.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() % 100_000_000)
+            .unwrap_or_default()
+    });
     format!(
-        "{prefix}-{}-{}",
+        "{prefix}-{}-{run}-{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// The real broker's address, when `tests/kafka/start.sh` started one for this run.
+pub fn real_kafka() -> Option<String> {
+    match std::env::var("WEIR_TEST_KAFKA") {
+        Ok(address) if !address.is_empty() => Some(address),
+        _ => {
+            assert!(
+                std::env::var("WEIR_REQUIRE_KAFKA").is_err(),
+                "WEIR_REQUIRE_KAFKA is set but WEIR_TEST_KAFKA is not: start the broker with \
+                 eval \"$(bash tests/kafka/start.sh)\""
+            );
+            None
+        }
+    }
+}
+
+/// The real broker, or `None` with a message saying the test is skipped and how to run it.
+pub fn real_broker_or_skip(test: &str) -> Option<Broker> {
+    let found = real_kafka().map(|bootstrap| Broker::Real { bootstrap });
+    if found.is_none() {
+        eprintln!(
+            "skipped {test}: it needs a real Kafka broker; start one with \
+             eval \"$(bash tests/kafka/start.sh)\" (needs Java 17 and Maven)"
+        );
+    }
+    found
 }
 
 /// Starts `weir run script` against the brokers `bootstrap` in a quiet child process, with the
@@ -38,8 +77,12 @@ pub fn spawn_run(bootstrap: &str, script: &std::path::Path, env: &[(&str, &str)]
     command.spawn().expect("weir run starts")
 }
 
-/// A mock Kafka cluster, in this process or in a `weir broker` child process.
+/// The Kafka cluster of a test: the real broker, or a mock cluster in this process or in a
+/// `weir broker` child process.
 pub enum Broker {
+    Real {
+        bootstrap: String,
+    },
     InProcess(EmbeddedKafka),
     Process {
         child: Child,
@@ -50,8 +93,31 @@ pub enum Broker {
 }
 
 impl Broker {
+    /// The real broker, else a mock cluster in this process.
+    pub fn for_test() -> Broker {
+        match real_kafka() {
+            Some(bootstrap) => Broker::Real { bootstrap },
+            None => Broker::in_process(),
+        }
+    }
+
+    /// A broker in a process of its own, which outlives an engine a test kills: the real
+    /// broker, else `weir broker`.
+    pub fn outliving() -> Broker {
+        match real_kafka() {
+            Some(bootstrap) => Broker::Real { bootstrap },
+            None => Broker::process(),
+        }
+    }
+
+    /// librdkafka's mock cluster in this process (for tests about it).
     pub fn in_process() -> Broker {
         Broker::InProcess(EmbeddedKafka::start(1).expect("embedded broker starts"))
+    }
+
+    /// Whether this is the real broker.
+    pub fn is_real(&self) -> bool {
+        matches!(self, Broker::Real { .. })
     }
 
     /// Starts `weir broker` and reads its address from its first line.
@@ -82,6 +148,7 @@ impl Broker {
 
     pub fn bootstrap(&self) -> String {
         match self {
+            Broker::Real { bootstrap } => bootstrap.clone(),
             Broker::InProcess(kafka) => kafka.bootstrap_servers().to_string(),
             Broker::Process { bootstrap, .. } => bootstrap.clone(),
         }
@@ -89,6 +156,9 @@ impl Broker {
 
     pub fn create_topic(&mut self, name: &str, partitions: i32) {
         match self {
+            Broker::Real { bootstrap } => {
+                admin::create_topic(bootstrap, name, partitions, &[]);
+            }
             Broker::InProcess(kafka) => {
                 kafka.create_topic(name, partitions).expect("topic created")
             }
@@ -116,6 +186,87 @@ impl Drop for Broker {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Admin calls on the real broker, for the tests' own set-up.
+pub mod admin {
+    use std::time::Duration;
+
+    use rdkafka::ClientConfig;
+    use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::{Offset, TopicPartitionList};
+
+    fn client(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .expect("admin client")
+    }
+
+    fn options() -> AdminOptions {
+        AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))
+    }
+
+    /// Creates a topic with these topic configs and waits until it has leaders.
+    pub fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        for (key, value) in configs {
+            topic = topic.set(key, value);
+        }
+        let results =
+            futures::executor::block_on(client(bootstrap).create_topics([&topic], &options()))
+                .expect("create topics");
+        for result in results {
+            result.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+        }
+        wait_for_partitions(bootstrap, name, partitions);
+    }
+
+    /// Grows a topic to `partitions` partitions.
+    pub fn create_partitions(bootstrap: &str, name: &str, partitions: usize) {
+        let grow = NewPartitions::new(name, partitions);
+        let results =
+            futures::executor::block_on(client(bootstrap).create_partitions([&grow], &options()))
+                .expect("create partitions");
+        for result in results {
+            result.unwrap_or_else(|(t, e)| panic!("growing topic {t}: {e}"));
+        }
+        wait_for_partitions(bootstrap, name, partitions as i32);
+    }
+
+    /// Deletes the records of `partition` before `offset`.
+    pub fn delete_records(bootstrap: &str, name: &str, partition: i32, offset: i64) {
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(name, partition, Offset::Offset(offset))
+            .expect("partition");
+        let result =
+            futures::executor::block_on(client(bootstrap).delete_records(&list, &options()))
+                .expect("delete records");
+        for element in result.elements() {
+            element.error().expect("records deleted");
+        }
+    }
+
+    fn wait_for_partitions(bootstrap: &str, name: &str, partitions: i32) {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .expect("consumer");
+        for _ in 0..100 {
+            if let Ok(metadata) = consumer.fetch_metadata(Some(name), Duration::from_secs(5))
+                && let Some(topic) = metadata.topics().iter().find(|t| t.name() == name)
+                && topic.error().is_none()
+                && topic.partitions().len() == partitions as usize
+                && topic.partitions().iter().all(|p| p.leader() >= 0)
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("topic {name} did not get {partitions} partitions with leaders");
     }
 }
 
@@ -191,7 +342,7 @@ pub fn filled_topic(
     partitions: i32,
     per_partition: usize,
 ) -> (Broker, String, Engine) {
-    let mut broker = Broker::in_process();
+    let mut broker = Broker::for_test();
     let topic = unique(prefix);
     broker.create_topic(&topic, partitions);
     fill(&broker.bootstrap(), &topic, partitions, per_partition);

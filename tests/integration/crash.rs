@@ -20,7 +20,7 @@ impl Job {
     fn new(broker: &Broker, topic: &str, dir: &Path) -> Job {
         let script = dir.join("job.sql");
         let sql = format!(
-            "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '40');
+            "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '40');
              CREATE EXTERNAL TABLE lake (n BIGINT, p INT, o BIGINT) STORED AS PARQUET LOCATION '{lake}';
              CREATE STREAMING QUERY job WITH ('checkpoint' '{cp}', 'trigger' '{{TRIGGER}}')
                AS INSERT INTO lake SELECT n, _partition, _offset FROM src;",
@@ -63,12 +63,20 @@ impl Job {
         };
         let planned = ids("offsets").into_iter().max()?;
         let committed = ids("commits").contains(&planned);
-        let in_sink = self
-            .dir
-            .join(format!("lake/_weir/batches/{planned:012}.json"))
-            .exists();
+        let in_sink = manifest_of(&self.dir.join("lake"), planned).is_some();
         (!committed && in_sink).then_some(planned)
     }
+}
+
+/// The manifest committing batch `batch` to the Parquet table at `lake`, if there is one (its
+/// name carries the query's id and the batch).
+fn manifest_of(lake: &Path, batch: u64) -> Option<PathBuf> {
+    let suffix = format!("-{batch:012}.json");
+    std::fs::read_dir(lake.join("_weir/batches"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(&suffix))
 }
 
 fn json_records(partitions: i32, count: usize, from: usize) -> Vec<(i32, String)> {
@@ -84,7 +92,7 @@ fn produce_json(bootstrap: &str, topic: &str, values: &[(i32, String)]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn parquet_output_is_exactly_once_across_kills() {
-    let mut broker = Broker::process();
+    let mut broker = Broker::outliving();
     let topic = unique("crash");
     broker.create_topic(&topic, 3);
     produce_json(&broker.bootstrap(), &topic, &json_records(3, 300, 0));
@@ -135,7 +143,7 @@ async fn parquet_output_is_exactly_once_across_kills() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_uncommitted_batch_is_replayed_with_its_recorded_slice() {
-    let mut broker = Broker::process();
+    let mut broker = Broker::outliving();
     let topic = unique("replay");
     broker.create_topic(&topic, 2);
     produce_json(&broker.bootstrap(), &topic, &json_records(2, 30, 0));
@@ -149,7 +157,8 @@ async fn an_uncommitted_batch_is_replayed_with_its_recorded_slice() {
     );
     let recorded = std::fs::read_to_string(dir.path().join("cp/offsets/0")).unwrap();
     // As if the crash had come before the sink's commit: the batch must run again.
-    std::fs::remove_file(dir.path().join("lake/_weir/batches/000000000000.json")).unwrap();
+    std::fs::remove_file(manifest_of(&dir.path().join("lake"), 0).expect("batch 0 committed"))
+        .unwrap();
     produce_json(&broker.bootstrap(), &topic, &json_records(2, 50, 100));
 
     let engine = broker.engine();

@@ -22,7 +22,7 @@ impl Job {
     fn tables(&self) -> String {
         format!(
             "CREATE EXTERNAL TABLE src (k VARCHAR, v BIGINT, ts TIMESTAMP) STORED AS KAFKA
-               OPTIONS ('subscribe' '{t}', 'format' 'json', 'maxOffsetsPerTrigger' '40',
+               OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{t}', 'format' 'json', 'maxOffsetsPerTrigger' '40',
                         'watermark' 'ts - INTERVAL ''1 second''');
              CREATE EXTERNAL TABLE lake (window_end TIMESTAMP, k VARCHAR, n BIGINT, total BIGINT)
                STORED AS PARQUET LOCATION '{lake}';",
@@ -90,7 +90,7 @@ fn produce_events(bootstrap: &str, topic: &str, values: &[(i32, String)]) {
 }
 
 fn setup(dir: &Path) -> (Broker, Job) {
-    let mut broker = Broker::process();
+    let mut broker = Broker::outliving();
     let topic = unique("windows-crash");
     broker.create_topic(&topic, 3);
     produce_events(&broker.bootstrap(), &topic, &events(0, 600));

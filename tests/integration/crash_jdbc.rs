@@ -23,7 +23,7 @@ impl Job {
     fn new(broker: &Broker, topic: &str, dir: &Path, db: &TestDb, table: &str) -> Job {
         let script = dir.join("job.sql");
         let sql = format!(
-            "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '40');
+            "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '40');
              CREATE EXTERNAL TABLE sink (n BIGINT, p INT, o BIGINT) STORED AS JDBC LOCATION '{url}' OPTIONS ('table' '{table}');
              CREATE STREAMING QUERY job WITH ('checkpoint' '{cp}', 'trigger' '{{TRIGGER}}')
                AS INSERT INTO sink SELECT n, _partition, _offset FROM src;",
@@ -92,7 +92,7 @@ fn produce_json(bootstrap: &str, topic: &str, values: &[(i32, String)]) {
 }
 
 async fn exactly_once_across_kills(db: TestDb) {
-    let mut broker = Broker::process();
+    let mut broker = Broker::outliving();
     let topic = unique("crash-jdbc");
     broker.create_topic(&topic, 3);
     produce_json(&broker.bootstrap(), &topic, &json_records(3, 300, 0));

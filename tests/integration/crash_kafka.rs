@@ -27,8 +27,8 @@ impl Job {
             .dir
             .join(format!("job-{}.sql", trigger.replace(' ', "-")));
         let sql = format!(
-            "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('subscribe' '{input}', 'format' 'json', 'maxOffsetsPerTrigger' '60');
-             CREATE EXTERNAL TABLE sink STORED AS KAFKA OPTIONS ('subscribe' '{output}', 'kafka.linger.ms' '20', 'kafka.compression.type' 'lz4');
+            "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{input}', 'format' 'json', 'maxOffsetsPerTrigger' '60');
+             CREATE EXTERNAL TABLE sink STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{output}', 'kafka.linger.ms' '20', 'kafka.compression.type' 'lz4');
              CREATE STREAMING QUERY job WITH ('checkpoint' '{cp}', 'trigger' '{trigger}')
                AS INSERT INTO sink (key, value)
                   SELECT CASE WHEN n % 3 = 0 THEN NULL ELSE CAST(n % 11 AS VARCHAR) END, CAST(n AS VARCHAR) FROM src;",
@@ -80,7 +80,7 @@ fn produce_numbers(bootstrap: &str, topic: &str, values: &[(i32, String)]) {
 }
 
 fn setup(dir: &Path) -> (Broker, Job) {
-    let mut broker = Broker::process();
+    let mut broker = Broker::outliving();
     let input = unique("kcrash-in");
     let output = unique("kcrash-out");
     broker.create_topic(&input, 3);

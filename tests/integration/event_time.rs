@@ -7,7 +7,7 @@ use std::time::Duration;
 use weir::Engine;
 use weir::stream::QueryHandle;
 
-use super::common::{Broker, Record, lines, produce, run, unique};
+use super::common::{Broker, Record, fails, lines, produce, run, unique};
 
 /// One event: key, value, event time in seconds after 2024-01-01T00:00:00Z.
 type Event = (&'static str, i64, i64);
@@ -52,7 +52,7 @@ struct Setup {
 }
 
 fn setup(prefix: &str, events: &[(i32, Event)]) -> Setup {
-    let mut broker = Broker::in_process();
+    let mut broker = Broker::for_test();
     let topic = unique(prefix);
     broker.create_topic(&topic, 2);
     produce_events(&broker.bootstrap(), &topic, events);
@@ -70,7 +70,7 @@ impl Setup {
             engine,
             &format!(
                 "CREATE EXTERNAL TABLE src (k VARCHAR, v BIGINT, ts TIMESTAMP) STORED AS KAFKA
-                   OPTIONS ('subscribe' '{t}', 'format' 'json', 'maxOffsetsPerTrigger' '15',
+                   OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{t}', 'format' 'json', 'maxOffsetsPerTrigger' '15',
                             'watermark' 'ts - INTERVAL ''2 seconds''' {source_options});
                  CREATE EXTERNAL TABLE fixed (k VARCHAR, v BIGINT, ts TIMESTAMP) STORED AS KAFKA
                    OPTIONS ('subscribe' '{t}', 'format' 'json', 'endingOffsets' 'latest');
@@ -234,23 +234,13 @@ async fn update_and_complete_modes_of_an_unwindowed_aggregation() {
         sorted_rows(&engine, "SELECT k, max(n), max(total) FROM out GROUP BY k").await,
         expected
     );
-    // Append mode cannot emit an aggregation without windows: the query fails, saying so.
+    // Append mode cannot emit an aggregation without windows: the query is refused, saying so.
     run(
         &engine,
-        &format!(
-            "CREATE EXTERNAL TABLE out2 (k VARCHAR, n BIGINT, total BIGINT) STORED AS MEMORY;
-             {}",
-            query("app", "append", "out2")
-        ),
+        "CREATE EXTERNAL TABLE out2 (k VARCHAR, n BIGINT, total BIGINT) STORED AS MEMORY",
     )
     .await;
-    let error = engine
-        .query("app")
-        .expect("query")
-        .await_termination()
-        .await
-        .expect_err("append refused")
-        .to_string();
+    let error = fails(&engine, &query("app", "append", "out2")).await;
     assert!(
         error.contains("'outputMode' 'update' or 'complete'"),
         "{error}"
@@ -356,13 +346,19 @@ async fn a_restart_in_the_middle_of_open_windows_restores_the_state() {
             aggregate.replace("TABLE", "src")
         )
     };
-    // Three single batches, each by a new engine (as after a crash), then the rest.
+    // Three single batches, each by a new engine (as after a crash), then the rest. A
+    // processing-time trigger runs its first batch at once (15 offsets), and the query is
+    // stopped at the next batch boundary.
     let mut all_rows = vec![];
     for _ in 0..3 {
         let engine = setup.broker.engine();
         setup.tables(&engine, "", OUT).await;
-        run(&engine, &start("once")).await;
-        let query = finished(&engine, "r").await;
+        run(&engine, &start("processingTime 1 hour")).await;
+        let query = engine.query("r").expect("query started");
+        while query.progress().is_none() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        query.stop().await.expect("stopped");
         assert!(query.progress().expect("progress").event_time.state_rows > 0);
         all_rows.extend(lines(&run(&engine, "SELECT * FROM out").await.batches));
     }
@@ -439,8 +435,9 @@ async fn plans_the_stateful_runner_cannot_run_exactly_are_refused_with_a_reason(
     let setup = setup("refused", &events(0, 20));
     let engine = setup.broker.engine();
     setup.tables(&engine, "", OUT).await;
+    // Refused when the query is created, before it reads anything, as Spark refuses them.
     let fails_with = async |name: &str, insert: &str, reason: &str| {
-        run(
+        let error = fails(
             &engine,
             &format!(
                 "CREATE STREAMING QUERY {name} WITH ('checkpoint' '{}', 'trigger' 'availableNow') AS {insert}",
@@ -448,14 +445,8 @@ async fn plans_the_stateful_runner_cannot_run_exactly_are_refused_with_a_reason(
             ),
         )
         .await;
-        let error = engine
-            .query(name)
-            .expect("query")
-            .await_termination()
-            .await
-            .expect_err("refused")
-            .to_string();
         assert!(error.contains(reason), "{error}");
+        assert!(engine.query(name).is_err(), "{name} never started");
     };
     // Sessions grow across batches: their rows can only be aggregated.
     fails_with(
@@ -481,7 +472,7 @@ async fn windowed_results_into_kafka_are_replayed_from_the_first_attempts_output
     let output = unique("wkafka-out");
     setup.broker.create_topic(&output, 2);
     let script = format!(
-        "CREATE EXTERNAL TABLE sink STORED AS KAFKA OPTIONS ('subscribe' '{output}');
+        "CREATE EXTERNAL TABLE sink STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{output}');
          CREATE STREAMING QUERY wk WITH ('checkpoint' '{}', 'trigger' 'availableNow')
            AS INSERT INTO sink (key, value)
               SELECT k, CAST(window_end AS VARCHAR) || ' ' || CAST(avg(v * 0.1) AS VARCHAR)

@@ -264,7 +264,7 @@ fn produce_values(bootstrap: &str, topic: &str, values: &[(i32, String)]) {
 
 /// An in-process broker with a new topic holding `values`, and an engine using it.
 fn topic_with(prefix: &str, partitions: i32, values: &[(i32, String)]) -> (Broker, String, Engine) {
-    let mut broker = Broker::in_process();
+    let mut broker = Broker::for_test();
     let topic = unique(prefix);
     broker.create_topic(&topic, partitions);
     produce_values(&broker.bootstrap(), &topic, values);
@@ -452,7 +452,7 @@ async fn streaming_exactly_once(db: TestDb) {
         &engine,
         &format!(
             "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA
-               OPTIONS ('subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '70');
+               OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '70');
              CREATE EXTERNAL TABLE out (n BIGINT, p INT, o BIGINT) STORED AS JDBC
                LOCATION '{}' OPTIONS ('table' '{table}');
              {create_query}",
@@ -506,6 +506,8 @@ async fn streaming_exactly_once(db: TestDb) {
         checkpoint: Checkpoint::open(&cp, &S3Settings::default()).unwrap(),
         output_mode: weir::stream::stateful::OutputMode::Append,
         stateful: false,
+        replayed: true,
+        replay_deterministic: true,
     };
     assert!(sink.has_batch(&context(2)).await.unwrap());
     assert!(!sink.has_batch(&context(99)).await.unwrap());
@@ -648,7 +650,7 @@ async fn upsert(db: TestDb) {
         &engine,
         &format!(
             "CREATE EXTERNAL TABLE src (id BIGINT, v BIGINT) STORED AS KAFKA
-               OPTIONS ('subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '15');
+               OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '15');
              CREATE EXTERNAL TABLE latest (id BIGINT, v BIGINT, o BIGINT) STORED AS JDBC
                LOCATION '{}' OPTIONS ('table' '{streamed}', 'mode' 'upsert', 'key' 'id');
              CREATE STREAMING QUERY up WITH ('trigger' 'availableNow', 'checkpoint' '{}')
@@ -693,7 +695,7 @@ async fn rejected_rows(db: TestDb) {
         &engine,
         &format!(
             "CREATE EXTERNAL TABLE src (id BIGINT, qty INT) STORED AS KAFKA
-               OPTIONS ('subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '10');
+               OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '10');
              CREATE EXTERNAL TABLE checked (id BIGINT, qty INT) STORED AS JDBC LOCATION '{}'
                OPTIONS ('table' '{table}', 'createTable' 'false', 'key' 'id');
              CREATE STREAMING QUERY rej WITH ('trigger' 'availableNow', 'checkpoint' '{}')
@@ -828,7 +830,7 @@ async fn survives_a_lost_connection(db: &TestDb, kill: impl AsyncFn() -> usize) 
         &engine,
         &format!(
             "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA
-               OPTIONS ('subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '30');
+               OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '30');
              CREATE EXTERNAL TABLE out (n BIGINT) STORED AS JDBC LOCATION '{}' OPTIONS ('table' '{table}');
              {create_query}",
             db.url()
@@ -907,7 +909,7 @@ async fn postgres_connection_loss_in_the_middle_of_a_batch_is_retried() {
         &engine,
         &format!(
             "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA
-               OPTIONS ('subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '40');
+               OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '40');
              CREATE EXTERNAL TABLE out (n BIGINT) STORED AS JDBC LOCATION '{}' OPTIONS ('table' '{table}');
              CREATE STREAMING QUERY mk WITH ('trigger' 'availableNow', 'checkpoint' '{}')
                AS INSERT INTO out SELECT n FROM src",
@@ -1048,7 +1050,7 @@ async fn passwords_stay_secret() {
     let started = run(
         &engine,
         &format!(
-            "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('subscribe' '{topic}', 'format' 'json');
+            "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{topic}', 'format' 'json');
              CREATE EXTERNAL TABLE out (n BIGINT) STORED AS JDBC LOCATION '{url}' OPTIONS ('table' '{table}', 'key' 'n');
              CREATE STREAMING QUERY s WITH ('trigger' 'availableNow', 'checkpoint' '{}')
                AS INSERT INTO out SELECT n FROM src",
@@ -1109,7 +1111,7 @@ async fn joined_with_a_stream(db: TestDb) {
         &engine,
         &format!(
             "CREATE EXTERNAL TABLE orders (order_id BIGINT, region BIGINT) STORED AS KAFKA
-               OPTIONS ('subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '25');
+               OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '25');
              CREATE EXTERNAL TABLE regions (id BIGINT, name VARCHAR) STORED AS JDBC LOCATION '{url}'
                OPTIONS ('table' '{regions}', 'createTable' 'false');
              CREATE EXTERNAL TABLE enriched (order_id BIGINT, region VARCHAR) STORED AS JDBC LOCATION '{url}'

@@ -10,7 +10,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use weir::kafka::exactly_once::key_partition;
+use weir::kafka::partitioner::key_partition;
 
 use super::common::{Broker, Record, fails, produce, run, unique};
 
@@ -98,7 +98,7 @@ struct Pipeline {
 
 /// A 3-partition input of JSON numbers and an empty 4-partition output topic.
 fn pipeline(prefix: &str, per_partition: usize) -> Pipeline {
-    let mut broker = Broker::in_process();
+    let mut broker = Broker::for_test();
     let input = unique(&format!("{prefix}-in"));
     let output = unique(&format!("{prefix}-out"));
     broker.create_topic(&input, 3);
@@ -115,8 +115,8 @@ fn pipeline(prefix: &str, per_partition: usize) -> Pipeline {
 impl Pipeline {
     fn script(&self, sink_options: &str) -> String {
         format!(
-            "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('subscribe' '{input}', 'format' 'json', 'maxOffsetsPerTrigger' '50');
-             CREATE EXTERNAL TABLE sink STORED AS KAFKA OPTIONS ('subscribe' '{output}' {sink_options});
+            "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{input}', 'format' 'json', 'maxOffsetsPerTrigger' '50');
+             CREATE EXTERNAL TABLE sink STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{output}' {sink_options});
              CREATE STREAMING QUERY job WITH ('checkpoint' '{cp}', 'trigger' 'availableNow')
                AS INSERT INTO sink (key, value)
                   SELECT CASE WHEN n % 2 = 0 THEN 'k' || CAST(n % 7 AS VARCHAR) END, CAST(n AS VARCHAR) FROM src",
@@ -153,22 +153,6 @@ async fn a_stream_into_kafka_lands_once_with_deterministic_partitions_and_weir_h
         }
         assert_eq!(record.headers["weir.query.id"], query.id());
         assert!(record.headers["weir.batch.id"].parse::<u64>().is_ok());
-        assert!(record.headers["weir.seq"].parse::<u64>().is_ok());
-    }
-    // Within each (batch, partition), sequence numbers are 0..n in partition order.
-    let mut by_batch: BTreeMap<(String, i32), Vec<u64>> = BTreeMap::new();
-    for record in &out {
-        by_batch
-            .entry((record.headers["weir.batch.id"].clone(), record.partition))
-            .or_default()
-            .push(record.headers["weir.seq"].parse().unwrap());
-    }
-    for ((batch, partition), seqs) in by_batch {
-        assert_eq!(
-            seqs,
-            (0..seqs.len() as u64).collect::<Vec<_>>(),
-            "batch {batch} partition {partition}"
-        );
     }
     let unkeyed: Vec<i32> = out
         .iter()
@@ -233,14 +217,14 @@ async fn transactional_batches_run_on_a_broker_that_accepts_the_calls() {
 
 #[tokio::test]
 async fn record_columns_are_checked_before_the_query_starts() {
-    let mut broker = Broker::in_process();
+    let mut broker = Broker::for_test();
     let input = unique("kc-in");
     broker.create_topic(&input, 1);
     let engine = broker.engine();
     let tables = format!(
-        "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('subscribe' '{input}', 'format' 'json');
-         CREATE EXTERNAL TABLE anywhere STORED AS KAFKA OPTIONS ('subscribePattern' 'kc-.*');
-         CREATE EXTERNAL TABLE sink STORED AS KAFKA OPTIONS ('subscribe' 'kc-out');"
+        "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{input}', 'format' 'json');
+         CREATE EXTERNAL TABLE anywhere STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribePattern' 'kc-.*');
+         CREATE EXTERNAL TABLE sink STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' 'kc-out');"
     );
     run(&engine, &tables).await;
     let cp = tempfile::tempdir().unwrap();
@@ -310,8 +294,8 @@ async fn a_second_instance_on_the_same_checkpoint_is_refused() {
     let pipeline = pipeline("k2", 5);
     let script = |name: &str| {
         format!(
-            "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('subscribe' '{input}', 'format' 'json');
-             CREATE EXTERNAL TABLE sink STORED AS KAFKA OPTIONS ('subscribe' '{output}');
+            "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{input}', 'format' 'json');
+             CREATE EXTERNAL TABLE sink STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{output}');
              CREATE STREAMING QUERY {name} WITH ('checkpoint' '{cp}', 'trigger' 'processingTime 100 milliseconds')
                AS INSERT INTO sink (value) SELECT CAST(n AS VARCHAR) FROM src",
             input = pipeline.input,
@@ -328,12 +312,22 @@ async fn a_second_instance_on_the_same_checkpoint_is_refused() {
         error.contains(&format!("process {}", std::process::id())),
         "{error}"
     );
-    first_engine
-        .query("first")
-        .expect("query")
-        .stop()
-        .await
-        .expect("stopped");
+    let first = first_engine.query("first").expect("query");
+    let started = std::time::Instant::now();
+    while first
+        .recent_progress()
+        .iter()
+        .map(|p| p.num_input_rows)
+        .sum::<u64>()
+        < 15
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the first query reads the input"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.stop().await.expect("stopped");
     // Stopped cleanly, it gave the checkpoint up.
     let third_engine = pipeline.broker.engine();
     run(&third_engine, &script("second")).await;
@@ -352,15 +346,15 @@ async fn producer_settings_pass_through_with_every_compression_codec() {
     let pipeline = pipeline("kz", 10);
     for codec in ["lz4", "zstd", "snappy", "gzip"] {
         let output = unique(&format!("kz-{codec}"));
-        let mut broker_topics = Broker::in_process();
+        let mut broker_topics = Broker::for_test();
         broker_topics.create_topic(&output, 1);
         let engine = pipeline.broker.engine();
         let cp = pipeline.checkpoint.path().join(codec);
         run(
             &engine,
             &format!(
-                "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('subscribe' '{input}', 'format' 'json');
-                 CREATE EXTERNAL TABLE sink STORED AS KAFKA OPTIONS ('subscribe' '{output}',
+                "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{input}', 'format' 'json');
+                 CREATE EXTERNAL TABLE sink STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{output}',
                    'kafka.bootstrap.servers' '{other}', 'kafka.compression.type' '{codec}',
                    'kafka.linger.ms' '5', 'kafka.batch.size' '16384');
                  CREATE STREAMING QUERY job WITH ('checkpoint' '{cp}', 'trigger' 'availableNow')

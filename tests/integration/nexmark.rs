@@ -87,11 +87,12 @@ fn without_create_topic(file: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn streaming_q5_and_q7_equal_their_batch_evaluation() {
-    let mut broker = super::common::Broker::in_process();
-    broker.create_topic("nexmark_events", 4);
+    let mut broker = super::common::Broker::for_test();
+    let topic = super::common::unique("nexmark");
+    broker.create_topic(&topic, 4);
     // 6000 events at 200 per second: 30 s of event time.
     let batch = broker.engine();
-    let setup = without_create_topic("setup");
+    let setup = without_create_topic("setup").replace("'nexmark_events'", &format!("'{topic}'"));
     assert!(setup.contains("nexmark(50000, 10000, 0)"));
     run(
         &batch,
@@ -100,7 +101,8 @@ async fn streaming_q5_and_q7_equal_their_batch_evaluation() {
     .await;
 
     let stream = broker.engine();
-    let setup_stream = without_create_topic("setup-stream");
+    let setup_stream =
+        without_create_topic("setup-stream").replace("'nexmark_events'", &format!("'{topic}'"));
     assert!(setup_stream.contains("'format' 'json',"));
     run(
         &stream,

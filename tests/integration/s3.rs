@@ -79,7 +79,7 @@ async fn checkpoint_and_parquet_on_an_s3_api() {
     let Some(moto) = moto() else { return };
     let bucket = unique("weir").replace('_', "-");
     create_bucket(&moto.endpoint, &bucket);
-    let mut broker = Broker::in_process();
+    let mut broker = Broker::for_test();
     let topic = unique("s3");
     broker.create_topic(&topic, 2);
     let values: Vec<String> = (0..40).map(|i| format!("{{\"n\": {i}}}")).collect();
@@ -96,7 +96,7 @@ async fn checkpoint_and_parquet_on_an_s3_api() {
          SET weir.s3.region = 'us-east-1';
          SET weir.s3.access_key_id = 'testing';
          SET weir.s3.secret_access_key = 'testing';
-         CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '15');
+         CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '15');
          CREATE EXTERNAL TABLE lake (n BIGINT, o BIGINT) STORED AS PARQUET LOCATION 's3://{bucket}/lake';
          CREATE STREAMING QUERY up WITH ('trigger' 'availableNow', 'checkpoint' 's3://{bucket}/cp/up')
            AS INSERT INTO lake SELECT n, _offset FROM src",
@@ -125,7 +125,7 @@ async fn checkpoint_and_parquet_on_an_s3_api() {
     assert_eq!(lines(&result.batches), vec!["50|50"]);
 
     // The checkpoint belongs to that query: another one is refused, and the secret never shows.
-    run(&engine, &format!("CREATE EXTERNAL TABLE other (n BIGINT) STORED AS KAFKA OPTIONS ('subscribe' '{}', 'format' 'json')", unique("x"))).await;
+    run(&engine, &format!("CREATE EXTERNAL TABLE other (n BIGINT) STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{}', 'format' 'json')", unique("x"))).await;
     let e = fails(&engine, &format!("CREATE STREAMING QUERY up2 WITH ('checkpoint' 's3://{bucket}/cp/up') AS INSERT INTO lake SELECT n, 0 AS o FROM other")).await;
     assert!(
         e.contains("belongs to query 'up'") && !e.contains("testing"),

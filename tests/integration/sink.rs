@@ -4,7 +4,7 @@ use super::common::{Broker, fails, lines, run, unique};
 
 #[tokio::test]
 async fn insert_with_sparks_sink_columns_and_read_back() {
-    let mut broker = Broker::in_process();
+    let mut broker = Broker::for_test();
     let topic = unique("sink");
     let other = unique("sink-other");
     broker.create_topic(&topic, 3);
@@ -63,7 +63,7 @@ async fn insert_with_sparks_sink_columns_and_read_back() {
 
 #[tokio::test]
 async fn insert_encodes_declared_columns_as_json() {
-    let mut broker = Broker::in_process();
+    let mut broker = Broker::for_test();
     let topic = unique("jsonsink");
     broker.create_topic(&topic, 2);
     let engine = broker.engine();
@@ -103,7 +103,7 @@ async fn insert_encodes_declared_columns_as_json() {
 
 #[tokio::test]
 async fn the_topic_option_and_compressed_producers() {
-    let mut broker = Broker::in_process();
+    let mut broker = Broker::for_test();
     let (a, b) = (unique("topic-a"), unique("topic-b"));
     broker.create_topic(&a, 1);
     broker.create_topic(&b, 1);
@@ -112,7 +112,7 @@ async fn the_topic_option_and_compressed_producers() {
         run(
             &engine,
             &format!(
-                "CREATE OR REPLACE EXTERNAL TABLE both_topics STORED AS KAFKA OPTIONS ('subscribe' '{a},{b}', 'topic' '{b}',
+                "CREATE OR REPLACE EXTERNAL TABLE both_topics STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{a},{b}', 'topic' '{b}',
                    'kafka.compression.type' '{codec}', 'kafka.linger.ms' '5');
                  INSERT INTO both_topics (value) SELECT repeat('{codec} ', 50) FROM generate_series(1, 20)"
             ),
@@ -133,11 +133,11 @@ async fn the_topic_option_and_compressed_producers() {
 
 #[tokio::test]
 async fn insert_errors_name_what_is_wrong() {
-    let broker = Broker::in_process();
+    let broker = Broker::for_test();
     let engine = broker.engine();
     let e = fails(
         &engine,
-        "CREATE EXTERNAL TABLE two STORED AS KAFKA OPTIONS ('subscribe' 'a,b');
+        "CREATE EXTERNAL TABLE two STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' 'a,b');
          INSERT INTO two (value) VALUES ('x')",
     )
     .await;
@@ -157,14 +157,14 @@ async fn insert_errors_name_what_is_wrong() {
     );
     let e = fails(
         &engine,
-        "CREATE EXTERNAL TABLE c (a INT) STORED AS KAFKA OPTIONS ('subscribe' 'c', 'format' 'csv');
+        "CREATE EXTERNAL TABLE c (a INT) STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' 'c', 'format' 'csv');
          INSERT INTO c VALUES (1)",
     )
     .await;
     assert!(e.contains("'format' 'csv' is not supported"), "{e}");
     let e = fails(
         &engine,
-        "CREATE EXTERNAL TABLE down STORED AS KAFKA OPTIONS ('subscribe' 'd', 'kafka.bootstrap.servers' '127.0.0.1:1', 'brokerTimeoutMs' '1000');
+        "CREATE EXTERNAL TABLE down STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' 'd', 'kafka.bootstrap.servers' '127.0.0.1:1', 'brokerTimeoutMs' '1000');
          INSERT INTO down (value) VALUES ('x')",
     )
     .await;

@@ -1,6 +1,8 @@
 //! Reading Kafka tables: exact ranges, options, pushdown, errors, both broker kinds.
 
-use super::common::{Broker, Record, fails, fill, filled_topic, lines, produce, run, unique};
+use super::common::{
+    Broker, Record, admin, fails, fill, filled_topic, lines, produce, run, unique,
+};
 use datafusion::physical_plan::ExecutionPlan;
 
 #[tokio::test]
@@ -10,15 +12,16 @@ async fn bounded_reads_return_exactly_the_range_of_each_partition() {
         &engine,
         &format!(
             "CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('subscribe' '{topic}',
-               'startingOffsets' '{{\"{topic}\":{{\"0\":5,\"2\":-2}}}}',
-               'endingOffsets' '{{\"{topic}\":{{\"0\":12,\"1\":3}}}}');
+               'startingOffsets' '{{\"{topic}\":{{\"0\":5,\"1\":-2,\"2\":-2}}}}',
+               'endingOffsets' '{{\"{topic}\":{{\"0\":12,\"1\":3,\"2\":-1}}}}');
              SELECT partition, count(*), min(\"offset\"), max(\"offset\"),
                     min(CAST(value AS VARCHAR)), max(CAST(value AS VARCHAR))
              FROM t GROUP BY partition ORDER BY partition"
         ),
     )
     .await;
-    // p0: [5, 12); p1: earliest to 3; p2: earliest to latest (20).
+    // p0: [5, 12); p1: earliest to 3; p2: earliest to latest (20). Spark requires offsets JSON
+    // to name every partition; one left out is refused.
     assert_eq!(
         lines(&result.batches),
         vec![
@@ -32,6 +35,20 @@ async fn bounded_reads_return_exactly_the_range_of_each_partition() {
     assert!(
         result.kafka.snapshot_tables.is_empty(),
         "a table with endingOffsets is bounded"
+    );
+    let e = fails(
+        &engine,
+        &format!(
+            "CREATE EXTERNAL TABLE partial STORED AS KAFKA OPTIONS ('subscribe' '{topic}',
+               'startingOffsets' '{{\"{topic}\":{{\"0\":5}}}}', 'endingOffsets' 'latest');
+             SELECT count(*) FROM partial"
+        ),
+    )
+    .await;
+    assert!(
+        e.contains(&format!("not for {topic}[1], {topic}[2]"))
+            && e.contains("name every partition"),
+        "{e}"
     );
 }
 
@@ -72,7 +89,7 @@ async fn a_stream_is_read_as_a_snapshot_and_says_so() {
     let (broker, topic, engine) = filled_topic("snap", 2, 4);
     let result = run(
         &engine,
-        &format!("CREATE EXTERNAL TABLE events STORED AS KAFKA OPTIONS ('subscribe' '{topic}'); SELECT count(*) FROM events"),
+        &format!("CREATE EXTERNAL TABLE events STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{topic}'); SELECT count(*) FROM events"),
     )
     .await;
     assert_eq!(lines(&result.batches), vec!["8"]);
@@ -142,7 +159,7 @@ async fn pushdown_narrows_what_is_fetched() {
 #[tokio::test]
 async fn projection_builds_only_the_columns_read() {
     let (_broker, topic, engine) = filled_topic("proj", 1, 3);
-    run(&engine, &format!("CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('subscribe' '{topic}', 'includeHeaders' 'true')")).await;
+    run(&engine, &format!("CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{topic}', 'includeHeaders' 'true')")).await;
     let frame = engine
         .session()
         .sql("SELECT \"offset\" FROM t WHERE partition = 0")
@@ -164,7 +181,7 @@ async fn projection_builds_only_the_columns_read() {
 
 #[tokio::test]
 async fn topic_selection_by_pattern_and_assign() {
-    let mut broker = Broker::in_process();
+    let mut broker = Broker::for_test();
     let prefix = unique("pat");
     for (suffix, partitions) in [("a", 2), ("b", 1)] {
         broker.create_topic(&format!("{prefix}.{suffix}"), partitions);
@@ -216,7 +233,7 @@ fn regex_escape(s: &str) -> String {
 
 #[tokio::test]
 async fn bad_options_fail_at_create_naming_the_option() {
-    let broker = Broker::in_process();
+    let broker = Broker::for_test();
     let engine = broker.engine();
     let cases = [
         (
@@ -265,13 +282,13 @@ async fn bad_options_fail_at_create_naming_the_option() {
     }
     let e = fails(
         &engine,
-        "CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('subscribe' 't') LOCATION 'x'",
+        "CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' 't') LOCATION 'x'",
     )
     .await;
     assert!(e.contains("a Kafka table has no LOCATION"), "{e}");
     let e = fails(
         &engine,
-        "CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('subscribe' 't' 'x')",
+        "CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' 't' 'x')",
     )
     .await;
     assert!(e.contains("SQL error"), "{e}");
@@ -279,11 +296,11 @@ async fn bad_options_fail_at_create_naming_the_option() {
 
 #[tokio::test]
 async fn missing_topics_and_partitions_fail_at_query_start() {
-    let mut broker = Broker::in_process();
+    let mut broker = Broker::for_test();
     let topic = unique("exists");
     broker.create_topic(&topic, 2);
     let engine = broker.engine();
-    let e = fails(&engine, "CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('subscribe' 'no-such-topic'); SELECT * FROM t").await;
+    let e = fails(&engine, "CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' 'no-such-topic'); SELECT * FROM t").await;
     assert!(
         e.contains("topic 'no-such-topic' does not exist") && e.contains(&broker.bootstrap()),
         "{e}"
@@ -294,11 +311,11 @@ async fn missing_topics_and_partitions_fail_at_query_start() {
     )
     .await;
     assert!(e.contains(&format!("{topic}[5]")), "{e}");
-    let e = fails(&engine, &format!("CREATE EXTERNAL TABLE v STORED AS KAFKA OPTIONS ('assign' '{{\"{topic}\":[2]}}'); SELECT * FROM v")).await;
+    let e = fails(&engine, &format!("CREATE EXTERNAL TABLE v STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'assign' '{{\"{topic}\":[2]}}'); SELECT * FROM v")).await;
     assert!(e.contains("partition 2 of topic"), "{e}");
     let e = fails(
         &engine,
-        &format!("CREATE EXTERNAL TABLE w STORED AS KAFKA OPTIONS ('subscribe' '{topic}', 'endingOffsets' '{{\"{topic}\":{{\"0\":9}}}}'); SELECT * FROM w"),
+        &format!("CREATE EXTERNAL TABLE w STORED AS KAFKA OPTIONS ('subscribe' '{topic}', 'endingOffsets' '{{\"{topic}\":{{\"0\":9,\"1\":-1}}}}'); SELECT * FROM w"),
     )
     .await;
     assert!(
@@ -312,7 +329,7 @@ async fn an_unreachable_broker_fails_within_the_timeout_and_is_named() {
     let engine = weir::Engine::builder().build().unwrap();
     let e = fails(
         &engine,
-        "CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('subscribe' 't',
+        "CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' 't',
            'kafka.bootstrap.servers' '127.0.0.1:1', 'brokerTimeoutMs' '1500');
          SELECT * FROM t",
     )
@@ -325,7 +342,7 @@ async fn an_unreachable_broker_fails_within_the_timeout_and_is_named() {
 
 #[tokio::test]
 async fn the_session_default_broker() {
-    let mut broker = Broker::in_process();
+    let mut broker = Broker::for_test();
     let topic = unique("default");
     broker.create_topic(&topic, 1);
     fill(&broker.bootstrap(), &topic, 1, 2);
@@ -333,7 +350,7 @@ async fn the_session_default_broker() {
     if std::env::var(weir::engine::BOOTSTRAP_ENV).is_err() {
         let e = fails(
             &engine,
-            &format!("CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('subscribe' '{topic}')"),
+            &format!("CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{topic}')"),
         )
         .await;
         assert!(
@@ -345,7 +362,7 @@ async fn the_session_default_broker() {
         &engine,
         &format!(
             "SET weir.kafka.bootstrap.servers = '{}';
-             CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('subscribe' '{topic}');
+             CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{topic}');
              SELECT count(*) FROM t",
             broker.bootstrap()
         ),
@@ -358,13 +375,17 @@ async fn the_session_default_broker() {
 
 #[tokio::test]
 async fn offsets_lost_to_retention_fail_or_are_skipped() {
-    let mut broker = Broker::in_process();
+    let mut broker = Broker::for_test();
     let topic = unique("retention");
     broker.create_topic(&topic, 1);
-    // The mock keeps about 5 MiB per partition: 7 MiB of records push the first ones out.
     let big = "x".repeat(64 * 1024);
     let records: Vec<Record<'_>> = (0..112).map(|_| Record::value(0, &big)).collect();
     produce(&broker.bootstrap(), &topic, &records);
+    if broker.is_real() {
+        // Records deleted as retention would (DeleteRecords moves the log start offset).
+        admin::delete_records(&broker.bootstrap(), &topic, 0, 40);
+    }
+    // (The mock keeps about 5 MiB per partition: 7 MiB of records pushed the first ones out.)
     let engine = broker.engine();
     let start = format!("'{{\"{topic}\":{{\"0\":0}}}}'");
     let e = fails(
@@ -376,6 +397,9 @@ async fn offsets_lost_to_retention_fail_or_are_skipped() {
         e.contains("data loss: offsets 0 to") && e.contains(&format!("{topic}[0]")),
         "{e}"
     );
+    if broker.is_real() {
+        assert!(e.contains("offsets 0 to 39"), "{e}");
+    }
     let result = run(
         &engine,
         &format!(
@@ -393,49 +417,12 @@ async fn offsets_lost_to_retention_fail_or_are_skipped() {
 }
 
 #[tokio::test]
-async fn timestamp_options_use_the_broker_lookup() {
-    // The mock answers offsets-for-times with the end offset ("no record at or after"), so
-    // these show the real call path and the strategy; the resolution rules have unit tests.
-    let (_broker, topic, engine) = filled_topic("ts", 1, 3);
-    let e = fails(
-        &engine,
-        &format!("CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('subscribe' '{topic}', 'startingTimestamp' '1000'); SELECT * FROM t"),
-    )
-    .await;
-    assert!(
-        e.contains("no record with a timestamp at or after 1000")
-            && e.contains("startingOffsetsByTimestampStrategy"),
-        "{e}"
-    );
-    let result = run(
-        &engine,
-        &format!(
-            "CREATE EXTERNAL TABLE u STORED AS KAFKA OPTIONS ('subscribe' '{topic}', 'startingTimestamp' '1000',
-               'startingOffsetsByTimestampStrategy' 'latest');
-             SELECT count(*) FROM u;"
-        ),
-    )
-    .await;
-    assert_eq!(lines(&result.batches), vec!["0"]);
-    let result = run(
-        &engine,
-        &format!("CREATE EXTERNAL TABLE v STORED AS KAFKA OPTIONS ('subscribe' '{topic}', 'endingTimestamp' '1000'); SELECT count(*) FROM v"),
-    )
-    .await;
-    assert_eq!(
-        lines(&result.batches),
-        vec!["3"],
-        "no record at or after the ending timestamp: read to latest"
-    );
-}
-
-#[tokio::test]
 async fn read_committed_and_security_keys_pass_through() {
     let (_broker, topic, engine) = filled_topic("rc", 2, 5);
     let result = run(
         &engine,
         &format!(
-            "CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('subscribe' '{topic}', 'kafka.isolation.level' 'read_committed',
+            "CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{topic}', 'kafka.isolation.level' 'read_committed',
                'kafka.client.id' 'weir-test', 'kafka.group.id' 'explicit-group');
              SELECT count(*) FROM t"
         ),

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::common::{Broker, Record, fails, lines, produce, run, unique};
+use super::common::{Broker, Record, admin, fails, lines, produce, run, unique};
 use weir::Engine;
 use weir::stream::{QueryHandle, QueryStatus, Trigger};
 
@@ -23,7 +23,7 @@ async fn tables(engine: &Engine, topic: &str, source_options: &str) {
     run(
         engine,
         &format!(
-            "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('subscribe' '{topic}', 'format' 'json' {source_options});
+            "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{topic}', 'format' 'json' {source_options});
              CREATE EXTERNAL TABLE out (n BIGINT, p INT, o BIGINT) STORED AS MEMORY"
         ),
     )
@@ -47,7 +47,7 @@ fn produce_json(bootstrap: &str, topic: &str, values: &[(i32, String)]) {
 /// An in-process broker with a topic of `partitions` partitions holding `per_partition` JSON
 /// records each, and an engine using it.
 fn json_topic(prefix: &str, partitions: i32, per_partition: usize) -> (Broker, String, Engine) {
-    let mut broker = Broker::in_process();
+    let mut broker = Broker::for_test();
     let topic = unique(prefix);
     broker.create_topic(&topic, partitions);
     produce_json(
@@ -118,9 +118,16 @@ async fn available_now_drains_in_rate_limited_batches_and_stops() {
 }
 
 #[tokio::test]
-async fn per_partition_cap_and_once() {
+async fn once_ignores_the_read_limits_and_available_now_applies_them() {
+    // Spark's Trigger.Once reads everything available in one batch; AvailableNow (and every
+    // other trigger) keeps to maxOffsetsPerTrigger and its per-partition cap.
     let (_broker, topic, engine) = json_topic("cap", 2, 50);
-    tables(&engine, &topic, ", 'maxOffsetsPerPartitionPerTrigger' '20'").await;
+    tables(
+        &engine,
+        &topic,
+        ", 'maxOffsetsPerPartitionPerTrigger' '20', 'maxOffsetsPerTrigger' '10'",
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let cp = checkpoint(&dir);
     run(
@@ -134,36 +141,41 @@ async fn per_partition_cap_and_once() {
     query.await_termination().await.unwrap();
     let progress = query.recent_progress();
     assert_eq!(progress.len(), 1, "once runs one batch");
-    assert_eq!(progress[0].num_input_rows, 40);
-    for partition in &progress[0].sources[0].partitions {
-        assert_eq!(
-            (partition.start_offset, partition.end_offset, partition.lag),
-            (0, 20, 30)
-        );
-    }
-    // The same checkpoint continues where the last batch ended.
+    assert_eq!(
+        progress[0].num_input_rows, 100,
+        "and reads everything there is"
+    );
+    assert_eq!(progress[0].total_lag(), 0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let cp = checkpoint(&dir);
+    run(
+        &engine,
+        "CREATE EXTERNAL TABLE capped (n BIGINT, p INT, o BIGINT) STORED AS MEMORY",
+    )
+    .await;
     run(
         &engine,
         &format!(
-            "CREATE STREAMING QUERY one WITH ('trigger' 'once', 'checkpoint' '{cp}') AS {QUERY}"
+            "CREATE STREAMING QUERY drain WITH ('trigger' 'availableNow', 'checkpoint' '{cp}') \
+             AS INSERT INTO capped SELECT n, _partition, _offset FROM src"
         ),
     )
     .await;
-    let query = engine.query("one").unwrap();
+    let query = engine.query("drain").unwrap();
     query.await_termination().await.unwrap();
-    let p = &query.recent_progress()[0];
-    assert_eq!(p.batch_id, 1);
-    assert!(
-        p.sources[0]
-            .partitions
-            .iter()
-            .all(|x| (x.start_offset, x.end_offset) == (20, 40))
-    );
+    let sizes: Vec<u64> = query
+        .recent_progress()
+        .iter()
+        .map(|p| p.num_input_rows)
+        .collect();
+    assert!(sizes.iter().all(|s| *s <= 10), "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<u64>(), 100, "{sizes:?}");
 }
 
 #[tokio::test]
 async fn the_default_trigger_follows_new_data_and_stops_cleanly() {
-    let mut broker = Broker::in_process();
+    let mut broker = Broker::for_test();
     let topic = unique("live");
     broker.create_topic(&topic, 2);
     let engine = broker.engine();
@@ -292,7 +304,7 @@ async fn min_offsets_waits_for_data_or_the_delay() {
 
 #[tokio::test]
 async fn new_topics_matching_a_pattern_are_read_from_earliest() {
-    let mut broker = Broker::in_process();
+    let mut broker = Broker::for_test();
     let prefix = unique("pattern");
     broker.create_topic(&format!("{prefix}.a"), 1);
     produce_json(
@@ -314,7 +326,7 @@ async fn new_topics_matching_a_pattern_are_read_from_earliest() {
     run(
         &engine,
         &format!(
-            "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('subscribePattern' '{escaped}\\..*', 'format' 'json');
+            "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribePattern' '{escaped}\\..*', 'format' 'json');
              CREATE EXTERNAL TABLE out (n BIGINT, t VARCHAR) STORED AS MEMORY"
         ),
     )
@@ -341,7 +353,7 @@ async fn new_topics_matching_a_pattern_are_read_from_earliest() {
 #[tokio::test]
 async fn lost_offsets_fail_the_query_or_are_skipped_and_counted() {
     for fail_on_data_loss in [true, false] {
-        let mut broker = Broker::in_process();
+        let mut broker = Broker::for_test();
         let topic = unique("loss");
         broker.create_topic(&topic, 1);
         produce_json(&broker.bootstrap(), &topic, &json_values(1, 3, 0));
@@ -364,10 +376,19 @@ async fn lost_offsets_fail_the_query_or_are_skipped_and_counted() {
             .await_termination()
             .await
             .unwrap();
-        // While the query is down, 7 MiB arrive and push unread records out of the mock's 5 MiB.
-        let big = format!("{{\"n\": 1, \"pad\": \"{}\"}}", "x".repeat(64 * 1024));
-        let records: Vec<Record<'_>> = (0..112).map(|_| Record::value(0, &big)).collect();
-        produce(&broker.bootstrap(), &topic, &records);
+        let expected_loss = if broker.is_real() {
+            // While the query is down, 10 records arrive and the first 5 are deleted.
+            produce_json(&broker.bootstrap(), &topic, &json_values(1, 10, 100));
+            admin::delete_records(&broker.bootstrap(), &topic, 0, 8);
+            5
+        } else {
+            // While the query is down, 7 MiB arrive and push unread records out of the mock's
+            // 5 MiB.
+            let big = format!("{{\"n\": 1, \"pad\": \"{}\"}}", "x".repeat(64 * 1024));
+            let records: Vec<Record<'_>> = (0..112).map(|_| Record::value(0, &big)).collect();
+            produce(&broker.bootstrap(), &topic, &records);
+            0
+        };
         run(&engine, &create).await;
         let query = engine.query("lossy").unwrap();
         let outcome = query.await_termination().await;
@@ -386,8 +407,12 @@ async fn lost_offsets_fail_the_query_or_are_skipped_and_counted() {
                 .map(|s| s.lost_offsets)
                 .sum();
             assert!(lost > 0, "lost offsets are counted in progress");
+            if expected_loss > 0 {
+                assert_eq!(lost, expected_loss);
+            }
             let read: u64 = progress.iter().map(|p| p.num_input_rows).sum();
-            assert_eq!(read as i64 + lost, 112);
+            let written = if broker.is_real() { 10 } else { 112 };
+            assert_eq!(read as i64 + lost, written);
         }
     }
 }
@@ -397,7 +422,7 @@ async fn foreign_and_corrupt_checkpoints_are_refused() {
     let (_broker, topic, engine) = json_topic("foreign", 1, 3);
     tables(&engine, &topic, "").await;
     let other = unique("other");
-    run(&engine, &format!("CREATE EXTERNAL TABLE src2 (n BIGINT) STORED AS KAFKA OPTIONS ('subscribe' '{other}', 'format' 'json')")).await;
+    run(&engine, &format!("CREATE EXTERNAL TABLE src2 (n BIGINT) STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{other}', 'format' 'json')")).await;
     let dir = tempfile::tempdir().unwrap();
     let cp = checkpoint(&dir);
     run(&engine, &format!("CREATE STREAMING QUERY a WITH ('trigger' 'availableNow', 'checkpoint' '{cp}') AS {QUERY}")).await;
@@ -535,7 +560,7 @@ async fn console_sink_and_trigger_parsing() {
     run(
         &engine,
         &format!(
-            "CREATE EXTERNAL TABLE raw STORED AS KAFKA OPTIONS ('subscribe' '{topic}');
+            "CREATE EXTERNAL TABLE raw STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{topic}');
              CREATE EXTERNAL TABLE screen (v VARCHAR) STORED AS CONSOLE;
              SET weir.trigger = 'once';
              CREATE STREAMING QUERY show WITH ('checkpoint' '{}') AS INSERT INTO screen SELECT CAST(value AS VARCHAR) FROM raw",
@@ -562,7 +587,7 @@ async fn parquet_sink_reads_back_only_committed_batches() {
     run(
         &engine,
         &format!(
-            "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '20');
+            "CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '20');
              CREATE EXTERNAL TABLE lake (n BIGINT, p INT, o BIGINT) STORED AS PARQUET LOCATION '{}' OPTIONS ('parquet.compression' 'zstd');
              CREATE STREAMING QUERY pq WITH ('trigger' 'availableNow', 'checkpoint' '{}/cp') AS INSERT INTO lake SELECT n, _partition, _offset FROM src",
             lake.display(),
@@ -579,9 +604,15 @@ async fn parquet_sink_reads_back_only_committed_batches() {
     let result = run(&engine, "SELECT count(*), count(DISTINCT (p, o)) FROM lake").await;
     assert_eq!(lines(&result.batches), vec!["50|50"]);
     // A file that no manifest lists (a batch that crashed before its commit) is not read.
+    let committed = std::fs::read_dir(&lake)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .expect("a committed file");
     std::fs::copy(
-        lake.join("part-000000000000-0000.parquet"),
-        lake.join("part-000000000099-0000.parquet"),
+        &committed,
+        lake.join("part-abandoned-000000000099-0000.parquet"),
     )
     .unwrap();
     let result = run(&engine, "SELECT count(*) FROM lake").await;
