@@ -98,13 +98,6 @@ fn target_columns(
         .filter(|(c, _)| !matches!(c, Column::Headers))
         .map(|(_, f)| f.name().clone())
         .collect();
-    let headers = headers_column(kafka);
-    let by_name = given
-        .iter()
-        .all(|n| schema.index_of(n).is_ok() || *n == headers);
-    if by_name {
-        return Ok(given.to_vec());
-    }
     if given.len() > writable.len() {
         return Err(Error::DataFusion(DataFusionError::Plan(format!(
             "INSERT INTO Kafka table '{table}' gives {} columns ({}) but the table has {} ({}); \
@@ -114,6 +107,13 @@ fn target_columns(
             writable.len(),
             writable.join(", ")
         ))));
+    }
+    let headers = headers_column(kafka);
+    let by_name = given
+        .iter()
+        .all(|n| schema.index_of(n).is_ok() || *n == headers);
+    if by_name {
+        return Ok(given.to_vec());
     }
     Ok(writable.into_iter().take(given.len()).collect())
 }

@@ -14,8 +14,10 @@ mod integration {
     pub mod jdbc;
     pub mod kafka_sink;
     pub mod nexmark;
+    pub mod real_kafka;
     pub mod s3;
     pub mod sink;
     pub mod source;
+    pub mod spark_semantics;
     pub mod streaming;
 }

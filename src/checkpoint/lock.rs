@@ -1,12 +1,17 @@
 //! Which running instance owns a query's checkpoint, so that two instances never both write.
 //!
 //! The owner holds `lock/<epoch>`, a JSON record of its host, process and heartbeat, created
-//! put-if-absent. A second instance that finds a live owner is refused, naming it. An owner is
-//! dead when its record says it released the lock, when it ran on this host and its process is
-//! gone (a crashed or killed engine restarts at once), or when its heartbeat is older than
-//! [`STALE_AFTER`] (an owner on another host). A new instance takes over from a dead owner by
-//! creating `lock/<epoch + 1>`; only one can, and the old owner, should it still be running,
-//! sees the newer epoch at its next check and stops: it was fenced.
+//! put-if-absent and rewritten every [`HEARTBEAT`]: a lease of [`STALE_AFTER`]. A second instance
+//! that finds a live owner is refused, naming it. An owner is dead when its record says it
+//! released the lock, when it ran on this host and its process is gone (a crashed or killed
+//! engine restarts at once), or when its record was last written longer than the lease ago (an
+//! owner on another host). That age is measured with the store's own timestamps — the record's
+//! last-modified time against that of a probe written now — never by comparing two hosts'
+//! clocks. A new instance takes over from a dead owner by creating `lock/<epoch + 1>`; only one
+//! can, and the old owner, should it still be running, sees the newer epoch at its next check
+//! and stops: it was fenced. An owner that cannot renew its lease (the store refuses or throttles
+//! its heartbeats) stops before its next write once its last renewal is older than
+//! [`RENEW_WITHIN`], which leaves it time to stop before another host may take over.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,10 +22,38 @@ use serde::{Deserialize, Serialize};
 use super::{Checkpoint, now_ms};
 use crate::error::Result;
 
+/// How long an owner's lease lasts, and how often it renews it.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease {
+    /// After how long without a heartbeat an owner on another host counts as dead.
+    pub stale_after: Duration,
+    /// How often the owner renews its lease.
+    pub heartbeat: Duration,
+    /// How old the owner's last renewal may be before it stops writing.
+    pub renew_within: Duration,
+}
+
 /// How often the owner refreshes its heartbeat.
-const HEARTBEAT: Duration = Duration::from_secs(5);
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
 /// After how long without a heartbeat an owner on another host counts as dead.
 pub const STALE_AFTER: Duration = Duration::from_secs(30);
+/// How old an owner's last successful renewal may be before it stops writing: two heartbeats
+/// short of the lease.
+pub const RENEW_WITHIN: Duration = Duration::from_secs(20);
+
+impl Default for Lease {
+    fn default() -> Self {
+        Lease {
+            stale_after: STALE_AFTER,
+            heartbeat: HEARTBEAT,
+            renew_within: RENEW_WITHIN,
+        }
+    }
+}
+
+/// Where the store's current time is read: a probe object written when an owner's age is
+/// judged.
+const CLOCK_PROBE: &str = "lease-clock";
 
 /// The record in `lock/<epoch>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,19 +97,19 @@ impl Holder {
         }
     }
 
-    /// Whether the owner described here may still be running.
-    fn is_live(&self, now_ms: i64) -> bool {
+    /// Whether the owner described here still runs, when this host can tell without its
+    /// heartbeat: it released the lock, or it is a process of this host and pid namespace.
+    fn known_alive(&self) -> Option<bool> {
         if self.released {
-            return false;
+            return Some(false);
         }
         if self.host == host_name()
             && self.pid_namespace.is_some()
             && self.pid_namespace == pid_namespace()
-            && let Some(running) = process_running(self.pid, self.process_start)
         {
-            return running;
+            return process_running(self.pid, self.process_start);
         }
-        now_ms - self.heartbeat_ms < STALE_AFTER.as_millis() as i64
+        None
     }
 
     fn describe(&self) -> String {
@@ -93,7 +126,18 @@ pub struct QueryLock {
     checkpoint: Checkpoint,
     holder: Arc<tokio::sync::Mutex<Holder>>,
     heartbeat: tokio::task::JoinHandle<()>,
+    renewals: Arc<std::sync::Mutex<Renewals>>,
+    lease: Lease,
     released: bool,
+}
+
+/// When the owner last renewed its lease, and why it could not since.
+#[derive(Debug)]
+struct Renewals {
+    /// When the latest successful renewal started (this process's monotonic clock).
+    last: std::time::Instant,
+    /// The latest failure since then.
+    failure: Option<String>,
 }
 
 fn lock_name(epoch: u64) -> String {
@@ -103,6 +147,15 @@ fn lock_name(epoch: u64) -> String {
 impl QueryLock {
     /// Takes the lock of `checkpoint` for query `query`, or fails naming the live owner.
     pub async fn acquire(checkpoint: &Checkpoint, query: &str) -> Result<QueryLock> {
+        Self::acquire_with(checkpoint, query, Lease::default()).await
+    }
+
+    /// [`QueryLock::acquire`] with a lease of its own (tests shorten it).
+    pub async fn acquire_with(
+        checkpoint: &Checkpoint,
+        query: &str,
+        lease: Lease,
+    ) -> Result<QueryLock> {
         // A few rounds: a concurrent instance may create or take over between our reads.
         for _ in 0..3 {
             let epoch = match checkpoint.batch_ids("lock").await?.last() {
@@ -110,13 +163,13 @@ impl QueryLock {
                 Some(&current) => {
                     match checkpoint.read_json::<Holder>(&lock_name(current)).await? {
                         None => continue,
-                        Some(owner) if owner.is_live(now_ms()) => {
+                        Some(owner) if owner_alive(checkpoint, current, &owner, lease).await? => {
                             return Err(checkpoint.error(format!(
                                 "{} is already running this query; stop it first (a killed \
-                             instance on another host counts as stopped {} s after its last \
-                             heartbeat)",
+                                 instance on another host counts as stopped {} s after its last \
+                                 heartbeat)",
                                 owner.describe(),
-                                STALE_AFTER.as_secs()
+                                lease.stale_after.as_secs()
                             )));
                         }
                         Some(_) => current + 1,
@@ -138,11 +191,22 @@ impl QueryLock {
                     }
                 }
                 let holder = Arc::new(tokio::sync::Mutex::new(holder));
-                let heartbeat = tokio::spawn(beat(checkpoint.clone(), Arc::clone(&holder)));
+                let renewals = Arc::new(std::sync::Mutex::new(Renewals {
+                    last: std::time::Instant::now(),
+                    failure: None,
+                }));
+                let heartbeat = tokio::spawn(beat(
+                    checkpoint.clone(),
+                    Arc::clone(&holder),
+                    Arc::clone(&renewals),
+                    lease.heartbeat,
+                ));
                 return Ok(QueryLock {
                     checkpoint: checkpoint.clone(),
                     holder,
                     heartbeat,
+                    renewals,
+                    lease,
                     released: false,
                 });
             }
@@ -152,8 +216,10 @@ impl QueryLock {
     }
 
     /// Fails when another instance has taken the checkpoint over since this one took it (any
-    /// newer epoch: a later owner deletes the epochs before its own).
+    /// newer epoch: a later owner deletes the epochs before its own), or could have: this
+    /// instance has not renewed its lease for too long.
     pub async fn check_held(&self) -> Result<()> {
+        self.check_lease()?;
         let epoch = self.holder.lock().await.epoch;
         let Some(&newest) = self.checkpoint.batch_ids("lock").await?.last() else {
             return Err(self.checkpoint.error(
@@ -172,6 +238,28 @@ impl QueryLock {
         Err(self.checkpoint.error(format!(
             "{newer} took this query over (this instance was presumed dead); this instance stops \
              without writing"
+        )))
+    }
+
+    /// Fails when the last successful renewal of the lease is older than `renew_within`.
+    fn check_lease(&self) -> Result<()> {
+        let renewals = self
+            .renewals
+            .lock()
+            .map_err(|_| self.checkpoint.error("the lease record is poisoned"))?;
+        let age = renewals.last.elapsed();
+        if age <= self.lease.renew_within {
+            return Ok(());
+        }
+        let cause = renewals
+            .failure
+            .as_deref()
+            .map_or_else(String::new, |f| format!(" (last failure: {f})"));
+        Err(self.checkpoint.error(format!(
+            "this instance could not renew its lease on the checkpoint for {} s{cause}; another \
+             instance may take the query over after {} s, so this one stops without writing",
+            age.as_secs(),
+            self.lease.stale_after.as_secs()
         )))
     }
 
@@ -223,19 +311,70 @@ async fn write_holder(checkpoint: &Checkpoint, holder: &Holder) -> Result<()> {
         .map_err(|e| checkpoint.error(format!("cannot refresh {}: {e}", lock_name(holder.epoch))))
 }
 
-/// Refreshes the owner's heartbeat until the lock is released.
-async fn beat(checkpoint: Checkpoint, holder: Arc<tokio::sync::Mutex<Holder>>) {
+/// Refreshes the owner's heartbeat until the lock is released, noting each renewal.
+async fn beat(
+    checkpoint: Checkpoint,
+    holder: Arc<tokio::sync::Mutex<Holder>>,
+    renewals: Arc<std::sync::Mutex<Renewals>>,
+    every: Duration,
+) {
     loop {
-        tokio::time::sleep(HEARTBEAT).await;
+        tokio::time::sleep(every).await;
+        let started = std::time::Instant::now();
         let current = {
             let mut holder = holder.lock().await;
             holder.heartbeat_ms = now_ms();
             holder.clone()
         };
-        if let Err(e) = write_holder(&checkpoint, &current).await {
+        let outcome = write_holder(&checkpoint, &current).await;
+        if let Ok(mut renewals) = renewals.lock() {
+            match &outcome {
+                Ok(()) => {
+                    renewals.last = started;
+                    renewals.failure = None;
+                }
+                Err(e) => renewals.failure = Some(e.to_string()),
+            }
+        }
+        if let Err(e) = outcome {
             log::warn!("{e}");
         }
     }
+}
+
+/// Whether the owner of `lock/<epoch>` may still be running: what this host knows of it, else
+/// whether the store wrote its record less than the lease ago.
+async fn owner_alive(
+    checkpoint: &Checkpoint,
+    epoch: u64,
+    owner: &Holder,
+    lease: Lease,
+) -> Result<bool> {
+    if let Some(alive) = owner.known_alive() {
+        return Ok(alive);
+    }
+    let age = store_age(checkpoint, &lock_name(epoch)).await?;
+    Ok(age < lease.stale_after)
+}
+
+/// How long ago the store last wrote `name`, by the store's own clock: its last-modified time
+/// against that of a probe written now.
+async fn store_age(checkpoint: &Checkpoint, name: &str) -> Result<Duration> {
+    let store = &checkpoint.location.store;
+    let head = |path: object_store::path::Path| async move {
+        store
+            .head(&path)
+            .await
+            .map_err(|e| checkpoint.error(format!("cannot read the time of {path}: {e}")))
+    };
+    let written = head(checkpoint.path(name)).await?.last_modified;
+    let probe = checkpoint.path(CLOCK_PROBE);
+    store
+        .put(&probe, PutPayload::from(now_ms().to_string().into_bytes()))
+        .await
+        .map_err(|e| checkpoint.error(format!("cannot write {CLOCK_PROBE}: {e}")))?;
+    let now = head(probe).await?.last_modified;
+    Ok((now - written).to_std().unwrap_or_default())
 }
 
 fn host_name() -> String {
@@ -311,6 +450,160 @@ mod tests {
         assert_eq!(again.holder.lock().await.epoch, 1);
     }
 
+    /// An in-memory store whose writes under `lock/` fail while `failing` is set.
+    #[derive(Debug, Default)]
+    struct FlakyStore {
+        inner: object_store::memory::InMemory,
+        failing: std::sync::atomic::AtomicBool,
+    }
+
+    impl std::fmt::Display for FlakyStore {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "FlakyStore")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl object_store::ObjectStore for FlakyStore {
+        async fn put_opts(
+            &self,
+            location: &object_store::path::Path,
+            payload: PutPayload,
+            opts: object_store::PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            if self.failing.load(std::sync::atomic::Ordering::SeqCst)
+                && location.as_ref().contains("/lock/")
+            {
+                return Err(object_store::Error::Generic {
+                    store: "FlakyStore",
+                    source: "503 Slow Down (throttled)".into(),
+                });
+            }
+            self.inner.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &object_store::path::Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+
+        async fn get_opts(
+            &self,
+            location: &object_store::path::Path,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<
+                'static,
+                object_store::Result<object_store::path::Path>,
+            >,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>>
+        {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+        {
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &object_store::path::Path,
+            to: &object_store::path::Path,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+
+        async fn rename_opts(
+            &self,
+            from: &object_store::path::Path,
+            to: &object_store::path::Path,
+            options: object_store::RenameOptions,
+        ) -> object_store::Result<()> {
+            self.inner.rename_opts(from, to, options).await
+        }
+    }
+
+    fn short_lease() -> Lease {
+        Lease {
+            stale_after: Duration::from_millis(600),
+            heartbeat: Duration::from_millis(50),
+            renew_within: Duration::from_millis(300),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_owner_that_cannot_renew_its_lease_stops_before_its_next_write() {
+        let store = Arc::new(FlakyStore::default());
+        let cp = Checkpoint::in_store(Arc::clone(&store) as Arc<dyn object_store::ObjectStore>);
+        let owner = QueryLock::acquire_with(&cp, "job", short_lease())
+            .await
+            .expect("taken");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        owner
+            .check_held()
+            .await
+            .expect("renewed while the store takes writes");
+        store
+            .failing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let stopped = owner
+            .check_held()
+            .await
+            .expect_err("lease lapsed")
+            .to_string();
+        assert!(stopped.contains("could not renew its lease"), "{stopped}");
+        assert!(
+            stopped.contains("503 Slow Down"),
+            "the cause is named: {stopped}"
+        );
+        assert!(stopped.contains("stops without writing"), "{stopped}");
+    }
+
+    #[tokio::test]
+    async fn an_owner_on_another_host_is_judged_by_the_stores_clock_not_its_own() {
+        let cp = checkpoint("store-clock");
+        let mut foreign = Holder::for_this_process(0, "job");
+        foreign.host = "some-other-host".into();
+        // Its clock is an hour behind ours: by its own heartbeat it looks long dead.
+        foreign.heartbeat_ms -= 3_600_000;
+        assert!(
+            cp.try_create_json(&lock_name(0), &foreign)
+                .await
+                .expect("written")
+        );
+        let refused = QueryLock::acquire_with(&cp, "job", short_lease())
+            .await
+            .expect_err("the store wrote its record just now")
+            .to_string();
+        assert!(refused.contains("already running"), "{refused}");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let taken = QueryLock::acquire_with(&cp, "job", short_lease())
+            .await
+            .expect("stale by the store's clock");
+        assert_eq!(taken.holder.lock().await.epoch, 1);
+    }
+
     #[tokio::test]
     async fn a_dead_owner_is_taken_over_and_fenced() {
         let cp = checkpoint("dead");
@@ -326,6 +619,11 @@ mod tests {
             checkpoint: cp.clone(),
             holder: Arc::new(tokio::sync::Mutex::new(dead)),
             heartbeat: tokio::spawn(async {}),
+            renewals: Arc::new(std::sync::Mutex::new(Renewals {
+                last: std::time::Instant::now(),
+                failure: None,
+            })),
+            lease: Lease::default(),
             released: true,
         };
         let taken = QueryLock::acquire(&cp, "job").await.expect("took over");
@@ -336,28 +634,24 @@ mod tests {
     }
 
     #[test]
-    fn an_owner_in_another_pid_namespace_is_judged_by_its_heartbeat() {
+    fn an_owner_in_another_pid_namespace_or_host_is_not_judged_by_pid() {
         let mut other = Holder::for_this_process(1, "job");
         other.pid_namespace = Some("pid:[1]".into());
         // Its pid means nothing here: a pid that does not run in this namespace is no proof.
         other.pid = u32::MAX;
-        let now = now_ms();
-        assert!(other.is_live(now), "a fresh heartbeat keeps it live");
-        other.heartbeat_ms = now - STALE_AFTER.as_millis() as i64 - 1;
-        assert!(!other.is_live(now));
-    }
-
-    #[test]
-    fn an_owner_on_another_host_is_live_until_its_heartbeat_is_stale() {
+        assert_eq!(other.known_alive(), None);
         let mut foreign = Holder::for_this_process(3, "job");
         foreign.host = "some-other-host".into();
-        let now = now_ms();
-        foreign.heartbeat_ms = now - 1_000;
-        assert!(foreign.is_live(now));
-        foreign.heartbeat_ms = now - STALE_AFTER.as_millis() as i64 - 1;
-        assert!(!foreign.is_live(now));
-        foreign.heartbeat_ms = now;
+        assert_eq!(foreign.known_alive(), None);
         foreign.released = true;
-        assert!(!foreign.is_live(now));
+        assert_eq!(foreign.known_alive(), Some(false));
+        let mut mine = Holder::for_this_process(4, "job");
+        assert_eq!(mine.known_alive(), Some(true));
+        mine.process_start = mine.process_start.map(|s| s + 1);
+        assert_eq!(
+            mine.known_alive(),
+            Some(false),
+            "a reused pid is another process"
+        );
     }
 }

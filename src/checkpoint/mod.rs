@@ -142,6 +142,18 @@ impl Checkpoint {
         })
     }
 
+    /// A checkpoint at the root of `store` (tests wrap stores to make them fail).
+    #[cfg(test)]
+    pub(crate) fn in_store(store: std::sync::Arc<dyn object_store::ObjectStore>) -> Self {
+        let location = crate::storage::Location {
+            store,
+            root: Path::from("cp"),
+            store_url: url::Url::parse("memory://test").expect("a valid URL"),
+            display: "memory://test/cp".to_string(),
+        };
+        Self { location }
+    }
+
     /// Where it is, as the user gave it.
     pub fn display(&self) -> &str {
         &self.location.display

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use datafusion::error::{DataFusionError, Result};
 use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::metadata::Metadata;
@@ -14,6 +15,24 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::offsets::{BrokerLookup, Watermarks};
+
+/// Whether a consumer's error is one librdkafka recovers from by itself (a connection that
+/// dropped, brokers briefly unreachable): a reader logs it and goes on, and its poll timeout
+/// ends the wait if the brokers never come back.
+pub fn is_transient(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::MessageConsumption(
+            RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::OperationTimedOut
+                | RDKafkaErrorCode::NetworkException
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::LeaderNotAvailable
+        )
+    )
+}
 
 /// Whether a request failed for lack of an answer in time.
 fn is_timeout(error: &KafkaError) -> bool {
@@ -29,38 +48,66 @@ fn is_timeout(error: &KafkaError) -> bool {
 use super::options::{KafkaTableOptions, TopicPartition};
 
 /// Keeps the latest error librdkafka reported outside any request (a failed authentication, a
-/// TLS handshake that failed, brokers that cannot be reached), so that a request that times out
-/// can say why, and one that can never succeed fails at once.
+/// TLS handshake that failed, brokers that cannot be reached), from its log, so that a request
+/// that times out can say why, and one that can never succeed fails at once.
 #[derive(Debug, Default)]
 pub struct ErrorRecorder {
-    last: Mutex<Option<(RDKafkaErrorCode, String)>>,
+    last: Mutex<Option<String>>,
 }
+
+/// Words of librdkafka's messages for errors that no retry cures.
+const FATAL_CAUSES: &[&str] = &[
+    "Authentication failed",
+    "SASL authentication error",
+    "Unsupported SASL mechanism",
+    "SSL handshake failed",
+    "certificate verify failed",
+];
 
 impl ErrorRecorder {
     /// The latest error that no retry will cure: bad credentials, an unsupported mechanism, a
     /// certificate that is not trusted.
     fn fatal(&self) -> Option<String> {
-        let last = self.last.lock().ok()?;
-        let (code, reason) = last.as_ref()?;
-        let fatal = matches!(
-            code,
-            RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed
-        ) || reason.contains("SSL handshake failed")
-            || reason.contains("certificate verify failed")
-            || reason.contains("Unsupported SASL mechanism");
-        fatal.then(|| reason.clone())
+        self.latest()
+            .filter(|reason| FATAL_CAUSES.iter().any(|cause| reason.contains(cause)))
     }
 
     fn latest(&self) -> Option<String> {
-        self.last.lock().ok()?.as_ref().map(|(_, r)| r.clone())
+        self.last.lock().ok()?.clone()
+    }
+
+    fn record(&self, reason: &str) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(reason.to_string());
+        }
     }
 }
 
 impl ClientContext for ErrorRecorder {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if let (Some(code), Ok(mut last)) = (error.rdkafka_error_code(), self.last.lock()) {
-            *last = Some((code, reason.to_string()));
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                self.record(message);
+                log::error!(target: "librdkafka", "librdkafka: {fac} {message}");
+            }
+            RDKafkaLogLevel::Warning => {
+                self.record(message);
+                log::warn!(target: "librdkafka", "librdkafka: {fac} {message}");
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                log::info!(target: "librdkafka", "librdkafka: {fac} {message}");
+            }
+            RDKafkaLogLevel::Debug => {
+                log::debug!(target: "librdkafka", "librdkafka: {fac} {message}");
+            }
         }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.record(&format!("{error}: {reason}"));
     }
 }
 
@@ -119,6 +166,12 @@ impl BrokerClient {
             match self.consumer.fetch_metadata(topic, slice) {
                 Ok(metadata) => return Ok(metadata),
                 Err(e) if is_timeout(&e) && started.elapsed() < self.timeout => {
+                    // Serve the client's queued events (errors the broker connection raised).
+                    for _ in 0..100 {
+                        if self.consumer.poll(Duration::ZERO).is_none() {
+                            break;
+                        }
+                    }
                     if let Some(reason) = self.consumer.context().fatal() {
                         return Err(DataFusionError::Execution(format!(
                             "Kafka broker(s) {} refused the connection for {what}: {reason}; \

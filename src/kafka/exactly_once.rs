@@ -194,6 +194,8 @@ pub struct KafkaStreamingSink {
     source: Arc<ScanSource>,
     schema: SchemaRef,
     columns: RecordColumns,
+    /// Whether the query gives the records a key.
+    keyed: bool,
     producing: Arc<Mutex<Option<Producing>>>,
 }
 
@@ -206,13 +208,15 @@ impl std::fmt::Debug for KafkaStreamingSink {
 }
 
 impl KafkaStreamingSink {
-    /// The sink of `source`, taking rows of the table's `schema`.
-    pub fn try_new(source: Arc<ScanSource>, schema: SchemaRef) -> Result<Self> {
+    /// The sink of `source`, taking rows of the table's `schema`; `keyed` when the query gives
+    /// the records a key.
+    pub fn try_new(source: Arc<ScanSource>, schema: SchemaRef, keyed: bool) -> Result<Self> {
         let columns = RecordColumns::try_new(&source, &schema)?;
         Ok(Self {
             source,
             schema,
             columns,
+            keyed,
             producing: Arc::default(),
         })
     }
@@ -311,6 +315,9 @@ struct BatchWrite {
     /// `WEIR_FAULT_KAFKA_SINK_PARTIAL=N`, for crash tests: the process ends after sending N
     /// records of a batch.
     abort_after_sending: Option<u64>,
+    /// `WEIR_FAULT_KAFKA_BEFORE_COMMIT=abort`, for crash tests: the process ends after every
+    /// record of a transactional batch was sent and acknowledged, before the commit.
+    abort_before_commit: bool,
 }
 
 impl BatchWrite {
@@ -379,12 +386,16 @@ impl BatchWrite {
             self.flush(producer)?;
             Ok(sent)
         };
+        let abort_before_commit = self.abort_before_commit;
         match producing.transactions.as_mut() {
             None => send_all(),
             Some(writer) => {
                 let mut sent = 0;
                 writer.run_batch(producer, || {
                     sent = send_all()?;
+                    if abort_before_commit {
+                        std::process::abort();
+                    }
                     Ok(())
                 })?;
                 Ok(sent)
@@ -499,6 +510,8 @@ impl StreamingSink for KafkaStreamingSink {
             abort_after_sending: std::env::var("WEIR_FAULT_KAFKA_SINK_PARTIAL")
                 .ok()
                 .and_then(|n| n.parse().ok()),
+            abort_before_commit: std::env::var("WEIR_FAULT_KAFKA_BEFORE_COMMIT")
+                .is_ok_and(|v| v == "abort"),
         };
         let producing = Arc::clone(&self.producing);
         tokio::task::spawn_blocking(move || write.run(&producing))
@@ -529,7 +542,7 @@ impl StreamingSink for KafkaStreamingSink {
         let replay = "records of the batch already in the topic are found by content and not \
                       sent again";
         let whole = "read_committed readers, when the batch is a transaction";
-        let mut capabilities = if self.columns.has_key() {
+        let mut capabilities = if self.keyed {
             Capabilities::any_mode(replay, whole)
         } else {
             Capabilities::append_only(

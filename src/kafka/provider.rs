@@ -25,11 +25,12 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use super::client::BrokerClient;
 use super::exactly_once::KafkaStreamingSink;
+use super::layout::Column;
 use super::layout::TableLayout;
 use super::offsets::{Narrowing, PartitionRange, narrow_fixed, plan_ranges, split_ranges};
 use super::options::{KafkaTableOptions, ValueFormat};
 use super::pushdown::{can_narrow, narrowing_of};
-use super::records::{check_produced, produced_by_logical};
+use super::records::{Produced, check_produced, produced_by_logical};
 use super::scan::{KafkaScanExec, ScanSource};
 use super::sink::KafkaSink;
 use crate::format::ValueDecoder;
@@ -149,11 +150,18 @@ impl KafkaTable {
         check_produced(&self.source, &produced_by_logical(input)?)
     }
 
-    /// The table as the exactly-once sink of a streaming query.
-    pub fn streaming_sink(&self) -> Result<KafkaStreamingSink> {
+    /// The table as the exactly-once sink of a streaming query whose INSERT input is `input`.
+    pub fn streaming_sink(&self, input: &LogicalPlan) -> Result<KafkaStreamingSink> {
+        let key = self.source.layout.index_of(Column::Key);
+        let keyed = produced_by_logical(input)?.iter().any(|(name, produced)| {
+            matches!(produced, Produced::Values(_))
+                && key.is_some()
+                && self.source.layout.schema.index_of(name).ok() == key
+        });
         KafkaStreamingSink::try_new(
             Arc::clone(&self.source),
             Arc::clone(&self.source.layout.schema),
+            keyed,
         )
     }
 }

@@ -13,7 +13,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::client::BrokerClient;
+use super::client::{BrokerClient, is_transient};
 use super::offsets::BrokerLookup;
 use super::options::{KafkaTableOptions, TopicPartition};
 
@@ -172,6 +172,9 @@ pub fn read_back(
                 for tp in done {
                     open.remove(&tp);
                 }
+            }
+            Some(Err(e)) if is_transient(&e) => {
+                log::warn!("reading back batch {batch_id}: {e}; librdkafka retries");
             }
             Some(Err(e)) => return Err(cannot_read(e)),
             Some(Ok(message)) => {

@@ -118,13 +118,6 @@ impl RecordColumns {
     }
 }
 
-impl RecordColumns {
-    /// Whether the records get a key column.
-    pub fn has_key(&self) -> bool {
-        self.key.is_some()
-    }
-}
-
 /// What an INSERT gives one column of a Kafka table, before INSERT casts it to the table's type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Produced {

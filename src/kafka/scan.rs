@@ -36,6 +36,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc::Sender;
 
+use super::client::is_transient;
 use super::layout::{Column, TableLayout, header_fields, timestamp_type};
 use super::offsets::PartitionRange;
 use super::options::{KafkaTableOptions, TopicPartition};
@@ -86,6 +87,9 @@ pub mod metric {
     pub const RECORDS_FETCHED: &str = "records_fetched";
     /// Records whose value did not decode (dropped or nulled).
     pub const MALFORMED_RECORDS: &str = "malformed_records";
+    /// Offsets of the ranges deleted from the broker while they were read (failOnDataLoss
+    /// false skips them).
+    pub const LOST_OFFSETS: &str = "lost_offsets";
 }
 
 impl KafkaScanExec {
@@ -248,6 +252,7 @@ impl ExecutionPlan for KafkaScanExec {
             fetched: MetricBuilder::new(&self.metrics).counter(metric::RECORDS_FETCHED, partition),
             malformed: MetricBuilder::new(&self.metrics)
                 .counter(metric::MALFORMED_RECORDS, partition),
+            lost: MetricBuilder::new(&self.metrics).counter(metric::LOST_OFFSETS, partition),
             event_times: Arc::clone(&self.event_times),
         };
         let tx = builder.tx();
@@ -289,6 +294,7 @@ struct RangeReader {
     batch_size: usize,
     fetched: Count,
     malformed: Count,
+    lost: Count,
     event_times: EventTimes,
 }
 
@@ -472,6 +478,9 @@ impl RangeReader {
                     }
                     last_progress = Instant::now();
                 }
+                Some(Err(e)) if is_transient(&e) => {
+                    warn!("reading {}: {e}; librdkafka retries", self.describe());
+                }
                 Some(Err(e)) => {
                     return Err(DataFusionError::Execution(format!(
                         "reading {} from Kafka broker(s) {} failed: {e}",
@@ -560,6 +569,8 @@ impl RangeReader {
         poller.seek(tp, low, options.broker_timeout).map_err(|e| {
             DataFusionError::Execution(format!("cannot seek {tp} to offset {low}: {e}"))
         })?;
+        self.lost
+            .add((low.min(state.range.end) - state.next).max(0) as usize);
         state.next = low;
         Ok(())
     }
@@ -927,6 +938,7 @@ mod tests {
             batch_size: 2,
             fetched: MetricBuilder::new(&metrics).counter(metric::RECORDS_FETCHED, 0),
             malformed: MetricBuilder::new(&metrics).counter(metric::MALFORMED_RECORDS, 0),
+            lost: MetricBuilder::new(&metrics).counter(metric::LOST_OFFSETS, 0),
             event_times: EventTimes::default(),
         }
     }
@@ -1064,13 +1076,25 @@ mod tests {
     fn other_errors_name_the_partitions() {
         let r = reader(vec![range(0, 0, 10)], &[], None);
         let p = ScriptedPoller::new(&[0]).then(Err(KafkaError::MessageConsumption(
-            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
         )));
         let e = read(&r, &p).unwrap_err().to_string();
         assert!(
             e.contains("reading t[0] from Kafka broker(s) fake:9092 failed"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn connections_that_drop_are_waited_out() {
+        let r = reader(vec![range(0, 0, 3)], &[], None);
+        let p = ScriptedPoller::new(&[0])
+            .then(Err(KafkaError::MessageConsumption(
+                RDKafkaErrorCode::AllBrokersDown,
+            )))
+            .then(Ok(record(0, 1)))
+            .then(Ok(record(0, 2)));
+        assert_eq!(offsets(read(&r, &p).unwrap()), vec![0, 1, 2]);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use datafusion::catalog::TableProvider;
 use datafusion::error::Result;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::LogicalPlan;
 
 use crate::checkpoint::{Checkpoint, OffsetsEntry};
 use crate::kafka::KafkaTable;
@@ -111,9 +112,12 @@ pub trait StreamingSink: Debug + Send + Sync {
     fn capabilities(&self) -> Capabilities;
 }
 
-/// The streaming sink behind a table: `Ok(None)` when the table cannot be one, an error when
-/// it could but is misconfigured.
-pub fn streaming_sink(provider: &Arc<dyn TableProvider>) -> Result<Option<Arc<dyn StreamingSink>>> {
+/// The streaming sink behind a table, for an INSERT whose input plan is `input`: `Ok(None)`
+/// when the table cannot be one, an error when it could but is misconfigured.
+pub fn streaming_sink(
+    provider: &Arc<dyn TableProvider>,
+    input: &LogicalPlan,
+) -> Result<Option<Arc<dyn StreamingSink>>> {
     if let Some(table) = provider.downcast_ref::<parquet::ParquetTable>() {
         return Ok(Some(table.sink()));
     }
@@ -124,7 +128,7 @@ pub fn streaming_sink(provider: &Arc<dyn TableProvider>) -> Result<Option<Arc<dy
         return Ok(Some(table.sink()));
     }
     if let Some(table) = provider.downcast_ref::<KafkaTable>() {
-        return Ok(Some(Arc::new(table.streaming_sink()?)));
+        return Ok(Some(Arc::new(table.streaming_sink(input)?)));
     }
     Ok(None)
 }

@@ -209,7 +209,7 @@ async fn analyse(ctx: &SessionContext, insert_sql: &str) -> Result<Plan> {
     if let Some(kafka) = provider.downcast_ref::<KafkaTable>() {
         kafka.check_insert(input).map_err(plan_error)?;
     }
-    let sink = streaming_sink(&provider)
+    let sink = streaming_sink(&provider, input)
         .map_err(plan_error)?
         .ok_or_else(|| {
             Error::Streaming(format!(
@@ -964,6 +964,7 @@ impl Runner {
             }
             (records_read(&executed), written)
         };
+        let lost_while_reading = per_table_metric(&executed, metric::LOST_OFFSETS);
         let late_rows: usize = executed
             .iter()
             .map(|p| window_metric(p, window_metrics::LATE_RECORDS))
@@ -1055,7 +1056,8 @@ impl Runner {
                             }
                         })
                         .collect(),
-                    lost_offsets: planned.lost.get(table).copied().unwrap_or(0),
+                    lost_offsets: planned.lost.get(table).copied().unwrap_or(0)
+                        + lost_while_reading.get(table).copied().unwrap_or(0) as i64,
                 })
                 .collect(),
             sink: self.plan.sink.describe(),
@@ -1148,19 +1150,26 @@ fn slice_partitions(entry: &OffsetsEntry) -> Vec<(String, TopicPartition)> {
         .collect()
 }
 
-/// Records the batch read from Kafka: per table, what its scans fetched (a table read twice,
-/// as by a self-join, counts once).
-fn records_read(plans: &[Arc<dyn ExecutionPlan>]) -> u64 {
-    let mut per_table: BTreeMap<&str, usize> = BTreeMap::new();
+/// A scan metric per table over the plans that ran; a table read twice (as by a self-join)
+/// counts once.
+fn per_table_metric(plans: &[Arc<dyn ExecutionPlan>], name: &str) -> BTreeMap<String, usize> {
+    let mut per_table: BTreeMap<String, usize> = BTreeMap::new();
     for scan in plans.iter().flat_map(scans) {
-        let fetched = scan
+        let value = scan
             .metrics()
-            .and_then(|m| m.sum_by_name(metric::RECORDS_FETCHED))
+            .and_then(|m| m.sum_by_name(name))
             .map_or(0, |v| v.as_usize());
-        let seen = per_table.entry(scan.table()).or_default();
-        *seen = (*seen).max(fetched);
+        let seen = per_table.entry(scan.table().to_string()).or_default();
+        *seen = (*seen).max(value);
     }
-    per_table.values().sum::<usize>() as u64
+    per_table
+}
+
+/// Records the batch read from Kafka, over all tables.
+fn records_read(plans: &[Arc<dyn ExecutionPlan>]) -> u64 {
+    per_table_metric(plans, metric::RECORDS_FETCHED)
+        .values()
+        .sum::<usize>() as u64
 }
 
 /// The largest watermark candidate each stream partition brought in the plans that ran.

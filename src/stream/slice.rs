@@ -140,7 +140,7 @@ pub fn clamp(ranges: &[PartitionRange], limits: &RateLimits) -> Vec<PartitionRan
     let mut out: Vec<PartitionRange> = ranges.to_vec();
     if let Some(cap) = limits.max_per_partition {
         for range in &mut out {
-            range.end = range.end.min(range.start + cap);
+            range.end = range.end.min(range.start.saturating_add(cap));
         }
     }
     if let Some(max) = limits.max_offsets {

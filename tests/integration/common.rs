@@ -350,6 +350,27 @@ pub fn filled_topic(
     (broker, topic, engine)
 }
 
+/// Waits until `check` holds, for at most 30 s.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Records a query has read so far, over all its batches.
+pub fn rows_read(query: &weir::stream::QueryHandle) -> u64 {
+    query
+        .recent_progress()
+        .iter()
+        .map(|p| p.num_input_rows)
+        .sum()
+}
+
 /// Runs statements, panicking with the failing one.
 pub async fn run(engine: &Engine, sql: &str) -> QueryResult {
     let mut last = None;

@@ -1,22 +1,12 @@
 //! Streaming queries: triggers, rate options, checkpoints and restarts, sinks, control.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::common::{Broker, Record, admin, fails, lines, produce, run, unique};
+use super::common::{
+    Broker, Record, admin, eventually, fails, lines, produce, rows_read, run, unique,
+};
 use weir::Engine;
-use weir::stream::{QueryHandle, QueryStatus, Trigger};
-
-/// Waits until `check` holds, for at most 30 s.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use weir::stream::{QueryStatus, Trigger};
 
 /// A source table `src` over `topic` (JSON values with `n`), a memory table `out`.
 async fn tables(engine: &Engine, topic: &str, source_options: &str) {
@@ -57,15 +47,6 @@ fn json_topic(prefix: &str, partitions: i32, per_partition: usize) -> (Broker, S
     );
     let engine = broker.engine();
     (broker, topic, engine)
-}
-
-/// Records a query has read so far, over all its batches.
-fn rows_read(query: &QueryHandle) -> u64 {
-    query
-        .recent_progress()
-        .iter()
-        .map(|p| p.num_input_rows)
-        .sum()
 }
 
 const QUERY: &str = "INSERT INTO out SELECT n, _partition, _offset FROM src";
