@@ -20,6 +20,8 @@ use crate::error::{Error, Result};
 use crate::generate::{DatagenFunction, NexmarkFunction};
 use crate::insert;
 use crate::jdbc::{JdbcTable, JdbcTableFactory};
+use crate::kafka::consumers::ConsumerPool;
+use crate::kafka::options::parse_duration;
 use crate::kafka::provider::DefaultBootstrap;
 use crate::kafka::scan::{metric, scans, sum_metric};
 use crate::kafka::{KafkaTable, KafkaTableFactory};
@@ -62,6 +64,8 @@ pub const BOOTSTRAP_ENV: &str = "WEIR_KAFKA_BOOTSTRAP";
 pub struct Engine {
     ctx: SessionContext,
     default_bootstrap: DefaultBootstrap,
+    /// Kafka consumers kept across queries and batches.
+    consumers: Arc<ConsumerPool>,
     embedded: Option<EmbeddedKafka>,
     s3: Arc<RwLock<S3Settings>>,
     streaming: Mutex<StreamingSettings>,
@@ -137,10 +141,12 @@ impl EngineBuilder {
         };
         let default_bootstrap: DefaultBootstrap = Arc::new(RwLock::new(bootstrap));
         let s3 = Arc::new(RwLock::new(S3Settings::default()));
+        let consumers = Arc::new(ConsumerPool::default());
         let config = self
             .config
             .unwrap_or_default()
-            .with_information_schema(true);
+            .with_information_schema(true)
+            .with_extension(Arc::clone(&consumers));
         let ctx = SessionContext::new_with_config(config);
         ctx.register_udtf("nexmark", Arc::new(NexmarkFunction));
         ctx.register_udtf("datagen", Arc::new(DatagenFunction));
@@ -172,6 +178,7 @@ impl EngineBuilder {
         Ok(Engine {
             ctx,
             default_bootstrap,
+            consumers,
             embedded,
             s3,
             streaming: Mutex::default(),
@@ -452,6 +459,31 @@ impl Engine {
                     "Streaming queries keep their checkpoints under {value}/<query name>"
                 ))
             }
+            "spark.kafka.consumer.cache.capacity" => {
+                let capacity = value.trim().parse::<usize>().map_err(|_| {
+                    Error::Sql(format!(
+                        "spark.kafka.consumer.cache.capacity is '{value}'; expected a number of consumers"
+                    ))
+                })?;
+                let mut settings = self.consumers.settings();
+                settings.capacity = capacity;
+                self.consumers.configure(settings);
+                Ok(format!("At most {capacity} idle Kafka consumers are kept"))
+            }
+            "spark.kafka.consumer.cache.timeout" => {
+                let timeout = parse_duration(value).ok_or_else(|| {
+                    Error::Sql(format!(
+                        "spark.kafka.consumer.cache.timeout is '{value}'; expected a duration such as 5m"
+                    ))
+                })?;
+                let mut settings = self.consumers.settings();
+                settings.idle_timeout = timeout;
+                self.consumers.configure(settings);
+                Ok(format!(
+                    "Idle Kafka consumers are closed after {} s",
+                    timeout.as_secs_f64()
+                ))
+            }
             "trigger" => {
                 Trigger::parse(value)?;
                 self.streaming.lock().map_err(|_| poisoned())?.trigger = Some(value.to_string());
@@ -470,9 +502,14 @@ impl Engine {
                     Ok(format!("Set weir.{other}"))
                 }
                 _ => Err(Error::Sql(format!(
-                    "unknown setting 'weir.{other}'; the settings are weir.kafka.bootstrap.servers, \
-                     weir.checkpoint_root, weir.trigger and weir.s3.(endpoint|region|access_key_id|\
-                     secret_access_key|allow_http)"
+                    "unknown setting '{}'; the settings are weir.kafka.bootstrap.servers, \
+                     weir.checkpoint_root, weir.trigger, weir.s3.(endpoint|region|access_key_id|\
+                     secret_access_key|allow_http) and spark.kafka.consumer.cache.(capacity|timeout)",
+                    if other.starts_with("spark.") {
+                        other.to_string()
+                    } else {
+                        format!("weir.{other}")
+                    }
                 ))),
             },
         }

@@ -109,11 +109,24 @@ fn target_columns(
         ))));
     }
     let headers = headers_column(kafka);
-    let by_name = given
+    let unknown: Vec<&str> = given
         .iter()
-        .all(|n| schema.index_of(n).is_ok() || *n == headers);
-    if by_name {
+        .filter(|n| schema.index_of(n).is_err() && **n != headers)
+        .map(String::as_str)
+        .collect();
+    if unknown.is_empty() {
         return Ok(given.to_vec());
+    }
+    if unknown.len() < given.len() {
+        // Matching the rest by position would shift them silently.
+        return Err(Error::DataFusion(DataFusionError::Plan(format!(
+            "INSERT INTO Kafka table '{table}' gives columns named after the table's and {} that \
+             the table has not ({}); name every column after one of the table's ({}, {headers}), \
+             or none, to match them by position",
+            if unknown.len() == 1 { "one" } else { "others" },
+            unknown.join(", "),
+            writable.join(", ")
+        ))));
     }
     Ok(writable.into_iter().take(given.len()).collect())
 }
@@ -143,7 +156,8 @@ fn write_view(
             schema
         }
     };
-    let name = reference.table().to_string();
+    // The whole reference, so that tables of one name in two schemas get views of their own.
+    let name = reference.to_string();
     schema.deregister_table(&name)?;
     schema.register_table(name.clone(), Arc::new(kafka.with_headers_column()?))?;
     Ok(ObjectName::from(vec![

@@ -193,7 +193,10 @@ pub fn parse_weir_statement(text: &str) -> Result<Option<WeirStatement>> {
             WeirStatement::DescribeQuery { name }
         }));
     }
-    if w.len() >= 2 && is_keyword(w[0], Keyword::SET) && is_word(w[1], "weir") {
+    if w.len() >= 2
+        && is_keyword(w[0], Keyword::SET)
+        && (is_word(w[1], "weir") || is_word(w[1], "spark"))
+    {
         return parse_set_weir(&w[1..]).map(Some);
     }
     Ok(None)

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use url::Url;
 
 use crate::error::{Error, Result};
@@ -71,6 +71,51 @@ impl S3Settings {
             _ => return Ok(false),
         }
         Ok(true)
+    }
+}
+
+impl Location {
+    /// Checks that the store refuses to create an object that exists (a conditional put), on
+    /// which checkpoints and sink manifests rely: S3-compatible stores that ignore
+    /// `If-None-Match` would let two writers both win. Writes and removes a probe object.
+    pub async fn check_create_only_once(&self) -> Result<()> {
+        let probe = Path::from(
+            format!(
+                "{}/_weir_probe_{}",
+                self.root,
+                uuid::Uuid::new_v4().simple()
+            )
+            .trim_start_matches('/'),
+        );
+        let create = || {
+            self.store.put_opts(
+                &probe,
+                PutPayload::from_static(b"probe"),
+                PutMode::Create.into(),
+            )
+        };
+        let failed = |e: object_store::Error| {
+            Error::Checkpoint(format!(
+                "location {}: cannot write a probe object: {e}",
+                self.display
+            ))
+        };
+        create().await.map_err(failed)?;
+        let second = create().await;
+        let _ = self.store.delete(&probe).await;
+        match second {
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(()),
+            Ok(_) => Err(Error::Checkpoint(format!(
+                "location {}: the store overwrote an object that already existed where it was \
+                 asked to create it only if absent; weir needs conditional writes (S3's \
+                 If-None-Match) to keep two writers apart, and this store does not honour them",
+                self.display
+            ))),
+            Err(e) => Err(failed(e)),
+        }
     }
 }
 

@@ -177,6 +177,7 @@ impl QueryLock {
                 }
             };
             let holder = Holder::for_this_process(epoch, query);
+            let attempted = std::time::Instant::now();
             if checkpoint
                 .try_create_json(&lock_name(epoch), &holder)
                 .await?
@@ -192,7 +193,7 @@ impl QueryLock {
                 }
                 let holder = Arc::new(tokio::sync::Mutex::new(holder));
                 let renewals = Arc::new(std::sync::Mutex::new(Renewals {
-                    last: std::time::Instant::now(),
+                    last: attempted,
                     failure: None,
                 }));
                 let heartbeat = tokio::spawn(beat(
@@ -367,13 +368,15 @@ async fn store_age(checkpoint: &Checkpoint, name: &str) -> Result<Duration> {
             .await
             .map_err(|e| checkpoint.error(format!("cannot read the time of {path}: {e}")))
     };
-    let written = head(checkpoint.path(name)).await?.last_modified;
+    // The probe first: a delay between the two calls then makes the owner look younger, not
+    // older, so a live owner is never taken for dead.
     let probe = checkpoint.path(CLOCK_PROBE);
     store
         .put(&probe, PutPayload::from(now_ms().to_string().into_bytes()))
         .await
         .map_err(|e| checkpoint.error(format!("cannot write {CLOCK_PROBE}: {e}")))?;
     let now = head(probe).await?.last_modified;
+    let written = head(checkpoint.path(name)).await?.last_modified;
     Ok((now - written).to_std().unwrap_or_default())
 }
 

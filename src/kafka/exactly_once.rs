@@ -60,6 +60,9 @@ pub struct SinkRecord {
     pub batch_id: u64,
     /// Each output topic, sorted by name.
     pub topics: Vec<TopicStart>,
+    /// Whether the first attempt wrote the batch in a transaction.
+    #[serde(default)]
+    pub transactional: bool,
 }
 
 impl SinkRecord {
@@ -142,6 +145,7 @@ pub fn record_outputs(
         query_id: query_id.to_string(),
         batch_id,
         topics: starts,
+        transactional: false,
     })
 }
 
@@ -197,6 +201,7 @@ pub struct KafkaStreamingSink {
     /// Whether the query gives the records a key.
     keyed: bool,
     producing: Arc<Mutex<Option<Producing>>>,
+    lookup: Mutex<Option<Arc<BrokerClient>>>,
 }
 
 impl std::fmt::Debug for KafkaStreamingSink {
@@ -218,11 +223,52 @@ impl KafkaStreamingSink {
             columns,
             keyed,
             producing: Arc::default(),
+            lookup: Mutex::default(),
         })
     }
 
     fn table(&self) -> &str {
         &self.source.table
+    }
+
+    /// The client that looks the output topics up, made on first use and kept.
+    fn lookup(&self) -> Result<Arc<BrokerClient>> {
+        let mut lookup = self
+            .lookup
+            .lock()
+            .map_err(|_| DataFusionError::Internal("Kafka sink lock poisoned".to_string()))?;
+        if let Some(client) = lookup.as_ref() {
+            return Ok(Arc::clone(client));
+        }
+        let client = Arc::new(BrokerClient::reading_uncommitted(&self.source.options)?);
+        *lookup = Some(Arc::clone(&client));
+        Ok(client)
+    }
+
+    /// Makes the sink's producer on the first batch (and initialises its transactions); says
+    /// whether it writes in transactions.
+    async fn ensure_producer(&self, query_id: &str) -> Result<bool> {
+        let producing = Arc::clone(&self.producing);
+        let source = Arc::clone(&self.source);
+        let query_id = query_id.to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = producing
+                .lock()
+                .map_err(|_| DataFusionError::Internal("Kafka sink lock poisoned".to_string()))?;
+            if guard.is_none() {
+                *guard = Some(new_producing(&source, &query_id)?);
+            }
+            Ok(guard.as_ref().is_some_and(|p| p.transactions.is_some()))
+        })
+        .await
+        .map_err(|e| DataFusionError::Execution(format!("making a producer stopped: {e}")))?
+    }
+
+    /// Drops the lookup client after it failed: the next batch makes a new one.
+    fn forget_lookup(&self) {
+        if let Ok(mut lookup) = self.lookup.lock() {
+            *lookup = None;
+        }
     }
 
     /// The rows to send for batch `batch`: those the query produced, or, when a replay could
@@ -238,10 +284,12 @@ impl KafkaStreamingSink {
             return Ok(batches);
         }
         let checkpoint = &batch.checkpoint;
-        if let Some(bytes) = checkpoint
-            .batch_output(batch.batch_id)
-            .await
-            .map_err(to_datafusion)?
+        // Only a replay can find an earlier attempt's output.
+        if batch.replayed
+            && let Some(bytes) = checkpoint
+                .batch_output(batch.batch_id)
+                .await
+                .map_err(to_datafusion)?
         {
             return Ok(crate::state::codec::decode(&bytes)?.1);
         }
@@ -260,19 +308,26 @@ impl KafkaStreamingSink {
         Ok(batches)
     }
 
-    /// `sinks/N` as an earlier attempt recorded it (a replay), or recorded now.
+    /// `sinks/N` as an earlier attempt recorded it (a replay), or recorded now, saying whether
+    /// this attempt writes in a transaction.
     async fn outputs(
         &self,
         batch: &BatchContext,
         records: &SinkRecords,
+        transactional: bool,
     ) -> Result<(SinkRecord, bool)> {
         let to_datafusion = |e: crate::error::Error| DataFusionError::External(Box::new(e));
-        if let Some(recorded) = batch
-            .checkpoint
-            .sink_record::<SinkRecord>(batch.batch_id)
-            .await
-            .map_err(to_datafusion)?
-        {
+        // Only a replay can find what an earlier attempt recorded.
+        let recorded = if batch.replayed {
+            batch
+                .checkpoint
+                .sink_record::<SinkRecord>(batch.batch_id)
+                .await
+                .map_err(to_datafusion)?
+        } else {
+            None
+        };
+        if let Some(recorded) = recorded {
             if recorded.query_id != batch.query_id {
                 return Err(DataFusionError::Execution(format!(
                     "sinks/{} of the checkpoint belongs to query {}, not {}",
@@ -281,19 +336,23 @@ impl KafkaStreamingSink {
             }
             return Ok((recorded, true));
         }
-        let options = Arc::clone(&self.source.options);
         let topics = topics_of(records);
         let (query_id, batch_id, table) = (
             batch.query_id.clone(),
             batch.batch_id,
             self.table().to_string(),
         );
+        let lookup = self.lookup()?;
+        let asked = Arc::clone(&lookup);
         let outputs = tokio::task::spawn_blocking(move || {
-            let lookup = BrokerClient::reading_uncommitted(&options)?;
-            record_outputs(&lookup, &query_id, batch_id, &topics, &table)
+            record_outputs(asked.as_ref(), &query_id, batch_id, &topics, &table).map(|mut o| {
+                o.transactional = transactional;
+                o
+            })
         })
         .await
-        .map_err(|e| DataFusionError::Execution(format!("looking up topics stopped: {e}")))??;
+        .map_err(|e| DataFusionError::Execution(format!("looking up topics stopped: {e}")))?
+        .inspect_err(|_| self.forget_lookup())?;
         batch
             .checkpoint
             .create_sink_record(batch.batch_id, &outputs)
@@ -326,28 +385,31 @@ impl BatchWrite {
         let mut guard = producing
             .lock()
             .map_err(|_| DataFusionError::Internal("Kafka sink lock poisoned".to_string()))?;
-        if guard.is_none() {
-            *guard = Some(new_producing(&self.source, &self.query_id)?);
-        }
         let producing = guard
             .as_mut()
             .ok_or_else(|| DataFusionError::Internal("Kafka sink producer missing".to_string()))?;
         if let Some(writer) = producing.transactions.as_mut() {
             writer.initialise(&producing.producer)?;
         }
+        let transactional = producing.transactions.is_some();
         let mut found = if self.replaying {
+            if self.outputs.transactional && !transactional {
+                // The first attempt's open transaction must end before it is read back.
+                fence_transactions(&self.source, &self.query_id)?;
+            }
             read_back(
                 &self.source.options,
                 &self.outputs.recorded(),
                 &self.query_id,
                 self.batch_id,
-                producing.transactions.is_some(),
+                transactional || self.outputs.transactional,
             )?
         } else {
             Found::default()
         };
         let already = found.len();
-        let sent = self.send_missing(producing, &mut found)?;
+        let skipped = self.already_there(&mut found);
+        let sent = self.send_missing(producing, &skipped)?;
         if already > 0 {
             info!(
                 "Kafka table '{}': batch {} was written before; {already} record(s) were \
@@ -358,8 +420,30 @@ impl BatchWrite {
         Ok(())
     }
 
-    /// Sends the records not `found`, in order, and waits for them; returns how many it sent.
-    fn send_missing(&self, producing: &mut Producing, found: &mut Found) -> Result<u64> {
+    /// Which of the batch's records are among those `found`: first those whose partition is
+    /// the same every attempt (a `partition` column, or a key), in their partition; then the
+    /// others (spread round robin), in any partition of their topic.
+    fn already_there(&self, found: &mut Found) -> Vec<bool> {
+        let mut there = vec![false; self.partitions.len()];
+        if found.is_empty() {
+            return there;
+        }
+        let fixed =
+            |row: usize| self.records.partition(row).is_some() || self.records.key(row).is_some();
+        for (row, partition) in self.partitions.iter().enumerate() {
+            if fixed(row) {
+                there[row] = found.take_in(self.records.fingerprint(row), *partition);
+            }
+        }
+        for row in (0..self.partitions.len()).filter(|r| !fixed(*r)) {
+            there[row] = found.take_anywhere(self.records.fingerprint(row));
+        }
+        there
+    }
+
+    /// Sends the records not `already` there, in order, and waits for them; returns how many it
+    /// sent.
+    fn send_missing(&self, producing: &mut Producing, already: &[bool]) -> Result<u64> {
         let timeout = self.source.options.broker_timeout;
         let batch = self.batch_id.to_string();
         let producer = &producing.producer;
@@ -367,10 +451,10 @@ impl BatchWrite {
             (QUERY_HEADER, self.query_id.as_bytes()),
             (BATCH_HEADER, batch.as_bytes()),
         ];
-        let mut send_all = || -> Result<u64> {
+        let send_all = || -> Result<u64> {
             let mut sent = 0;
             for (row, partition) in self.partitions.iter().enumerate() {
-                if !found.is_empty() && found.take(self.records.fingerprint(row)) {
+                if already[row] {
                     continue;
                 }
                 let headers = self.records.headers(row, &extra);
@@ -431,17 +515,38 @@ impl BatchWrite {
     }
 }
 
+/// Ends what a transactional producer of the query left open (a first attempt that wrote in a
+/// transaction, replayed without transactions): initialising its `transactional.id` aborts it
+/// and fences that producer.
+fn fence_transactions(source: &ScanSource, query_id: &str) -> Result<()> {
+    let id = format!("weir-{query_id}");
+    let producer: BaseProducer = source
+        .options
+        .transactional_producer_config(&id)
+        .create()
+        .map_err(|e| DataFusionError::Execution(format!("cannot create a Kafka producer: {e}")))?;
+    producer
+        .init_transactions(source.options.broker_timeout)
+        .map_err(|e| {
+            DataFusionError::Execution(format!(
+                "cannot end the transaction an earlier attempt left open under \
+                 transactional.id '{id}': {e}"
+            ))
+        })
+}
+
 /// The sink's producer: transactional (`transactional.id` `weir-<query id>`, stable across
 /// restarts) unless the table says `'transactional' 'false'`, or says nothing and the brokers
 /// have no transactions.
 fn new_producing(source: &ScanSource, query_id: &str) -> Result<Producing> {
     let options = &source.options;
     let create = |transactional_id: Option<&str>| -> Result<Producing> {
-        let mut config = options.producer_config();
-        let transactions = transactional_id.map(|id| {
-            config.set("transactional.id", id);
-            TransactionalWriter::new(id, options.broker_timeout)
-        });
+        let config = match transactional_id {
+            Some(id) => options.transactional_producer_config(id),
+            None => options.producer_config(),
+        };
+        let transactions =
+            transactional_id.map(|id| TransactionalWriter::new(id, options.broker_timeout));
         let producer = config
             .create_with_context(DeliveryReport::default())
             .map_err(|e| {
@@ -497,7 +602,8 @@ impl StreamingSink for KafkaStreamingSink {
             self.source.options.sink_topic.as_deref(),
             self.table(),
         )?;
-        let (outputs, replaying) = self.outputs(batch, &records).await?;
+        let transactional = self.ensure_producer(&batch.query_id).await?;
+        let (outputs, replaying) = self.outputs(batch, &records, transactional).await?;
         let partitions = place(&records, &outputs, self.table())?;
         let write = BatchWrite {
             source: Arc::clone(&self.source),
@@ -591,6 +697,7 @@ mod tests {
                 partitions,
                 start_offsets: vec![0; partitions as usize],
             }],
+            transactional: false,
         }
     }
 

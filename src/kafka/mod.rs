@@ -1,6 +1,7 @@
 //! Kafka as SQL tables: options, offset planning, reading exact ranges, and writing records.
 
 pub mod client;
+pub mod consumers;
 pub mod exactly_once;
 pub mod layout;
 pub mod offsets;

@@ -191,6 +191,10 @@ const OWNED_CLIENT_KEYS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The longest a reader's fetch waits on the broker for records, unless `kafka.fetch.wait.max.ms`
+/// says otherwise.
+pub const FETCH_WAIT_MAX_MS: &str = "10";
+
 /// A partition of a topic.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TopicPartition {
@@ -201,6 +205,10 @@ pub struct TopicPartition {
 }
 
 impl TopicPartition {
+    /// The longest a reader's fetch waits on the broker for records, unless `kafka.fetch.wait.max.ms`
+    /// says otherwise.
+    pub const FETCH_WAIT_MAX_MS: &str = "10";
+
     /// A partition of a topic.
     pub fn new(topic: impl Into<String>, partition: i32) -> Self {
         Self {
@@ -584,6 +592,11 @@ impl KafkaTableOptions {
                 self.broker_timeout.as_millis().to_string(),
             );
         }
+        // A fetch waiting on the broker holds back partitions resumed or sought meanwhile:
+        // keep the wait short (librdkafka's default is 500 ms).
+        if !self.client.contains_key("fetch.wait.max.ms") {
+            config.set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS);
+        }
         config
     }
 
@@ -601,6 +614,20 @@ impl KafkaTableOptions {
             );
         for (key, value) in &self.client {
             config.set(key, value);
+        }
+        config
+    }
+
+    /// librdkafka configuration for a streaming query's transactional producer: a batch's
+    /// transaction may last as long as the broker allows by default (15 minutes, Kafka's
+    /// `transaction.max.timeout.ms`) rather than librdkafka's one minute, unless
+    /// `kafka.transaction.timeout.ms` says otherwise; a large batch (a `once` trigger over a
+    /// backlog) would otherwise be aborted by the broker at every attempt.
+    pub fn transactional_producer_config(&self, transactional_id: &str) -> ClientConfig {
+        let mut config = self.producer_config();
+        config.set("transactional.id", transactional_id);
+        if !self.client.contains_key("transaction.timeout.ms") {
+            config.set("transaction.timeout.ms", "900000");
         }
         config
     }

@@ -31,7 +31,7 @@ use super::offsets::{Narrowing, PartitionRange, narrow_fixed, plan_ranges, split
 use super::options::{KafkaTableOptions, ValueFormat};
 use super::pushdown::{can_narrow, narrowing_of};
 use super::records::{Produced, check_produced, produced_by_logical};
-use super::scan::{KafkaScanExec, ScanSource};
+use super::scan::{KafkaScanExec, ScanKind, ScanSource};
 use super::sink::KafkaSink;
 use crate::format::ValueDecoder;
 
@@ -199,7 +199,7 @@ impl TableProvider for KafkaTable {
                 readers,
                 projection,
                 limit,
-                false,
+                ScanKind::Slice,
             )?));
         }
         let options = Arc::clone(&self.source.options);
@@ -210,14 +210,18 @@ impl TableProvider for KafkaTable {
         .await
         .map_err(|e| DataFusionError::Execution(format!("offset planning stopped: {e}")))??;
         let ranges = split_ranges(ranges, self.source.options.min_partitions);
-        let snapshot = !self.source.options.is_bounded();
+        let kind = if self.source.options.is_bounded() {
+            ScanKind::Bounded
+        } else {
+            ScanKind::Snapshot
+        };
         Ok(Arc::new(KafkaScanExec::new(
             Arc::clone(&self.source),
             ranges,
             readers,
             projection,
             limit,
-            snapshot,
+            kind,
         )?))
     }
 

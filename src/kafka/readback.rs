@@ -3,7 +3,7 @@
 //! the sink recorded before the first attempt (`sinks/N`) to the partitions' ends, counted by a
 //! fingerprint of its content (topic, key, value and the query's own headers).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hasher};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,13 @@ use super::options::{KafkaTableOptions, TopicPartition};
 pub const QUERY_HEADER: &str = "weir.query.id";
 /// Header naming the batch that wrote a record.
 pub const BATCH_HEADER: &str = "weir.batch.id";
+
+/// Whether a header name is weir's own: weir sets these, and drops a row's own headers of these
+/// names (a query copying records an earlier weir query wrote would otherwise carry two).
+/// `weir.seq` was weir's until the sink matched records by content.
+pub fn is_weirs_header(name: &str) -> bool {
+    matches!(name, QUERY_HEADER | BATCH_HEADER | "weir.seq")
+}
 
 /// A record's content, hashed: two records with the same fingerprint are interchangeable.
 pub type Fingerprint = u128;
@@ -57,22 +64,42 @@ pub fn fingerprint<'a>(
     (u128::from(high.finish()) << 64) | u128::from(low.finish())
 }
 
-/// The records of a batch found in the output topics, by fingerprint.
+/// The records of a batch found in the output topics, by fingerprint and partition.
 #[derive(Debug, Default)]
 pub struct Found {
-    counts: HashMap<Fingerprint, u32>,
+    counts: HashMap<Fingerprint, BTreeMap<i32, u32>>,
     total: usize,
 }
 
 impl Found {
-    /// Whether a record with this fingerprint was found and not yet matched; matches it.
-    pub fn take(&mut self, print: Fingerprint) -> bool {
-        match self.counts.get_mut(&print) {
+    /// Whether a record with this fingerprint was found in `partition` and not yet matched;
+    /// matches it.
+    pub fn take_in(&mut self, print: Fingerprint, partition: i32) -> bool {
+        match self
+            .counts
+            .get_mut(&print)
+            .and_then(|p| p.get_mut(&partition))
+        {
             Some(count) if *count > 0 => {
                 *count -= 1;
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Whether a record with this fingerprint was found in any partition and not yet matched;
+    /// matches it.
+    pub fn take_anywhere(&mut self, print: Fingerprint) -> bool {
+        let Some(partitions) = self.counts.get_mut(&print) else {
+            return false;
+        };
+        match partitions.values_mut().find(|c| **c > 0) {
+            Some(count) => {
+                *count -= 1;
+                true
+            }
+            None => false,
         }
     }
 
@@ -86,8 +113,13 @@ impl Found {
         self.total == 0
     }
 
-    fn add(&mut self, print: Fingerprint) {
-        *self.counts.entry(print).or_default() += 1;
+    fn add(&mut self, print: Fingerprint, partition: i32) {
+        *self
+            .counts
+            .entry(print)
+            .or_default()
+            .entry(partition)
+            .or_default() += 1;
         self.total += 1;
     }
 }
@@ -114,13 +146,14 @@ pub fn read_back(
     let lookup = BrokerClient::reading_uncommitted(options)?;
     let partitions: Vec<TopicPartition> =
         recorded.starts.iter().map(|(tp, _)| tp.clone()).collect();
-    let ends = lookup.watermarks_of(&partitions)?;
+    let watermarks = lookup.watermarks_of(&partitions)?;
+    // Records deleted since (retention, DeleteRecords) cannot be read back: start after them.
     let ranges: Vec<(TopicPartition, i64, i64)> = recorded
         .starts
         .iter()
-        .zip(ends)
-        .filter(|((_, start), wm)| wm.high > *start)
-        .map(|((tp, start), wm)| (tp.clone(), *start, wm.high))
+        .zip(watermarks)
+        .map(|((tp, start), wm)| (tp.clone(), (*start).max(wm.low), wm.high))
+        .filter(|(_, start, end)| end > start)
         .collect();
     if ranges.is_empty() {
         return Ok(found);
@@ -180,7 +213,7 @@ pub fn read_back(
             Some(Ok(message)) => {
                 last_progress = Instant::now();
                 if written_by(&message, query_id, &batch) {
-                    found.add(message_fingerprint(&message));
+                    found.add(message_fingerprint(&message), message.partition());
                 }
                 let tp = TopicPartition::new(message.topic(), message.partition());
                 if open
@@ -238,9 +271,11 @@ fn written_by(message: &impl Message, query_id: &str, batch: &str) -> bool {
 /// The fingerprint of a record read back: its content without weir's own headers.
 pub fn message_fingerprint(message: &impl Message) -> Fingerprint {
     let headers = message.headers();
-    let own = headers.iter().flat_map(|h| h.iter()).filter_map(|h| {
-        (h.key != QUERY_HEADER && h.key != BATCH_HEADER).then_some((h.key, h.value))
-    });
+    let own = headers
+        .iter()
+        .flat_map(|h| h.iter())
+        .filter(|h| !is_weirs_header(h.key))
+        .map(|h| (h.key, h.value));
     fingerprint(message.topic(), message.key(), message.payload(), own)
 }
 
@@ -278,11 +313,17 @@ mod tests {
         let a = fingerprint("t", None, Some(b"a"), std::iter::empty());
         let b = fingerprint("t", None, Some(b"b"), std::iter::empty());
         let mut found = Found::default();
-        found.add(a);
-        found.add(a);
+        found.add(a, 0);
+        found.add(a, 1);
         assert_eq!(found.len(), 2);
-        assert!(found.take(a) && found.take(a));
-        assert!(!found.take(a), "a third copy was not written");
-        assert!(!found.take(b));
+        assert!(!found.take_in(a, 2), "not in that partition");
+        assert!(found.take_in(a, 1));
+        assert!(
+            !found.take_in(a, 1),
+            "the copy in partition 1 is matched already"
+        );
+        assert!(found.take_anywhere(a));
+        assert!(!found.take_anywhere(a), "a third copy was not written");
+        assert!(!found.take_anywhere(b));
     }
 }

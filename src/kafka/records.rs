@@ -21,7 +21,7 @@ use rdkafka::producer::BaseRecord;
 
 use super::layout::{Column, TableLayout, timestamp_type};
 use super::options::ValueFormat;
-use super::readback::{Fingerprint, fingerprint};
+use super::readback::{Fingerprint, fingerprint, is_weirs_header};
 use super::scan::ScanSource;
 use crate::format::encode_json_rows;
 
@@ -277,7 +277,7 @@ impl HeaderColumns {
         })
     }
 
-    /// Row `row`'s headers (those with a name), in order.
+    /// Row `row`'s headers (those with a name that is not weir's own), in order.
     pub fn of_row(&self, row: usize) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
         let range = if self.list.is_valid(row) {
             let offsets = self.list.value_offsets();
@@ -285,12 +285,14 @@ impl HeaderColumns {
         } else {
             0..0
         };
-        range.filter(|h| self.names.is_valid(*h)).map(|h| {
-            (
-                self.names.value(h),
-                self.values.is_valid(h).then(|| self.values.value(h)),
-            )
-        })
+        range
+            .filter(|h| self.names.is_valid(*h) && !is_weirs_header(self.names.value(*h)))
+            .map(|h| {
+                (
+                    self.names.value(h),
+                    self.values.is_valid(h).then(|| self.values.value(h)),
+                )
+            })
     }
 }
 

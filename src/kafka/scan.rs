@@ -37,6 +37,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc::Sender;
 
 use super::client::is_transient;
+use super::consumers::{ConsumerPool, assign};
 use super::layout::{Column, TableLayout, header_fields, timestamp_type};
 use super::offsets::PartitionRange;
 use super::options::{KafkaTableOptions, TopicPartition};
@@ -58,6 +59,19 @@ pub struct ScanSource {
     pub event_time: Option<Arc<dyn PhysicalExpr>>,
 }
 
+/// What a scan reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanKind {
+    /// A bounded table's ranges.
+    Bounded,
+    /// A stream read up to its latest offsets at query start.
+    Snapshot,
+    /// One batch's slice of a streaming query: every partition of the slice is assigned to its
+    /// reader, also those with nothing to read, so that a reader's consumer holds the same
+    /// partitions batch after batch and can be kept ([`super::consumers`]).
+    Slice,
+}
+
 /// The largest watermark candidate a scan read from each partition.
 pub type EventTimes = Arc<Mutex<BTreeMap<TopicPartition, i64>>>;
 
@@ -74,8 +88,8 @@ pub struct KafkaScanExec {
     schema: SchemaRef,
     /// At most this many rows per range (a pushed-down LIMIT).
     row_limit: Option<usize>,
-    /// True when the table is a stream read up to its latest offsets at query start.
-    snapshot: bool,
+    /// What it reads.
+    kind: ScanKind,
     metrics: ExecutionPlanMetricsSet,
     properties: Arc<PlanProperties>,
     event_times: EventTimes,
@@ -101,7 +115,7 @@ impl KafkaScanExec {
         readers: usize,
         projection: Option<&Vec<usize>>,
         row_limit: Option<usize>,
-        snapshot: bool,
+        kind: ScanKind,
     ) -> Result<Self> {
         let schema = match projection {
             Some(p) => Arc::new(source.layout.schema.project(p)?),
@@ -111,7 +125,10 @@ impl KafkaScanExec {
             Some(p) => p.iter().map(|i| source.layout.columns[*i]).collect(),
             None => source.layout.columns.clone(),
         };
-        let ranges: Vec<PartitionRange> = ranges.into_iter().filter(|r| !r.is_empty()).collect();
+        let ranges: Vec<PartitionRange> = ranges
+            .into_iter()
+            .filter(|r| kind == ScanKind::Slice || !r.is_empty())
+            .collect();
         let groups = group_ranges(&ranges, readers);
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
@@ -126,7 +143,7 @@ impl KafkaScanExec {
             projection,
             schema,
             row_limit,
-            snapshot,
+            kind,
             metrics: ExecutionPlanMetricsSet::new(),
             properties,
             event_times: EventTimes::default(),
@@ -152,6 +169,11 @@ impl KafkaScanExec {
         &self.source.table
     }
 
+    /// What it reads.
+    pub fn kind(&self) -> ScanKind {
+        self.kind
+    }
+
     /// Whether the table has a `watermark` option.
     pub fn has_watermark(&self) -> bool {
         self.source.event_time.is_some()
@@ -159,7 +181,7 @@ impl KafkaScanExec {
 
     /// True when the scanned table is a stream read as a snapshot up to its latest offsets.
     pub fn is_snapshot(&self) -> bool {
-        self.snapshot
+        self.kind == ScanKind::Snapshot
     }
 }
 
@@ -254,6 +276,7 @@ impl ExecutionPlan for KafkaScanExec {
                 .counter(metric::MALFORMED_RECORDS, partition),
             lost: MetricBuilder::new(&self.metrics).counter(metric::LOST_OFFSETS, partition),
             event_times: Arc::clone(&self.event_times),
+            pool: context.session_config().get_extension::<ConsumerPool>(),
         };
         let tx = builder.tx();
         builder.spawn_blocking(move || reader.run(&tx));
@@ -296,6 +319,8 @@ struct RangeReader {
     malformed: Count,
     lost: Count,
     event_times: EventTimes,
+    /// Consumers kept across batches, when the session has a pool.
+    pool: Option<Arc<ConsumerPool>>,
 }
 
 /// How often a reader wakes up to check its deadline while the broker is silent.
@@ -370,36 +395,24 @@ struct RangeState {
 
 impl RangeReader {
     fn run(self, tx: &Sender<Result<RecordBatch>>) -> Result<()> {
-        let consumer: BaseConsumer =
-            self.source
-                .options
-                .consumer_config()
-                .create()
-                .map_err(|e| {
-                    DataFusionError::Execution(format!(
-                        "cannot create a Kafka consumer for {}: {e}",
-                        self.describe()
-                    ))
-                })?;
-        let mut assignment = TopicPartitionList::new();
-        for range in &self.ranges {
-            assignment
-                .add_partition_offset(
-                    &range.tp.topic,
-                    range.tp.partition,
-                    Offset::Offset(range.start),
-                )
-                .map_err(|e| {
-                    DataFusionError::Execution(format!("cannot assign {}: {e}", range.tp))
-                })?;
-        }
-        consumer.assign(&assignment).map_err(|e| {
-            DataFusionError::Execution(format!(
-                "cannot assign {} to a consumer: {e}",
-                self.describe()
-            ))
-        })?;
-        self.read(&consumer, tx)
+        let create = || -> Result<BaseConsumer> {
+            self.source.options.consumer_config().create().map_err(|e| {
+                DataFusionError::Execution(format!(
+                    "cannot create a Kafka consumer for {}: {e}",
+                    self.describe()
+                ))
+            })
+        };
+        let Some(pool) = &self.pool else {
+            let consumer = create()?;
+            assign(&consumer, &self.ranges)?;
+            return self.read(&consumer, tx);
+        };
+        let taken = pool.take(&self.source.options.group_id, &self.ranges, create)?;
+        // A consumer that failed is dropped, never given back.
+        self.read(&taken.consumer, tx)?;
+        pool.give_back(taken, &self.ranges);
+        Ok(())
     }
 
     fn describe(&self) -> String {
@@ -436,6 +449,9 @@ impl RangeReader {
                 .entry(state.range.tp.partition)
                 .or_default()
                 .push(i);
+        }
+        for state in states.iter().filter(|s| s.done) {
+            poller.pause(&state.range.tp);
         }
         let row_limit = self.row_limit.unwrap_or(usize::MAX);
         let mut last_progress = Instant::now();
@@ -940,6 +956,7 @@ mod tests {
             malformed: MetricBuilder::new(&metrics).counter(metric::MALFORMED_RECORDS, 0),
             lost: MetricBuilder::new(&metrics).counter(metric::LOST_OFFSETS, 0),
             event_times: EventTimes::default(),
+            pool: None,
         }
     }
 

@@ -264,6 +264,12 @@ impl ParquetSink {
     }
 }
 
+/// The name weir gave batch `id`'s manifest before names carried the query's id: a batch
+/// committed under it before an upgrade is not written again.
+fn legacy_batch_key(id: u64) -> String {
+    format!("{id:012}")
+}
+
 /// The name of batch `id` of query `query_id`, for its files and manifest: the batch id
 /// zero-padded, so that one query's names sort by batch.
 fn batch_key(query_id: &str, id: u64) -> String {
@@ -277,6 +283,13 @@ impl StreamingSink for ParquetSink {
         batch: &BatchContext,
         data: SendableRecordBatchStream,
     ) -> Result<u64> {
+        if batch.replayed
+            && let Some(legacy) = self
+                .read_manifest(&legacy_batch_key(batch.batch_id))
+                .await?
+        {
+            return Ok(legacy.rows);
+        }
         let key = batch_key(&batch.query_id, batch.batch_id);
         self.write(&key, data, batch.replayed).await
     }
@@ -287,14 +300,21 @@ impl StreamingSink for ParquetSink {
 
     async fn has_batch(&self, batch: &BatchContext) -> Result<bool> {
         let batch_id = batch.batch_id;
-        let path = self.manifest_path(&batch_key(&batch.query_id, batch_id));
-        match self.location.store.head(&path).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(self.fail(format!(
-                "cannot look for the manifest of batch {batch_id}: {e}"
-            ))),
+        for key in [
+            batch_key(&batch.query_id, batch_id),
+            legacy_batch_key(batch_id),
+        ] {
+            match self.location.store.head(&self.manifest_path(&key)).await {
+                Ok(_) => return Ok(true),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    return Err(self.fail(format!(
+                        "cannot look for the manifest of batch {batch_id}: {e}"
+                    )));
+                }
+            }
         }
+        Ok(false)
     }
 
     fn schema(&self) -> SchemaRef {
@@ -470,6 +490,10 @@ impl TableProviderFactory for ParquetTableFactory {
             ));
         };
         let location = resolve(location, &s3).map_err(|e| DataFusionError::Plan(e.to_string()))?;
+        location
+            .check_create_only_once()
+            .await
+            .map_err(|e| DataFusionError::Plan(e.to_string()))?;
         state
             .runtime_env()
             .register_object_store(&location.store_url, Arc::clone(&location.store));

@@ -3,6 +3,7 @@
 //! in a [`crate::checkpoint::Checkpoint`], so that a restart loses and repeats nothing.
 
 pub mod ordered;
+mod planning;
 pub mod progress;
 pub mod query;
 pub mod slice;

@@ -10,15 +10,9 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use datafusion::catalog::TableProvider;
-use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::dataframe::DataFrame;
-use datafusion::datasource::provider_as_source;
-use datafusion::datasource::view::ViewTable;
 use datafusion::error::DataFusionError;
+use datafusion::execution::TaskContext;
 use datafusion::execution::context::SessionContext;
-use datafusion::execution::{SessionState, TaskContext};
-use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::execute_stream;
 use log::{info, warn};
@@ -26,12 +20,13 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use super::ordered::{execute_in_order, keep_order as keep_order_in};
+use super::ordered::execute_in_order;
+use super::planning::{Plan, analyse, check_plan, physical_plan, plan_error, slices_of};
 use super::progress::{
     Durations, EventTimeProgress, PartitionProgress, QueryProgress, SourceProgress,
 };
 use super::slice::{clamp, plan_slice, should_wait};
-use super::stateful::{OperatorState, OutputMode, check_sites, emit, run_site_inputs};
+use super::stateful::{OperatorState, OutputMode, emit, run_site_inputs};
 use super::trigger::Trigger;
 use super::watermark::EventTime;
 use crate::checkpoint::lock::QueryLock;
@@ -41,14 +36,13 @@ use crate::checkpoint::{
 };
 use crate::error::{Error, Result};
 use crate::kafka::client::BrokerClient;
-use crate::kafka::offsets::{PartitionRange, resolve_stream_starts};
+use crate::kafka::offsets::resolve_stream_starts;
 use crate::kafka::scan::{metric, scans};
-use crate::kafka::{KafkaTable, TopicPartition};
-use crate::sinks::{BatchContext, StreamingSink, streaming_sink};
+use crate::kafka::{KafkaTableOptions, TopicPartition};
+use crate::sinks::BatchContext;
 use crate::storage::S3Settings;
 use crate::window::exec::sum_metric as window_metric;
 use crate::window::metric as window_metrics;
-use crate::window::table::WindowedTable;
 
 /// How a streaming query runs.
 #[derive(Debug, Clone)]
@@ -83,8 +77,9 @@ pub type ProgressListener = Arc<dyn Fn(&QueryProgress) + Send + Sync>;
 
 /// How many progress reports a handle keeps.
 const PROGRESS_KEPT: usize = 100;
-/// How long a query without data waits before it looks again.
-const IDLE_POLL: Duration = Duration::from_millis(250);
+/// How long a query without data waits before it looks again (Spark's
+/// `spark.sql.streaming.pollingDelay`).
+const IDLE_POLL: Duration = Duration::from_millis(10);
 
 #[derive(Debug)]
 struct Shared {
@@ -172,322 +167,7 @@ impl QueryHandle {
     }
 }
 
-/// What a query reads and where it writes, found in its INSERT statement.
-struct Plan {
-    sink: Arc<dyn StreamingSink>,
-    sources: BTreeMap<String, Arc<KafkaTable>>,
-    /// Whether a replay of a batch computes the same rows (see [`BatchContext`]).
-    replay_deterministic: bool,
-}
-
-fn plan_error(e: DataFusionError) -> Error {
-    Error::DataFusion(e)
-}
-
-/// Finds the sink and the stream sources of `insert_sql`.
-async fn analyse(ctx: &SessionContext, insert_sql: &str) -> Result<Plan> {
-    let plan = ctx
-        .state()
-        .create_logical_plan(insert_sql)
-        .await
-        .map_err(plan_error)?;
-    let LogicalPlan::Dml(DmlStatement {
-        table_name,
-        op: WriteOp::Insert(_),
-        input,
-        ..
-    }) = &plan
-    else {
-        return Err(Error::Streaming(
-            "a streaming query is an INSERT INTO sink SELECT … statement".to_string(),
-        ));
-    };
-    let provider: Arc<dyn TableProvider> = ctx
-        .table_provider(table_name.clone())
-        .await
-        .map_err(plan_error)?;
-    if let Some(kafka) = provider.downcast_ref::<KafkaTable>() {
-        kafka.check_insert(input).map_err(plan_error)?;
-    }
-    let sink = streaming_sink(&provider, input)
-        .map_err(plan_error)?
-        .ok_or_else(|| {
-            Error::Streaming(format!(
-                "table '{table_name}' cannot take a streaming query's output: streaming sinks \
-                 are Kafka tables, JDBC tables, Parquet tables with declared columns, MEMORY \
-                 tables and CONSOLE tables"
-            ))
-        })?;
-    refuse_streams_in_subqueries(input)?;
-    let sources = stream_sources(input)?;
-    if sources.is_empty() {
-        return Err(Error::Streaming(
-            "the query reads no Kafka stream (a Kafka table without endingOffsets); run it as a \
-             plain INSERT instead"
-                .to_string(),
-        ));
-    }
-    Ok(Plan {
-        sink,
-        sources,
-        replay_deterministic: reads_only_streams(input)?,
-    })
-}
-
-/// A stream table read inside a subquery (`WHERE id IN (SELECT id FROM stream)`) would be read
-/// whole at every batch, not batch by batch: refused.
-fn refuse_streams_in_subqueries(plan: &LogicalPlan) -> Result<()> {
-    let mut subqueries: Vec<LogicalPlan> = vec![];
-    plan.apply_with_subqueries(|node| {
-        for expr in node.expressions() {
-            expr.apply(|e| {
-                if let Some(subquery) = subquery_of(e) {
-                    subqueries.push(subquery.clone());
-                }
-                Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-            })?;
-        }
-        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-    })
-    .map_err(plan_error)?;
-    let mut found = None;
-    for subquery in &subqueries {
-        if let Some(name) = stream_sources(subquery)?.keys().next() {
-            found = Some(name.clone());
-        }
-    }
-    match found {
-        Some(name) => Err(Error::Streaming(format!(
-            "stream table '{name}' is read inside a subquery, which would read the whole topic \
-             again at every batch instead of one batch's records; join the stream instead (on \
-             windows, for two streams), or read a bounded table (one with endingOffsets) in \
-             the subquery"
-        ))),
-        None => Ok(()),
-    }
-}
-
-fn subquery_of(expr: &datafusion::logical_expr::Expr) -> Option<&LogicalPlan> {
-    use datafusion::logical_expr::Expr;
-    match expr {
-        Expr::ScalarSubquery(s) => Some(&s.subquery),
-        Expr::InSubquery(s) => Some(&s.subquery.subquery),
-        Expr::Exists(s) => Some(&s.subquery.subquery),
-        _ => None,
-    }
-}
-
-/// Whether `plan` reads nothing but stream tables and calls no volatile function, so that a
-/// batch run again over the same slices computes the same rows.
-fn reads_only_streams(plan: &LogicalPlan) -> Result<bool> {
-    let mut only = true;
-    plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            let provider = datafusion::datasource::source_as_provider(&scan.source)?;
-            let mut streams = BTreeMap::new();
-            streams_in(&provider, &mut streams)?;
-            if streams.is_empty() {
-                only = false;
-            }
-        }
-        if node.expressions().iter().any(|e| e.is_volatile()) {
-            only = false;
-        }
-        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-    })
-    .map_err(plan_error)?;
-    Ok(only)
-}
-
-/// The Kafka stream tables `plan` scans (also inside windows and views), by table name.
-fn stream_sources(plan: &LogicalPlan) -> Result<BTreeMap<String, Arc<KafkaTable>>> {
-    let mut sources = BTreeMap::new();
-    plan.apply(|node| {
-        if let LogicalPlan::TableScan(scan) = node
-            && let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source)
-        {
-            streams_in(&provider, &mut sources)?;
-        }
-        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-    })
-    .map_err(plan_error)?;
-    Ok(sources)
-}
-
-fn streams_in(
-    provider: &Arc<dyn TableProvider>,
-    sources: &mut BTreeMap<String, Arc<KafkaTable>>,
-) -> datafusion::error::Result<()> {
-    if let Some(kafka) = provider.downcast_ref::<KafkaTable>()
-        && kafka.is_stream()
-    {
-        sources.insert(kafka.name().to_string(), Arc::new(kafka.clone()));
-    } else if let Some(windowed) = provider.downcast_ref::<WindowedTable>() {
-        streams_in(windowed.inner(), sources)?;
-    } else if let Some(view) = provider.downcast_ref::<ViewTable>() {
-        view.logical_plan().apply(|node| {
-            if let LogicalPlan::TableScan(scan) = node
-                && let Ok(inner) = datafusion::datasource::source_as_provider(&scan.source)
-            {
-                streams_in(&inner, sources)?;
-            }
-            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-        })?;
-    }
-    Ok(())
-}
-
-/// `provider` reading batch slices instead of its streams (`bound`, by table name), with
-/// windows dropping rows later than `watermark_ms`; `None` when it reads no stream.
-fn rebind(
-    provider: &Arc<dyn TableProvider>,
-    bound: &BTreeMap<&str, Arc<KafkaTable>>,
-    watermark_ms: Option<i64>,
-) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
-    if let Some(kafka) = provider.downcast_ref::<KafkaTable>() {
-        return Ok(bound
-            .get(kafka.name())
-            .map(|t| Arc::clone(t) as Arc<dyn TableProvider>));
-    }
-    if let Some(windowed) = provider.downcast_ref::<WindowedTable>() {
-        return Ok(match rebind(windowed.inner(), bound, watermark_ms)? {
-            Some(inner) => Some(Arc::new(
-                windowed.with_inner(inner)?.with_watermark(watermark_ms),
-            )),
-            None => None,
-        });
-    }
-    if let Some(view) = provider.downcast_ref::<ViewTable>() {
-        let mut changed = false;
-        let plan = view
-            .logical_plan()
-            .clone()
-            .transform_up(|node| rebind_scan(node, bound, watermark_ms, &mut changed))?
-            .data;
-        return Ok(changed.then(|| {
-            Arc::new(ViewTable::new(plan, view.definition().cloned())) as Arc<dyn TableProvider>
-        }));
-    }
-    Ok(None)
-}
-
-/// A TableScan node rebound by [`rebind`].
-fn rebind_scan(
-    node: LogicalPlan,
-    bound: &BTreeMap<&str, Arc<KafkaTable>>,
-    watermark_ms: Option<i64>,
-    changed: &mut bool,
-) -> datafusion::error::Result<Transformed<LogicalPlan>> {
-    let LogicalPlan::TableScan(mut scan) = node else {
-        return Ok(Transformed::no(node));
-    };
-    let provider = datafusion::datasource::source_as_provider(&scan.source)?;
-    match rebind(&provider, bound, watermark_ms)? {
-        Some(rebound) => {
-            *changed = true;
-            scan.source = provider_as_source(rebound);
-            Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
-        }
-        None => Ok(Transformed::no(LogicalPlan::TableScan(scan))),
-    }
-}
-
-/// Each source table's ranges in a batch's slice.
-fn slices_of(entry: &OffsetsEntry) -> BTreeMap<String, Vec<PartitionRange>> {
-    entry
-        .sources
-        .iter()
-        .map(|(table, slices)| (table.clone(), ranges_of(slices)))
-        .collect()
-}
-
-/// The physical plan of one batch: the INSERT's input with every stream table bound to its
-/// ranges in `slices` (none when a table has no entry), windows dropping rows later than
-/// `watermark_ms`, planned in a session that keeps rows in order when `keep_order`.
-async fn physical_plan(
-    ctx: &SessionContext,
-    insert_sql: &str,
-    sources: &BTreeMap<String, Arc<KafkaTable>>,
-    slices: &BTreeMap<String, Vec<PartitionRange>>,
-    watermark_ms: Option<i64>,
-    keep_order: bool,
-) -> Result<(SessionState, Arc<dyn ExecutionPlan>)> {
-    let bound: BTreeMap<&str, Arc<KafkaTable>> = sources
-        .iter()
-        .map(|(table, kafka)| {
-            let ranges = slices.get(table).cloned().unwrap_or_default();
-            (table.as_str(), Arc::new(kafka.bound_to(ranges)))
-        })
-        .collect();
-    let mut state = ctx.state();
-    if keep_order {
-        keep_order_in(state.config_mut());
-    }
-    let plan = state
-        .create_logical_plan(insert_sql)
-        .await
-        .map_err(plan_error)?;
-    let LogicalPlan::Dml(DmlStatement { input, .. }) = plan else {
-        return Err(Error::Streaming(
-            "the query is no longer an INSERT".to_string(),
-        ));
-    };
-    let mut rebound = false;
-    let input = Arc::unwrap_or_clone(input)
-        .transform_up(|node| rebind_scan(node, &bound, watermark_ms, &mut rebound))
-        .map_err(plan_error)?
-        .data;
-    let physical = DataFrame::new(state.clone(), input)
-        .create_physical_plan()
-        .await
-        .map_err(plan_error)?;
-    Ok((state, physical))
-}
-
-/// Checks, before the query starts, what Spark checks when a query starts: the plan's
-/// aggregations and joins can run batch by batch in `mode`, and the sink takes `mode`.
-async fn check_plan(
-    ctx: &SessionContext,
-    insert_sql: &str,
-    plan: &Plan,
-    mode: OutputMode,
-) -> Result<()> {
-    let (_, physical) = physical_plan(
-        ctx,
-        insert_sql,
-        &plan.sources,
-        &BTreeMap::new(),
-        None,
-        false,
-    )
-    .await?;
-    let streams: HashSet<String> = plan.sources.keys().cloned().collect();
-    let stateful = check_sites(&physical, &streams, mode).map_err(plan_error)?;
-    let capabilities = plan.sink.capabilities();
-    if stateful && !capabilities.output_modes.contains(&mode) {
-        return Err(Error::Streaming(format!(
-            "'outputMode' '{}' is not supported by the sink: {}",
-            mode.name(),
-            capabilities.other_modes_hint
-        )));
-    }
-    if !stateful && mode == OutputMode::Complete {
-        return Err(Error::Streaming(
-            "'outputMode' 'complete' needs an aggregation (it re-emits every group each batch); \
-             this query has none: use append mode (the default)"
-                .to_string(),
-        ));
-    }
-    Ok(())
-}
-
-/// True when `insert_sql` reads a Kafka stream table.
-pub async fn reads_stream(ctx: &SessionContext, insert_sql: &str) -> bool {
-    match ctx.state().create_logical_plan(insert_sql).await {
-        Ok(plan) => stream_sources(&plan).is_ok_and(|s| !s.is_empty()),
-        Err(_) => false,
-    }
-}
+pub use super::planning::reads_stream;
 
 /// Starts a streaming query: checks it, opens (or creates) its checkpoint, and runs its batch
 /// loop in the background.
@@ -547,6 +227,7 @@ pub async fn start(
         idle_timeouts,
         event_time: EventTime::default(),
         operator_state: OperatorState::default(),
+        broker_clients: Mutex::default(),
     };
     let task = tokio::spawn(runner.run(recovery));
     Ok(QueryHandle {
@@ -604,17 +285,6 @@ fn ends_of(entry: &OffsetsEntry) -> Ends {
         .collect()
 }
 
-fn ranges_of(slices: &[PartitionSlice]) -> Vec<PartitionRange> {
-    slices
-        .iter()
-        .map(|s| PartitionRange {
-            tp: TopicPartition::new(&s.topic, s.partition),
-            start: s.start,
-            end: s.end,
-        })
-        .collect()
-}
-
 /// A planned batch: the slice, plus each partition's latest offset, for progress.
 struct Planned {
     entry: OffsetsEntry,
@@ -644,6 +314,8 @@ struct Runner {
     event_time: EventTime,
     /// The stateful operators' state after the latest batch.
     operator_state: OperatorState,
+    /// Each source's metadata client, kept across batches.
+    broker_clients: Mutex<BTreeMap<String, Arc<BrokerClient>>>,
 }
 
 impl Runner {
@@ -813,6 +485,26 @@ impl Runner {
             .collect())
     }
 
+    /// The metadata client of source `table`, made on first use and kept across batches.
+    fn broker_client(&self, table: &str, options: &KafkaTableOptions) -> Result<Arc<BrokerClient>> {
+        let mut clients = self
+            .broker_clients
+            .lock()
+            .map_err(|_| Error::Streaming("the Kafka clients' lock is poisoned".to_string()))?;
+        if let Some(client) = clients.get(table) {
+            return Ok(Arc::clone(client));
+        }
+        let client = Arc::new(BrokerClient::new(options).map_err(Error::DataFusion)?);
+        clients.insert(table.to_string(), Arc::clone(&client));
+        Ok(client)
+    }
+
+    fn drop_broker_client(&self, table: &str) {
+        if let Ok(mut clients) = self.broker_clients.lock() {
+            clients.remove(table);
+        }
+    }
+
     async fn plan_batch(&self, batch_id: u64, previous: &Ends) -> Result<Planned> {
         let mut entry = OffsetsEntry {
             batch_id,
@@ -825,15 +517,22 @@ impl Runner {
         for (table, kafka) in &self.plan.sources {
             let options = Arc::new(kafka.options().clone());
             let before = previous.get(table).cloned().unwrap_or_default();
-            let slice = tokio::task::spawn_blocking(move || {
-                let client = BrokerClient::new(&options)?;
-                let slice = plan_slice(&options, &client, &before)?;
+            let client = self.broker_client(table, &options)?;
+            let planning = Arc::clone(&client);
+            let planned = tokio::task::spawn_blocking(move || {
+                let slice = plan_slice(&options, planning.as_ref(), &before)?;
                 Ok::<_, DataFusionError>((slice, options))
             })
             .await
-            .map_err(|e| Error::Streaming(format!("planning stopped: {e}")))?
-            .map_err(Error::DataFusion)?;
-            let (slice, options) = slice;
+            .map_err(|e| Error::Streaming(format!("planning stopped: {e}")))?;
+            let (slice, options) = match planned {
+                Ok(planned) => planned,
+                Err(e) => {
+                    // A client that failed is not asked again: the next batch makes a new one.
+                    self.drop_broker_client(table);
+                    return Err(Error::DataFusion(e));
+                }
+            };
             for range in &slice.ranges {
                 latest.insert((table.clone(), range.tp.clone()), range.end);
             }
@@ -941,6 +640,7 @@ impl Runner {
             );
             (0, 0)
         } else {
+            self.lock.check_held().await?;
             let stream = if keep_order {
                 execute_in_order(&final_plan, Arc::clone(&task))
             } else {
@@ -1079,6 +779,7 @@ impl Runner {
 
     /// Writes the stateful operators' state after batch `batch_id` to `state/N`.
     async fn save_state(&self, batch_id: u64, state: &OperatorState) -> Result<()> {
+        self.lock.check_held().await?;
         for (site, batches) in &state.sites {
             let Some(first) = batches.first() else {
                 continue;

@@ -110,8 +110,6 @@ async fn records_of_one_key_keep_their_order_through_the_kafka_sink() {
     // Before: each batch was sorted by value bytes before it was sent, so every key came out of
     // order ([10, 1, 2, …]) and compacted topics kept stale values.
     let (mut broker, input, engine) = topic("order-in", 1);
-    let output = unique("order-out");
-    broker.create_topic(&output, 3);
     let values: Vec<(String, String)> = (1..=30)
         .flat_map(|version| (0..10).map(move |key| (format!("key-{key}"), format!("{version}"))))
         .collect();
@@ -125,37 +123,57 @@ async fn records_of_one_key_keep_their_order_through_the_kafka_sink() {
         })
         .collect();
     produce(&broker.bootstrap(), &input, &records);
-    let dir = tempfile::tempdir().unwrap();
+    // A lookup table joined in: the join must not reorder the stream's records either.
+    let labels = unique("order-labels");
+    broker.create_topic(&labels, 1);
+    let label_values: Vec<String> = (0..10)
+        .map(|k| format!("{{\"k\": \"key-{k}\", \"label\": \"L{k}\"}}"))
+        .collect();
+    let label_records: Vec<Record<'_>> = label_values.iter().map(|v| Record::value(0, v)).collect();
+    produce(&broker.bootstrap(), &labels, &label_records);
     run(
         &engine,
         &format!(
             "CREATE EXTERNAL TABLE src STORED AS KAFKA OPTIONS ('subscribe' '{input}', 'startingOffsets' 'earliest', 'maxOffsetsPerTrigger' '70');
-             CREATE EXTERNAL TABLE sink STORED AS KAFKA OPTIONS ('subscribe' '{output}');
-             CREATE STREAMING QUERY cdc WITH ('checkpoint' '{}', 'trigger' 'availableNow')
-               AS INSERT INTO sink SELECT key, value FROM src",
-            dir.path().join("cp").display()
+             CREATE EXTERNAL TABLE labels (k VARCHAR, label VARCHAR) STORED AS KAFKA OPTIONS ('subscribe' '{labels}', 'format' 'json', 'endingOffsets' 'latest')"
         ),
     )
     .await;
-    engine
-        .query("cdc")
-        .unwrap()
-        .await_termination()
-        .await
-        .unwrap();
-    let out = read_topic(&broker.bootstrap(), &output, 3);
-    assert_eq!(out.len(), 300);
-    let mut by_key: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-    for record in &out {
-        let key = record.key.clone().expect("keyed");
-        assert_eq!(record.partition, key_partition(key.as_bytes(), 3));
-        by_key
-            .entry(key)
-            .or_default()
-            .push(record.value.parse().unwrap());
-    }
-    for (key, versions) in by_key {
-        assert_eq!(versions, (1..=30).collect::<Vec<_>>(), "{key}");
+    let queries = [
+        "SELECT key, value FROM src",
+        "SELECT s.key, s.value FROM src s JOIN labels l ON CAST(s.key AS VARCHAR) = l.k",
+    ];
+    for (i, select) in queries.iter().enumerate() {
+        let output = unique("order-out");
+        broker.create_topic(&output, 3);
+        let dir = tempfile::tempdir().unwrap();
+        run(
+            &engine,
+            &format!(
+                "CREATE OR REPLACE EXTERNAL TABLE sink STORED AS KAFKA OPTIONS ('subscribe' '{output}');
+                 CREATE STREAMING QUERY cdc{i} WITH ('checkpoint' '{}', 'trigger' 'availableNow')
+                   AS INSERT INTO sink {select}",
+                dir.path().join("cp").display()
+            ),
+        )
+        .await;
+        let query = engine.query(&format!("cdc{i}")).unwrap();
+        query.await_termination().await.unwrap();
+        assert!(query.recent_progress().len() >= 4, "several batches");
+        let out = read_topic(&broker.bootstrap(), &output, 3);
+        assert_eq!(out.len(), 300, "{select}");
+        let mut by_key: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for record in &out {
+            let key = record.key.clone().expect("keyed");
+            assert_eq!(record.partition, key_partition(key.as_bytes(), 3));
+            by_key
+                .entry(key)
+                .or_default()
+                .push(record.value.parse().unwrap());
+        }
+        for (key, versions) in by_key {
+            assert_eq!(versions, (1..=30).collect::<Vec<_>>(), "{key}: {select}");
+        }
     }
 }
 
@@ -533,6 +551,16 @@ async fn the_kafka_sink_follows_sparks_column_rules() {
     )
     .await;
     assert_eq!(read_topic(&broker.bootstrap(), &b, 1).len(), 1);
+    // Columns named after the table's and one that is not: refused, not shifted by position.
+    let e = fails(
+        &engine,
+        "INSERT INTO fixed SELECT 'v' AS value, 'x' AS note",
+    )
+    .await;
+    assert!(
+        e.contains("(note)") && e.contains("name every column"),
+        "{e}"
+    );
     // A value column is required; NULL AS value writes a tombstone.
     let e = fails(&engine, "INSERT INTO fixed (key) VALUES ('k')").await;
     assert!(e.contains("gives no 'value' column"), "{e}");
