@@ -8,7 +8,8 @@
 //! its own.
 //!
 //! `cargo bench --bench kafka` (records: `WEIR_BENCH_RECORDS`, default 1 000 000; runs:
-//! `WEIR_BENCH_RUNS`, default 5). It prints a Markdown table and stops by itself.
+//! `WEIR_BENCH_RUNS`, default 5; a subset: `WEIR_BENCH_WORKLOADS=W3,W3k`, C0 always runs). It
+//! prints a Markdown table and stops by itself.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -241,9 +242,14 @@ fn orchestrate() {
         "W2" | "W3" | "W3k" => "json",
         _ => "nexmark_events",
     };
-    let mut samples: Vec<Vec<Sample>> = WORKLOADS.iter().map(|_| vec![]).collect();
+    let chosen = std::env::var("WEIR_BENCH_WORKLOADS").unwrap_or_default();
+    let workloads: Vec<&str> = WORKLOADS
+        .into_iter()
+        .filter(|w| *w == "C0" || chosen.is_empty() || chosen.split(',').any(|c| c.trim() == *w))
+        .collect();
+    let mut samples: Vec<Vec<Sample>> = workloads.iter().map(|_| vec![]).collect();
     for round in 0..=runs {
-        for (i, workload) in WORKLOADS.iter().enumerate() {
+        for (i, workload) in workloads.iter().enumerate() {
             let sample = run_child(workload, &bootstrap, topic_of(workload), records);
             assert_eq!(sample.records, records, "{workload} read every record");
             if round > 0 {
@@ -266,7 +272,7 @@ fn orchestrate() {
         "\n| workload | records/s (median, min–max) | records per CPU-s (median) | efficiency vs C0 (median, min–max) |"
     );
     println!("|---|---|---|---|");
-    for (workload, runs) in WORKLOADS.iter().zip(&samples) {
+    for (workload, runs) in workloads.iter().zip(&samples) {
         let rates: Vec<f64> = runs.iter().map(|s| s.records as f64 / s.wall).collect();
         let per_cpu: Vec<f64> = runs.iter().map(|s| s.records as f64 / s.cpu).collect();
         let efficiency: Vec<f64> = runs

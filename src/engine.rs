@@ -484,6 +484,26 @@ impl Engine {
                     timeout.as_secs_f64()
                 ))
             }
+            "spark.sql.streaming.statestore.mindeltasforsnapshot" => {
+                let deltas = value
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        Error::Sql(format!(
+                            "spark.sql.streaming.stateStore.minDeltasForSnapshot is '{value}'; \
+                         expected a positive number of batches"
+                        ))
+                    })?;
+                self.streaming
+                    .lock()
+                    .map_err(|_| poisoned())?
+                    .deltas_per_snapshot = Some(deltas);
+                Ok(format!(
+                    "Streaming queries save their whole state at least every {deltas} batches"
+                ))
+            }
             "trigger" => {
                 Trigger::parse(value)?;
                 self.streaming.lock().map_err(|_| poisoned())?.trigger = Some(value.to_string());
@@ -504,7 +524,8 @@ impl Engine {
                 _ => Err(Error::Sql(format!(
                     "unknown setting '{}'; the settings are weir.kafka.bootstrap.servers, \
                      weir.checkpoint_root, weir.trigger, weir.s3.(endpoint|region|access_key_id|\
-                     secret_access_key|allow_http) and spark.kafka.consumer.cache.(capacity|timeout)",
+                     secret_access_key|allow_http), spark.kafka.consumer.cache.(capacity|timeout) and \
+                     spark.sql.streaming.stateStore.minDeltasForSnapshot",
                     if other.starts_with("spark.") {
                         other.to_string()
                     } else {

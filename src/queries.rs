@@ -10,6 +10,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use crate::error::{Error, Result};
 use crate::stream::Trigger;
 use crate::stream::query::{ProgressListener, QueryHandle, QueryOptions, QueryStatus};
+use crate::stream::snapshots::DEFAULT_DELTAS_PER_SNAPSHOT;
 use crate::stream::stateful::OutputMode;
 
 /// Session settings of streaming queries (`SET weir.checkpoint_root`, `SET weir.trigger`).
@@ -19,6 +20,8 @@ pub struct StreamingSettings {
     pub checkpoint_root: Option<String>,
     /// The trigger of queries without their own.
     pub trigger: Option<String>,
+    /// `spark.sql.streaming.stateStore.minDeltasForSnapshot`, when set.
+    pub deltas_per_snapshot: Option<u64>,
 }
 
 /// The options a `WITH (…)` clause of CREATE STREAMING QUERY accepts.
@@ -90,6 +93,9 @@ impl StreamingSettings {
             commit_offsets_to_group,
             retention,
             output_mode,
+            deltas_per_snapshot: self
+                .deltas_per_snapshot
+                .unwrap_or(DEFAULT_DELTAS_PER_SNAPSHOT),
         })
     }
 }

@@ -242,8 +242,11 @@ impl QueryLock {
         )))
     }
 
-    /// Fails when the last successful renewal of the lease is older than `renew_within`.
-    fn check_lease(&self) -> Result<()> {
+    /// Fails when the last successful renewal of the lease is older than `renew_within`. No
+    /// store access: between a [`QueryLock::check_held`] and the next, another instance can
+    /// take the checkpoint over only after this one's lease went stale, which this catches
+    /// first.
+    pub fn check_lease(&self) -> Result<()> {
         let renewals = self
             .renewals
             .lock()

@@ -4,11 +4,15 @@
 //! sources started, resolved once before the first batch. Every file is JSON, written once
 //! (put-if-absent), so two instances of a query cannot both write batch N. `sinks/N` holds what
 //! a sink recorded before writing batch N (the Kafka sink's output offsets), and `lock/` says
-//! which instance runs the query ([`lock`]).
+//! which instance runs the query ([`lock`]). `state/N/<site>` holds a stateful operator's whole
+//! state after batch N (a snapshot, Arrow IPC) and `state/N/<site>.delta` what batch N changed
+//! in it; the state after batch N is the latest snapshot at or before N with the later changes
+//! applied in order.
 
 pub mod lock;
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use futures::TryStreamExt;
 use object_store::path::Path;
@@ -99,6 +103,49 @@ pub struct CommitEntry {
     /// The event time after the batch, for the next one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_time: Option<EventTime>,
+}
+
+/// How a stateful operator's state after a batch is saved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateFile {
+    /// The whole state.
+    Snapshot,
+    /// What the batch changed.
+    Changes,
+}
+
+impl StateFile {
+    fn name(self, batch: u64, site: usize) -> String {
+        match self {
+            StateFile::Snapshot => format!("state/{batch}/{site}"),
+            StateFile::Changes => format!("state/{batch}/{site}.delta"),
+        }
+    }
+
+    fn other(self) -> StateFile {
+        match self {
+            StateFile::Snapshot => StateFile::Changes,
+            StateFile::Changes => StateFile::Snapshot,
+        }
+    }
+}
+
+/// The saved state files that restore the stateful operators after a batch.
+#[derive(Debug, Default)]
+pub struct SavedStates {
+    /// The oldest batch whose snapshot they start from (none without state).
+    pub snapshot_id: Option<u64>,
+    /// Per operator (site number), its files.
+    pub sites: BTreeMap<usize, SiteFiles>,
+}
+
+/// One operator's saved state: a snapshot and the changes of later batches, oldest first.
+#[derive(Debug)]
+pub struct SiteFiles {
+    /// The snapshot file's bytes.
+    pub snapshot: Vec<u8>,
+    /// The changes files' bytes, oldest first.
+    pub changes: Vec<Vec<u8>>,
 }
 
 /// Where a query resumes.
@@ -343,10 +390,21 @@ impl Checkpoint {
             .ok_or_else(|| self.error(format!("commits/{id} is missing")))
     }
 
-    /// Writes the state of stateful site `site` after batch `id` (`state/N/<site>`, Arrow IPC).
-    /// A replay of batch N writes the same state again, so it overwrites.
-    pub async fn write_state(&self, id: u64, site: usize, bytes: Vec<u8>) -> Result<()> {
-        let name = format!("state/{id}/{site}");
+    /// Writes the state of stateful site `site` after batch `id`: `state/N/<site>` for a
+    /// snapshot, `state/N/<site>.delta` for changes. A replay of batch N writes its state again,
+    /// so it overwrites, and removes a file of the other kind an earlier attempt left.
+    pub async fn write_state(
+        &self,
+        id: u64,
+        site: usize,
+        file: StateFile,
+        bytes: Vec<u8>,
+        replayed: bool,
+    ) -> Result<()> {
+        if replayed {
+            self.delete_if_there(&file.other().name(id, site)).await?;
+        }
+        let name = file.name(id, site);
         self.location
             .store
             .put(&self.path(&name), PutPayload::from(bytes))
@@ -355,27 +413,79 @@ impl Checkpoint {
             .map_err(|e| self.error(format!("cannot write {name}: {e}")))
     }
 
-    /// The state of every site after batch `id`, by site number (none when it kept none).
-    pub async fn read_state(&self, id: u64) -> Result<BTreeMap<usize, Vec<u8>>> {
-        let dir = format!("state/{id}");
-        let mut sites = BTreeMap::new();
-        for name in self.read_state_names(id).await? {
-            let site: usize = name
-                .parse()
-                .map_err(|_| self.error(format!("{dir}/{name} is not a state file")))?;
-            let path = self.path(&format!("{dir}/{name}"));
-            let bytes = self
-                .location
-                .store
-                .get(&path)
-                .await
-                .map_err(|e| self.error(format!("cannot read {dir}/{name}: {e}")))?
-                .bytes()
-                .await
-                .map_err(|e| self.error(format!("cannot read {dir}/{name}: {e}")))?;
-            sites.insert(site, bytes.to_vec());
+    /// What restores the state of every site after batch `id`: per site, the latest snapshot
+    /// at or before `id` and the changes saved after it, found by walking back from `id`.
+    pub async fn read_state(&self, id: u64) -> Result<SavedStates> {
+        let mut pending: BTreeMap<usize, Vec<u64>> = self
+            .read_state_files(id)
+            .await?
+            .into_keys()
+            .map(|site| (site, vec![]))
+            .collect();
+        let mut found: BTreeMap<usize, (u64, Vec<u64>)> = BTreeMap::new();
+        let mut batch = id;
+        while !pending.is_empty() {
+            let files = self.read_state_files(batch).await?;
+            for (site, changes) in &mut pending {
+                match files.get(site) {
+                    Some(StateFile::Snapshot) => {
+                        found.insert(*site, (batch, std::mem::take(changes)));
+                    }
+                    Some(StateFile::Changes) => changes.push(batch),
+                    None => {
+                        return Err(self.error(format!(
+                            "the state of operator {site} after batch {id} builds on state/{batch}/, \
+                             which has none of it; the checkpoint is incomplete"
+                        )));
+                    }
+                }
+            }
+            pending.retain(|site, _| !found.contains_key(site));
+            if pending.is_empty() {
+                break;
+            }
+            batch = batch.checked_sub(1).ok_or_else(|| {
+                self.error(format!(
+                    "the state after batch {id} has changes but no snapshot before them; the \
+                     checkpoint is incomplete"
+                ))
+            })?;
         }
-        Ok(sites)
+        let mut saved = SavedStates {
+            snapshot_id: found.values().map(|(s, _)| *s).min(),
+            sites: BTreeMap::new(),
+        };
+        for (site, (snapshot, mut changes)) in found {
+            changes.reverse();
+            let mut files = SiteFiles {
+                snapshot: self
+                    .read_bytes(&StateFile::Snapshot.name(snapshot, site))
+                    .await?,
+                changes: vec![],
+            };
+            for batch in changes {
+                files.changes.push(
+                    self.read_bytes(&StateFile::Changes.name(batch, site))
+                        .await?,
+                );
+            }
+            saved.sites.insert(site, files);
+        }
+        Ok(saved)
+    }
+
+    async fn read_bytes(&self, name: &str) -> Result<Vec<u8>> {
+        let read_error = |e: object_store::Error| self.error(format!("cannot read {name}: {e}"));
+        Ok(self
+            .location
+            .store
+            .get(&self.path(name))
+            .await
+            .map_err(read_error)?
+            .bytes()
+            .await
+            .map_err(read_error)?
+            .to_vec())
     }
 
     /// Whether batch `id` is committed.
@@ -436,14 +546,23 @@ impl Checkpoint {
     }
 
     /// Deletes the entries of batches older than the newest `keep` after batch `latest`: the one
-    /// batch that just fell out of the window, by name, and every `FULL_PURGE_EVERY` batches
-    /// anything older that a failed purge (or a smaller retention) left, by listing.
-    pub async fn purge(&self, keep: u64, latest: u64) -> Result<()> {
+    /// batch that just fell out of the window, by name, and, when `list_all` is set (the first
+    /// purge after a start) or every `FULL_PURGE_EVERY` batches, anything older that a failed
+    /// purge, an earlier run or a smaller retention left, by listing.
+    /// Saved state goes only through [`Checkpoint::purge_state`], and in the listing purge
+    /// below `state_floor` (the oldest snapshot still needed), if any.
+    pub async fn purge(
+        &self,
+        keep: u64,
+        latest: u64,
+        state_floor: Option<u64>,
+        list_all: bool,
+    ) -> Result<()> {
         let Some(oldest_kept) = latest.checked_sub(keep.saturating_sub(1)) else {
             return Ok(());
         };
-        if latest.is_multiple_of(FULL_PURGE_EVERY) {
-            return self.purge_listed(oldest_kept).await;
+        if list_all || latest.is_multiple_of(FULL_PURGE_EVERY) {
+            return self.purge_listed(oldest_kept, state_floor).await;
         }
         let Some(expired) = oldest_kept.checked_sub(1) else {
             return Ok(());
@@ -451,9 +570,17 @@ impl Checkpoint {
         for dir in ["commits", "sinks", "outputs", "offsets"] {
             self.delete_if_there(&format!("{dir}/{expired}")).await?;
         }
-        for site in self.read_state_names(expired).await? {
-            self.delete_if_there(&format!("state/{expired}/{site}"))
-                .await?;
+        Ok(())
+    }
+
+    /// Deletes the state saved after the batches in `batches`.
+    pub async fn purge_state(&self, batches: Range<u64>) -> Result<()> {
+        for batch in batches {
+            for site in self.read_state_files(batch).await?.into_keys() {
+                for file in [StateFile::Snapshot, StateFile::Changes] {
+                    self.delete_if_there(&file.name(batch, site)).await?;
+                }
+            }
         }
         Ok(())
     }
@@ -465,8 +592,9 @@ impl Checkpoint {
         }
     }
 
-    /// The state files kept after batch `id`.
-    async fn read_state_names(&self, id: u64) -> Result<Vec<String>> {
+    /// The state files saved after batch `id`: per site, a snapshot (preferred when an earlier
+    /// attempt left both) or changes.
+    async fn read_state_files(&self, id: u64) -> Result<BTreeMap<usize, StateFile>> {
         let dir = format!("state/{id}");
         let listed: Vec<_> = self
             .location
@@ -475,14 +603,26 @@ impl Checkpoint {
             .try_collect()
             .await
             .map_err(|e| self.error(format!("cannot list {dir}/: {e}")))?;
-        Ok(listed
-            .into_iter()
-            .filter_map(|m| m.location.filename().map(str::to_string))
-            .collect())
+        let mut files = BTreeMap::new();
+        for name in listed.iter().filter_map(|m| m.location.filename()) {
+            let (site, file) = match name.strip_suffix(".delta") {
+                Some(site) => (site, StateFile::Changes),
+                None => (name, StateFile::Snapshot),
+            };
+            let site: usize = site
+                .parse()
+                .map_err(|_| self.error(format!("{dir}/{name} is not a state file")))?;
+            let kept = files.entry(site).or_insert(file);
+            if file == StateFile::Snapshot {
+                *kept = file;
+            }
+        }
+        Ok(files)
     }
 
-    /// Deletes every entry of batches before `oldest_kept`, found by listing.
-    async fn purge_listed(&self, oldest_kept: u64) -> Result<()> {
+    /// Deletes every entry of batches before `oldest_kept`, and state before `state_floor`,
+    /// found by listing.
+    async fn purge_listed(&self, oldest_kept: u64, state_floor: Option<u64>) -> Result<()> {
         for dir in ["commits", "sinks", "outputs", "offsets"] {
             for id in self
                 .batch_ids(dir)
@@ -507,7 +647,7 @@ impl Checkpoint {
                 .rev()
                 .nth(1)
                 .and_then(|p| p.as_ref().parse::<u64>().ok());
-            if batch.is_some_and(|id| id < oldest_kept) {
+            if batch.zip(state_floor).is_some_and(|(id, floor)| id < floor) {
                 self.location
                     .store
                     .delete(&meta.location)
@@ -618,7 +758,7 @@ mod tests {
                 .unwrap();
             c.write_commit(&commit(id)).await.unwrap();
             // After each batch, as the streaming loop does: the batch that fell out goes.
-            c.purge(2, id).await.unwrap();
+            c.purge(2, id, None, false).await.unwrap();
         }
         assert_eq!(c.batch_ids("offsets").await.unwrap(), vec![4, 5]);
         assert_eq!(c.batch_ids("commits").await.unwrap(), vec![4, 5]);
@@ -628,7 +768,11 @@ mod tests {
         );
         // An entry that a failed purge left behind goes at the next listing purge.
         c.write_offsets(&entry(0, 10)).await.unwrap();
-        c.purge(97, 100).await.unwrap();
+        c.purge(97, 100, None, false).await.unwrap();
+        assert_eq!(c.batch_ids("offsets").await.unwrap(), vec![4, 5]);
+        // So does one that an earlier run left, at the first purge after a start.
+        c.write_offsets(&entry(1, 20)).await.unwrap();
+        c.purge(2, 5, None, true).await.unwrap();
         assert_eq!(c.batch_ids("offsets").await.unwrap(), vec![4, 5]);
     }
 
@@ -639,6 +783,48 @@ mod tests {
         conformance(dir.path().to_str().unwrap()).await;
         let dir = tempfile::tempdir().unwrap();
         conformance(&format!("file://{}/nested/cp", dir.path().display())).await;
+    }
+
+    #[tokio::test]
+    async fn state_is_a_snapshot_and_the_changes_after_it() {
+        let c = Checkpoint::open("memory://checkpoint-state/q", &S3Settings::default()).unwrap();
+        let save = |batch: u64, file: StateFile| {
+            let c = c.clone();
+            async move {
+                let bytes = format!("{batch}{file:?}").into_bytes();
+                c.write_state(batch, 0, file, bytes, false).await.unwrap();
+            }
+        };
+        save(0, StateFile::Snapshot).await;
+        save(1, StateFile::Changes).await;
+        save(2, StateFile::Changes).await;
+        save(3, StateFile::Changes).await;
+        save(3, StateFile::Snapshot).await;
+        save(4, StateFile::Changes).await;
+        let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).unwrap();
+        let after_2 = c.read_state(2).await.unwrap();
+        assert_eq!(after_2.snapshot_id, Some(0));
+        let site = &after_2.sites[&0];
+        assert_eq!(text(&site.snapshot), "0Snapshot");
+        let changes: Vec<String> = site.changes.iter().map(|b| text(b)).collect();
+        assert_eq!(changes, ["1Changes", "2Changes"]);
+        // Batch 3 has both (an earlier attempt's changes): the snapshot wins.
+        let after_4 = c.read_state(4).await.unwrap();
+        assert_eq!(after_4.snapshot_id, Some(3));
+        assert_eq!(text(&after_4.sites[&0].snapshot), "3Snapshot");
+        assert_eq!(after_4.sites[&0].changes.len(), 1);
+        // A replay that saves changes removes the snapshot an earlier attempt left.
+        c.write_state(3, 0, StateFile::Changes, b"3again".to_vec(), true)
+            .await
+            .unwrap();
+        assert_eq!(c.read_state(4).await.unwrap().snapshot_id, Some(0));
+        c.purge_state(0..1).await.unwrap();
+        let e = c.read_state(4).await.unwrap_err().to_string();
+        assert!(
+            e.contains("state of operator 0 after batch 4 builds on state/0/, which has none"),
+            "{e}"
+        );
+        assert!(c.read_state(7).await.unwrap().sites.is_empty());
     }
 
     #[tokio::test]

@@ -46,7 +46,7 @@ use super::partitioner::key_partition;
 use super::readback::{BATCH_HEADER, Found, QUERY_HEADER, Recorded, read_back};
 use super::records::{RecordColumns, SinkRecords};
 use super::scan::ScanSource;
-use super::sink::{DeliveryReport, send_with_backpressure};
+use super::sink::{DeliveryReport, flush_promptly, send_with_backpressure};
 use super::transactions::TransactionalWriter;
 use crate::sinks::{BatchContext, Capabilities, StreamingSink};
 
@@ -463,7 +463,7 @@ impl BatchWrite {
                 sent += 1;
                 if self.abort_after_sending == Some(sent) {
                     // Crash tests: die with part of the batch durably written.
-                    let _ = producer.flush(timeout);
+                    let _ = flush_promptly(producer, timeout);
                     std::process::abort();
                 }
             }
@@ -490,17 +490,15 @@ impl BatchWrite {
     /// Waits until every record sent is acknowledged; fails naming what was not.
     fn flush(&self, producer: &BaseProducer<DeliveryReport>) -> Result<()> {
         let timeout = self.source.options.broker_timeout;
-        producer
-            .flush(timeout + Duration::from_secs(1))
-            .map_err(|e| {
-                DataFusionError::Execution(format!(
-                    "Kafka broker(s) {} did not acknowledge batch {}'s records within {} ms \
+        flush_promptly(producer, timeout + Duration::from_secs(1)).map_err(|e| {
+            DataFusionError::Execution(format!(
+                "Kafka broker(s) {} did not acknowledge batch {}'s records within {} ms \
                      (brokerTimeoutMs): {e}",
-                    self.source.options.bootstrap_servers(),
-                    self.batch_id,
-                    timeout.as_millis()
-                ))
-            })?;
+                self.source.options.bootstrap_servers(),
+                self.batch_id,
+                timeout.as_millis()
+            ))
+        })?;
         let (failed, first) = producer.context().take()?;
         if failed > 0 {
             return Err(DataFusionError::Execution(format!(

@@ -205,10 +205,6 @@ pub struct TopicPartition {
 }
 
 impl TopicPartition {
-    /// The longest a reader's fetch waits on the broker for records, unless `kafka.fetch.wait.max.ms`
-    /// says otherwise.
-    pub const FETCH_WAIT_MAX_MS: &str = "10";
-
     /// A partition of a topic.
     pub fn new(topic: impl Into<String>, partition: i32) -> Self {
         Self {
@@ -601,12 +597,15 @@ impl KafkaTableOptions {
     }
 
     /// librdkafka configuration for INSERT's producer: idempotent, placing keyed records with
-    /// Kafka's default (murmur2) partitioner as the Java client does, and giving up on a record
-    /// after `brokerTimeoutMs` unless the user set `kafka.message.timeout.ms`.
+    /// Kafka's default (murmur2) partitioner as the Java client does, giving up on a record
+    /// after `brokerTimeoutMs` unless the user set `kafka.message.timeout.ms`, and sending
+    /// without lingering (`linger.ms` 0, as the Java client before Kafka 4.0 that Spark uses): a
+    /// batch is produced at once and then waited for, so lingering only adds latency.
     pub fn producer_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
             .set("enable.idempotence", "true")
+            .set("linger.ms", "0")
             .set("partitioner", super::partitioner::LIBRDKAFKA_PARTITIONER)
             .set(
                 "message.timeout.ms",

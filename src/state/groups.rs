@@ -1,20 +1,20 @@
-//! Merging partial-state batches by group: rows with equal group columns (compared as
-//! arrow-row bytes) are merged by each aggregate's `GroupsAccumulator`, giving
+//! Merging partial-state batches by group: rows with equal group columns (found by DataFusion's
+//! group tables) are merged by each aggregate's `GroupsAccumulator`, giving
 //! [`MergedGroups`], whose state is stored and whose final values are emitted. Also splitting a
 //! partial-state batch by a mask (closed windows from open ones).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, new_empty_array};
 use arrow::compute::kernels::boolean::not;
 use arrow::compute::{cast, filter_record_batch, prep_null_mask_filter};
-use arrow::datatypes::{DataType, FieldRef};
-use arrow::row::{RowConverter, Rows, SortField};
+use arrow::datatypes::{DataType, FieldRef, Schema};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::GroupsAccumulatorAdapter;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
+use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
 use super::spec::AggregateSpec;
 
@@ -81,8 +81,50 @@ impl AggregateSpec {
         })
     }
 
+    /// A fresh accumulator of many groups per aggregate.
+    pub(super) fn groups_accumulators(&self) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
+        self.aggr_expr.iter().map(groups_accumulator).collect()
+    }
+
+    /// Merges the state columns of `batch` (partial-state rows) into `accumulators`, row `i`
+    /// into group `groups[i]` of `count`.
+    pub(super) fn merge_states(
+        &self,
+        accumulators: &mut [Box<dyn GroupsAccumulator>],
+        batch: &RecordBatch,
+        groups: &[usize],
+        count: usize,
+    ) -> Result<()> {
+        for (accumulator, columns) in accumulators.iter_mut().zip(&self.state_columns) {
+            accumulator.merge_batch(&batch.columns()[columns.clone()], groups, count)?;
+        }
+        Ok(())
+    }
+
+    /// The final rows of `states`, partial-state rows with one row per group.
+    pub fn evaluate_groups(&self, states: &RecordBatch) -> Result<RecordBatch> {
+        self.check_partial(states, 0)?;
+        let count = states.num_rows();
+        let mut columns = states.columns()[..self.num_group_columns()].to_vec();
+        let groups: Vec<usize> = (0..count).collect();
+        for (expr, state) in self.aggr_expr.iter().zip(&self.state_columns) {
+            let mut accumulator = groups_accumulator(expr)?;
+            if count > 0 {
+                accumulator.merge_batch(&states.columns()[state.clone()], &groups, count)?;
+                columns.push(accumulator.evaluate(EmitTo::All)?);
+            } else {
+                let field = &self.final_schema.fields()[columns.len()];
+                columns.push(new_empty_array(field.data_type()));
+            }
+        }
+        Ok(RecordBatch::try_new(
+            Arc::clone(&self.final_schema),
+            columns,
+        )?)
+    }
+
     /// Checks that `batch` (number `i`) is a partial-state batch of this aggregation.
-    fn check_partial(&self, batch: &RecordBatch, i: usize) -> Result<()> {
+    pub(super) fn check_partial(&self, batch: &RecordBatch, i: usize) -> Result<()> {
         let expected = self.partial_schema.fields();
         let matches = batch.num_columns() == expected.len()
             && batch
@@ -165,13 +207,11 @@ fn groups_accumulator(expr: &Arc<AggregateFunctionExpr>) -> Result<Box<dyn Group
     }
 }
 
-/// Numbers distinct group keys in order of first appearance.
+/// Numbers distinct group keys in order of first appearance, with DataFusion's own vectorised
+/// group tables (as its hash aggregation does).
 struct Grouper {
     /// `None` without group columns: every row is in the one group.
-    converter: Option<RowConverter>,
-    /// The distinct keys, in group order.
-    keys: Option<Rows>,
-    index: HashMap<Box<[u8]>, usize>,
+    values: Option<Box<dyn GroupValues>>,
     count: usize,
     /// The group of each row of the last batch interned.
     indices: Vec<usize>,
@@ -179,22 +219,14 @@ struct Grouper {
 
 impl Grouper {
     fn new(fields: &[FieldRef]) -> Result<Self> {
-        let (converter, keys) = if fields.is_empty() {
-            (None, None)
+        let values = if fields.is_empty() {
+            None
         } else {
-            let converter = RowConverter::new(
-                fields
-                    .iter()
-                    .map(|f| SortField::new(f.data_type().clone()))
-                    .collect(),
-            )?;
-            let keys = converter.empty_rows(0, 0);
-            (Some(converter), Some(keys))
+            let schema = Arc::new(Schema::new(fields.to_vec()));
+            Some(new_group_values(schema, &GroupOrdering::None)?)
         };
         Ok(Self {
-            converter,
-            keys,
-            index: HashMap::new(),
+            values,
             count: 0,
             indices: vec![],
         })
@@ -204,24 +236,15 @@ impl Grouper {
     /// and the number of groups after them.
     fn intern(&mut self, columns: &[ArrayRef], rows: usize) -> Result<(&[usize], usize)> {
         self.indices.clear();
-        let (Some(converter), Some(keys)) = (&self.converter, &mut self.keys) else {
-            self.count = 1;
-            self.indices.resize(rows, 0);
-            return Ok((&self.indices, self.count));
-        };
-        let converted = converter.convert_columns(columns)?;
-        for row in converted.iter() {
-            let group = match self.index.get(row.as_ref()) {
-                Some(group) => *group,
-                None => {
-                    let group = self.count;
-                    self.index.insert(row.as_ref().into(), group);
-                    keys.push(row);
-                    self.count += 1;
-                    group
-                }
-            };
-            self.indices.push(group);
+        match &mut self.values {
+            None => {
+                self.count = 1;
+                self.indices.resize(rows, 0);
+            }
+            Some(values) => {
+                values.intern(columns, &mut self.indices)?;
+                self.count = values.len();
+            }
         }
         Ok((&self.indices, self.count))
     }
@@ -233,11 +256,11 @@ impl Grouper {
 
     /// The group columns, one row per group, with the types of `fields`.
     fn into_columns(self, fields: &[FieldRef]) -> Result<Vec<ArrayRef>> {
-        let (Some(converter), Some(keys)) = (self.converter, self.keys) else {
+        let Some(mut values) = self.values else {
             return Ok(vec![]);
         };
-        converter
-            .convert_rows(&keys)?
+        values
+            .emit(EmitTo::All)?
             .into_iter()
             .zip(fields)
             .map(|(column, field)| retype(column, field.data_type()))
@@ -245,7 +268,7 @@ impl Grouper {
     }
 }
 
-/// `column` as `data_type` (row conversion can return dictionary values unpacked).
+/// `column` as `data_type` (group tables can return dictionary values unpacked).
 fn retype(column: ArrayRef, data_type: &DataType) -> Result<ArrayRef> {
     if column.data_type() == data_type {
         Ok(column)

@@ -10,12 +10,17 @@
 //! [`MergedGroups::evaluate`] gives the final rows and [`MergedGroups::state`] the state to
 //! keep, which [`encode`] and [`decode`] turn into bytes and back.
 //!
+//! A streaming query keeps each aggregation's groups in a [`GroupTable`] between batches: a batch
+//! merges only the groups its rows fall in, and what it changed is saved as a delta.
+//!
 //! The modules: [`spec`] (what is aggregated, from the physical plan), [`groups`] (merging
-//! partial states by group and evaluating them) and [`codec`] (IPC bytes and memory size).
+//! partial states by group and evaluating them), [`table`] (the live groups kept between
+//! batches) and [`codec`] (IPC bytes and memory size).
 
 pub mod codec;
 pub mod groups;
 pub mod spec;
+pub mod table;
 
 #[cfg(test)]
 mod tests;
@@ -23,3 +28,4 @@ mod tests;
 pub use codec::{decode, encode, state_bytes};
 pub use groups::{MergedGroups, split_batch};
 pub use spec::{AggregateSpec, partial_input};
+pub use table::{GroupTable, WindowEnd};

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{BooleanArray, Int64Array, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
 use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
@@ -263,6 +263,145 @@ async fn misuse_is_refused_with_a_reason() {
     let grouping_sets = plan(&ctx, "SELECT k, v, count(*) FROM t GROUP BY CUBE (k, v)").await;
     let err = AggregateSpec::from_plan(find_final_aggregate(&grouping_sets).unwrap()).unwrap_err();
     assert!(err.to_string().contains("GROUPING SETS"), "{err}");
+}
+
+/// What merging `batches` all at once (the whole-state path) evaluates to, sorted by group.
+fn merged_at_once(spec: &AggregateSpec, batches: &[RecordBatch], keys: usize) -> RecordBatch {
+    sorted(&spec.merge(batches).unwrap().evaluate().unwrap(), keys)
+}
+
+#[tokio::test]
+async fn a_group_table_merges_batch_by_batch_like_all_at_once() {
+    let ctx = context(SessionConfig::new());
+    let (spec, slices) = partials(&ctx, AGGREGATES).await;
+    for parts in [1, 3] {
+        let mut table = GroupTable::new(spec.clone(), None, parts).unwrap();
+        let mut applied = vec![];
+        for slice in &slices {
+            let changed = table.apply(slice).unwrap();
+            applied.extend(slice.iter().cloned());
+            // The changes are the touched groups' states: as merging everything so far, for
+            // those groups.
+            let touched = sorted(&spec.evaluate_groups(&changed).unwrap(), 1);
+            let everything = merged_at_once(&spec, &applied, 1);
+            let keys = touched
+                .column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            let all_keys = everything
+                .column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            let mask: BooleanArray = all_keys
+                .iter()
+                .map(|k| Some(keys.iter().any(|t| t == k)))
+                .collect();
+            assert_eq!(touched, split_batch(&everything, &mask).unwrap().0);
+        }
+        let whole = spec.evaluate_groups(&table.snapshot().unwrap()).unwrap();
+        assert_eq!(
+            sorted(&whole, 1).columns(),
+            direct(&ctx, AGGREGATES, 1).await.columns()
+        );
+        assert_eq!(table.groups(), 6);
+    }
+}
+
+#[tokio::test]
+async fn a_group_table_restores_from_a_snapshot_and_later_changes() {
+    let ctx = context(SessionConfig::new());
+    let (spec, slices) = partials(&ctx, AGGREGATES).await;
+    let mut running = GroupTable::new(spec.clone(), None, 2).unwrap();
+    running.apply(&slices[0]).unwrap();
+    let snapshot = running.snapshot().unwrap();
+    let first_changes = running.apply(&slices[1]).unwrap();
+    let second_changes = running.apply(&slices[2]).unwrap();
+
+    let mut restored = GroupTable::new(spec.clone(), None, 3).unwrap();
+    let saved = [snapshot, first_changes, second_changes];
+    let saved: Vec<RecordBatch> = saved
+        .iter()
+        .map(|b| {
+            let (_, batches) =
+                decode(&encode(spec.partial_schema(), std::slice::from_ref(b)).unwrap()).unwrap();
+            arrow::compute::concat_batches(spec.partial_schema(), &batches).unwrap()
+        })
+        .collect();
+    restored.restore(&saved).unwrap();
+    let evaluate =
+        |t: &GroupTable| sorted(&spec.evaluate_groups(&t.snapshot().unwrap()).unwrap(), 1);
+    assert_eq!(evaluate(&restored), evaluate(&running));
+    assert_eq!(
+        evaluate(&restored).columns(),
+        direct(&ctx, AGGREGATES, 1).await.columns()
+    );
+    let err = restored.restore(&[data()]).unwrap_err();
+    assert!(
+        err.to_string().contains("batch 0 to merge has columns"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_group_table_closes_windows_and_stays_exact_when_compacted() {
+    // `v` stands for the window end (epoch milliseconds); NULL ends never close.
+    let query = "SELECT k, v, count(*), sum(v), max(v) FROM {} GROUP BY k, v";
+    let ctx = context(SessionConfig::new());
+    let (spec, slices) = partials(&ctx, query).await;
+    let mut table = GroupTable::new(spec.clone(), Some(WindowEnd::Column(1)), 2).unwrap();
+    let mut open: Vec<RecordBatch> = vec![];
+    let mut closed_rows = 0;
+    // Every slice again and again, closing a little more each round: the table outgrows its
+    // compaction slack many times over.
+    for round in 0..40 {
+        for slice in &slices {
+            table.apply(slice).unwrap();
+            open.extend(slice.iter().cloned());
+        }
+        let watermark = round - 20;
+        let closed = table.close(watermark).unwrap();
+        let expected = spec.merge(&open).unwrap().state().unwrap();
+        let ends = WindowEnd::Column(1).ends_ms(&expected).unwrap();
+        let mask: BooleanArray = ends
+            .iter()
+            .map(|e| Some(e.is_some_and(|e| e <= watermark)))
+            .collect();
+        let (expected_closed, expected_open) = split_batch(&expected, &mask).unwrap();
+        assert_eq!(
+            sorted(&spec.evaluate_groups(&closed).unwrap(), 2),
+            sorted(&spec.evaluate_groups(&expected_closed).unwrap(), 2),
+            "round {round}"
+        );
+        assert_closed_in_end_then_key_order(&closed);
+        closed_rows += closed.num_rows();
+        open = vec![expected_open];
+        let kept = spec.evaluate_groups(&table.snapshot().unwrap()).unwrap();
+        assert_eq!(
+            sorted(&kept, 2),
+            merged_at_once(&spec, &open, 2),
+            "round {round}"
+        );
+        assert_eq!(table.groups(), open[0].num_rows());
+    }
+    assert!(closed_rows > 0);
+}
+
+/// Closed groups (keyed by `k, v`, `v` the window end) come by window end, then by key, so a
+/// key's windows reach a sink in time order whichever part kept them.
+fn assert_closed_in_end_then_key_order(closed: &RecordBatch) {
+    let ends = WindowEnd::Column(1).ends_ms(closed).unwrap();
+    let order: Vec<SortColumn> = [Arc::new(ends) as ArrayRef, Arc::clone(closed.column(0))]
+        .into_iter()
+        .map(|values| SortColumn {
+            values,
+            options: None,
+        })
+        .collect();
+    let indices = lexsort_to_indices(&order, None).unwrap();
+    let in_order: Vec<u32> = (0..closed.num_rows() as u32).collect();
+    assert_eq!(indices.values().to_vec(), in_order);
 }
 
 /// The topmost aggregate in `plan` that produces final values (the one a GROUP BY query's

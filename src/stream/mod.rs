@@ -7,6 +7,7 @@ mod planning;
 pub mod progress;
 pub mod query;
 pub mod slice;
+pub(crate) mod snapshots;
 pub mod stateful;
 pub mod trigger;
 pub mod watermark;

@@ -32,18 +32,24 @@ pub struct SourceProgress {
     pub lost_offsets: i64,
 }
 
-/// How long the parts of a batch took, in milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// How long the parts of a batch took, in milliseconds (to the microsecond).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Durations {
-    /// Planning the slice and writing `offsets/N`.
-    pub plan_ms: u64,
+    /// Planning the slice (asking the brokers for the latest offsets), writing `offsets/N`,
+    /// and planning the query over the slice.
+    pub plan_ms: f64,
     /// Reading, processing and writing to the sink (including its commit).
-    pub execute_ms: u64,
+    pub execute_ms: f64,
     /// Writing `commits/N` (and committing offsets to the consumer group, if asked).
-    pub commit_ms: u64,
+    pub commit_ms: f64,
     /// The whole batch.
-    pub total_ms: u64,
+    pub total_ms: f64,
+}
+
+/// `duration` in milliseconds, to the microsecond.
+pub fn millis(duration: std::time::Duration) -> f64 {
+    duration.as_micros() as f64 / 1000.0
 }
 
 /// The report of one batch.
@@ -120,11 +126,14 @@ impl QueryProgress {
             None => String::new(),
         };
         format!(
-            "query {} batch {}: {} rows in {} ms ({:.0} rows/s), lag {}{event_time}{}",
+            "query {} batch {}: {} rows in {:.1} ms (plan {:.1}, run {:.1}, commit {:.1}; {:.0} rows/s), lag {}{event_time}{}",
             self.name,
             self.batch_id,
             self.num_input_rows,
             self.durations.total_ms,
+            self.durations.plan_ms,
+            self.durations.execute_ms,
+            self.durations.commit_ms,
             self.processed_rows_per_second,
             self.total_lag(),
             if self.replayed {

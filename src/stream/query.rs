@@ -23,16 +23,19 @@ use tokio::sync::watch;
 use super::ordered::execute_in_order;
 use super::planning::{Plan, analyse, check_plan, physical_plan, plan_error, slices_of};
 use super::progress::{
-    Durations, EventTimeProgress, PartitionProgress, QueryProgress, SourceProgress,
+    Durations, EventTimeProgress, PartitionProgress, QueryProgress, SourceProgress, millis,
 };
 use super::slice::{clamp, plan_slice, should_wait};
-use super::stateful::{OperatorState, OutputMode, emit, run_site_inputs};
+use super::snapshots::Snapshots;
+use super::stateful::{
+    BatchSettings, OperatorState, OutputMode, SavedState, SiteState, emit, run_site_inputs,
+};
 use super::trigger::Trigger;
 use super::watermark::EventTime;
 use crate::checkpoint::lock::QueryLock;
 use crate::checkpoint::{
     Checkpoint, CommitEntry, OffsetsEntry, PartitionSlice, PartitionStart, QueryMetadata, Recovery,
-    StartingOffsets, now_ms,
+    StartingOffsets, StateFile, now_ms,
 };
 use crate::error::{Error, Result};
 use crate::kafka::client::BrokerClient;
@@ -57,6 +60,9 @@ pub struct QueryOptions {
     pub retention: u64,
     /// What aggregations emit each batch.
     pub output_mode: OutputMode,
+    /// Stateful operators save their whole state after at most this many batches of changes
+    /// (Spark's `spark.sql.streaming.stateStore.minDeltasForSnapshot`).
+    pub deltas_per_snapshot: u64,
 }
 
 /// Where a query is in its life.
@@ -209,6 +215,7 @@ pub async fn start(
         .map(|(table, kafka)| (table.clone(), kafka.options().watermark_idle_timeout))
         .collect();
     let trigger = options.trigger;
+    let snapshots = Snapshots::new(options.deltas_per_snapshot);
     let runner = Runner {
         ctx,
         name: name.to_string(),
@@ -227,6 +234,9 @@ pub async fn start(
         idle_timeouts,
         event_time: EventTime::default(),
         operator_state: OperatorState::default(),
+        snapshots,
+        purging: None,
+        listed_since_start: false,
         broker_clients: Mutex::default(),
     };
     let task = tokio::spawn(runner.run(recovery));
@@ -287,6 +297,8 @@ fn ends_of(entry: &OffsetsEntry) -> Ends {
 
 /// A planned batch: the slice, plus each partition's latest offset, for progress.
 struct Planned {
+    /// When planning the slice began: the batch's start.
+    started: Instant,
     entry: OffsetsEntry,
     latest: BTreeMap<(String, TopicPartition), i64>,
     lost: BTreeMap<String, i64>,
@@ -314,6 +326,13 @@ struct Runner {
     event_time: EventTime,
     /// The stateful operators' state after the latest batch.
     operator_state: OperatorState,
+    /// When the operators' state is saved whole, and which saved state is no longer needed.
+    snapshots: Snapshots,
+    /// The latest purge of old checkpoint entries, running in the background.
+    purging: Option<tokio::task::JoinHandle<()>>,
+    /// Whether a purge has listed the checkpoint since this run started (the first one does,
+    /// for what earlier runs left).
+    listed_since_start: bool,
     /// Each source's metadata client, kept across batches.
     broker_clients: Mutex<BTreeMap<String, Arc<BrokerClient>>>,
 }
@@ -328,6 +347,10 @@ impl Runner {
                 QueryStatus::Failed(message)
             }
         };
+        // The last purge finishes while this instance still holds the checkpoint.
+        if let Some(purging) = self.purging.take() {
+            let _ = purging.await;
+        }
         if let Err(e) = self.lock.release().await {
             warn!("query {}: {e}", self.name);
         }
@@ -364,6 +387,7 @@ impl Runner {
                     self.name, entry.batch_id
                 );
                 let planned = Planned {
+                    started: Instant::now(),
                     latest: BTreeMap::new(),
                     lost: BTreeMap::new(),
                     entry,
@@ -506,6 +530,7 @@ impl Runner {
     }
 
     async fn plan_batch(&self, batch_id: u64, previous: &Ends) -> Result<Planned> {
+        let started = Instant::now();
         let mut entry = OffsetsEntry {
             batch_id,
             trigger_time_ms: now_ms(),
@@ -554,6 +579,7 @@ impl Runner {
             entry.sources.insert(table.clone(), slices);
         }
         Ok(Planned {
+            started,
             entry,
             latest,
             lost,
@@ -561,7 +587,7 @@ impl Runner {
     }
 
     async fn run_batch(&mut self, planned: &Planned, replayed: bool) -> Result<()> {
-        let started = Instant::now();
+        let started = planned.started;
         let previous_start = self.last_batch_started.replace(started);
         let entry = &planned.entry;
         let keep_order = self.plan.sink.capabilities().keeps_input_order;
@@ -575,7 +601,7 @@ impl Runner {
             keep_order,
         )
         .await?;
-        let plan_ms = started.elapsed().as_millis() as u64;
+        let plan_ms = millis(started.elapsed());
 
         let executing = Instant::now();
         let mut context = BatchContext {
@@ -589,7 +615,7 @@ impl Runner {
             stateful: false,
             replay_deterministic: self.plan.replay_deterministic,
         };
-        self.lock.check_held().await?;
+        self.lock.check_lease()?;
         let task = Arc::new(TaskContext::from(&state));
         let sites = run_site_inputs(
             &physical,
@@ -603,7 +629,6 @@ impl Runner {
         let mut executed = sites.executed.clone();
         let stateful = sites.is_stateful();
         context.stateful = stateful;
-        let mut next_state = None;
         let final_plan = if stateful {
             event_time.advance(
                 &observed_event_times(&executed),
@@ -611,16 +636,20 @@ impl Runner {
                 entry.trigger_time_ms,
                 &self.idle_timeouts,
             );
-            let emitted = emit(
-                &physical,
-                sites,
-                &self.operator_state,
-                self.options.output_mode,
-                event_time.watermark_ms,
-            )
-            .map_err(plan_error)?;
-            self.save_state(entry.batch_id, &emitted.state).await?;
-            next_state = Some(emitted.state);
+            let settings = BatchSettings {
+                mode: self.options.output_mode,
+                watermark_ms,
+                next_watermark_ms: event_time.watermark_ms,
+                snapshot: self.snapshots.is_snapshot(entry.batch_id),
+                parts: state.config().target_partitions(),
+            };
+            let emitted =
+                emit(&physical, sites, &mut self.operator_state, settings).map_err(plan_error)?;
+            self.save_state(entry.batch_id, emitted.saved, replayed)
+                .await?;
+            if settings.snapshot {
+                self.snapshots.saved(entry.batch_id);
+            }
             emitted.plan
         } else {
             physical
@@ -640,7 +669,7 @@ impl Runner {
             );
             (0, 0)
         } else {
-            self.lock.check_held().await?;
+            self.lock.check_lease()?;
             let stream = if keep_order {
                 execute_in_order(&final_plan, Arc::clone(&task))
             } else {
@@ -674,10 +703,10 @@ impl Runner {
             FaultHook::Sleep(d) => tokio::time::sleep(d).await,
             FaultHook::None => {}
         }
-        let execute_ms = executing.elapsed().as_millis() as u64;
+        let execute_ms = millis(executing.elapsed());
 
         let committing = Instant::now();
-        self.lock.check_held().await?;
+        self.lock.check_lease()?;
         self.checkpoint
             .write_commit(&CommitEntry {
                 batch_id: entry.batch_id,
@@ -686,9 +715,6 @@ impl Runner {
                 event_time: Some(event_time.clone()),
             })
             .await?;
-        if let Some(state) = next_state {
-            self.operator_state = state;
-        }
         let event_time_progress = EventTimeProgress {
             watermark_ms: entry.event_time.as_ref().and_then(|t| t.watermark_ms),
             next_watermark_ms: event_time.watermark_ms,
@@ -700,17 +726,8 @@ impl Runner {
         if self.options.commit_offsets_to_group {
             self.commit_to_group(entry).await?;
         }
-        if let Err(e) = self
-            .checkpoint
-            .purge(self.options.retention, entry.batch_id)
-            .await
-        {
-            warn!(
-                "query {}: could not purge old checkpoint entries: {e}",
-                self.name
-            );
-        }
-        let commit_ms = committing.elapsed().as_millis() as u64;
+        self.purge(entry.batch_id).await;
+        let commit_ms = millis(committing.elapsed());
 
         let total = started.elapsed();
         let since_previous = previous_start.map_or(total, |t| t.elapsed());
@@ -734,7 +751,7 @@ impl Runner {
                 plan_ms,
                 execute_ms,
                 commit_ms,
-                total_ms: total.as_millis() as u64,
+                total_ms: millis(total),
             },
             sources: entry
                 .sources
@@ -778,33 +795,89 @@ impl Runner {
     }
 
     /// Writes the stateful operators' state after batch `batch_id` to `state/N`.
-    async fn save_state(&self, batch_id: u64, state: &OperatorState) -> Result<()> {
-        self.lock.check_held().await?;
-        for (site, batches) in &state.sites {
+    async fn save_state(
+        &self,
+        batch_id: u64,
+        saved: BTreeMap<usize, SavedState>,
+        replayed: bool,
+    ) -> Result<()> {
+        self.lock.check_lease()?;
+        for (site, state) in saved {
+            let (file, batches) = match state {
+                SavedState::Snapshot(batches) => (StateFile::Snapshot, batches),
+                SavedState::Changes(changes) => (StateFile::Changes, vec![changes]),
+            };
             let Some(first) = batches.first() else {
                 continue;
             };
             let bytes =
-                crate::state::codec::encode(&first.schema(), batches).map_err(plan_error)?;
-            self.checkpoint.write_state(batch_id, *site, bytes).await?;
+                crate::state::codec::encode(&first.schema(), &batches).map_err(plan_error)?;
+            self.checkpoint
+                .write_state(batch_id, site, file, bytes, replayed)
+                .await?;
         }
         Ok(())
     }
 
-    /// The stateful operators' state after batch `batch_id`, from `state/N`.
-    async fn load_state(&self, batch_id: u64) -> Result<OperatorState> {
+    /// The stateful operators' state after batch `batch_id`, from `state/`.
+    async fn load_state(&mut self, batch_id: u64) -> Result<OperatorState> {
+        let saved = self.checkpoint.read_state(batch_id).await?;
+        if let Some(snapshot) = saved.snapshot_id {
+            self.snapshots.restored_from(snapshot);
+        }
         let mut state = OperatorState::default();
-        for (site, bytes) in self.checkpoint.read_state(batch_id).await? {
-            let (_, batches) = crate::state::codec::decode(&bytes).map_err(|e| {
-                Error::Checkpoint(format!(
-                    "checkpoint {}: state/{batch_id}/{site} is not readable Arrow IPC ({e}); it \
-                     may be truncated or written by another program",
-                    self.checkpoint.display()
-                ))
-            })?;
-            state.sites.insert(site, batches);
+        for (site, files) in saved.sites {
+            let decode = |bytes: &[u8]| {
+                crate::state::codec::decode(bytes)
+                    .map(|(_, batches)| batches)
+                    .map_err(|e| {
+                        Error::Checkpoint(format!(
+                            "checkpoint {}: the state of operator {site} after batch {batch_id} \
+                             is not readable Arrow IPC ({e}); it may be truncated or written by \
+                             another program",
+                            self.checkpoint.display()
+                        ))
+                    })
+            };
+            let snapshot = decode(&files.snapshot)?;
+            let changes = files
+                .changes
+                .iter()
+                .map(|bytes| decode(bytes))
+                .collect::<Result<Vec<_>>>()?
+                .concat();
+            state
+                .sites
+                .insert(site, SiteState::Saved { snapshot, changes });
         }
         Ok(state)
+    }
+
+    /// Deletes checkpoint entries older than `checkpointRetention` batches before `latest`,
+    /// and saved state no kept batch needs, in the background (the previous purge finishes
+    /// first); a purge that fails is logged, and its leftovers go at the next listing purge.
+    async fn purge(&mut self, latest: u64) {
+        let retention = self.options.retention;
+        let oldest_kept = latest.saturating_sub(retention.saturating_sub(1));
+        let state_floor = self.snapshots.floor(oldest_kept);
+        let expired_state = self.snapshots.purgeable(oldest_kept);
+        if let Some(previous) = self.purging.take() {
+            let _ = previous.await;
+        }
+        let list_all = !std::mem::replace(&mut self.listed_since_start, true);
+        let checkpoint = self.checkpoint.clone();
+        let name = self.name.clone();
+        self.purging = Some(tokio::spawn(async move {
+            let purged = async {
+                checkpoint
+                    .purge(retention, latest, state_floor, list_all)
+                    .await?;
+                checkpoint.purge_state(expired_state).await
+            };
+            if let Err(e) = purged.await {
+                warn!("query {name}: could not purge old checkpoint entries: {e}");
+            }
+        }));
     }
 
     /// Commits the batch's end offsets to the consumer group named after the query, so that

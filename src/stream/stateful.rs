@@ -33,8 +33,10 @@ use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning, collect};
 
 use crate::kafka::KafkaScanExec;
+use crate::state::codec::state_bytes;
 use crate::state::groups::split_batch;
 use crate::state::spec::{AggregateSpec, partial_input};
+use crate::state::table::{GroupTable, WindowEnd};
 use crate::window::exec::WindowAssignExec;
 use crate::window::{WINDOW_END, WINDOW_START, WindowKind};
 
@@ -71,29 +73,67 @@ impl OutputMode {
 }
 
 /// The state of every site of a query, by site number (sites are numbered in plan order).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct OperatorState {
-    /// Each site's state batches.
-    pub sites: BTreeMap<usize, Vec<RecordBatch>>,
+    /// Each site's state.
+    pub sites: BTreeMap<usize, SiteState>,
+}
+
+/// The state of one stateful site.
+#[derive(Debug)]
+pub enum SiteState {
+    /// Read from the checkpoint and not used yet: a snapshot, then the changes saved after it.
+    Saved {
+        /// The whole state after some batch.
+        snapshot: Vec<RecordBatch>,
+        /// What each later batch changed, oldest first.
+        changes: Vec<RecordBatch>,
+    },
+    /// An aggregation's groups.
+    Groups(GroupTable),
+    /// Rows held whole: a buffer's windowed rows, or the partial states of session windows.
+    Rows(Vec<RecordBatch>),
+}
+
+impl SiteState {
+    fn rows(&self) -> usize {
+        let count =
+            |batches: &[RecordBatch]| -> usize { batches.iter().map(RecordBatch::num_rows).sum() };
+        match self {
+            SiteState::Saved { snapshot, changes } => count(snapshot) + count(changes),
+            SiteState::Groups(table) => table.groups(),
+            SiteState::Rows(rows) => count(rows),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            SiteState::Saved { snapshot, changes } => state_bytes(snapshot) + state_bytes(changes),
+            SiteState::Groups(table) => table.bytes(),
+            SiteState::Rows(rows) => state_bytes(rows),
+        }
+    }
 }
 
 impl OperatorState {
-    /// Rows held, over all sites.
+    /// Rows (or groups) held, over all sites.
     pub fn rows(&self) -> usize {
-        self.sites
-            .values()
-            .flatten()
-            .map(RecordBatch::num_rows)
-            .sum()
+        self.sites.values().map(SiteState::rows).sum()
     }
 
     /// Memory held, over all sites.
     pub fn bytes(&self) -> usize {
-        self.sites
-            .values()
-            .map(|b| crate::state::codec::state_bytes(b))
-            .sum()
+        self.sites.values().map(SiteState::bytes).sum()
     }
+}
+
+/// What a site's state after a batch is saved as.
+#[derive(Debug)]
+pub enum SavedState {
+    /// The whole state.
+    Snapshot(Vec<RecordBatch>),
+    /// The groups the batch changed, with their new states.
+    Changes(RecordBatch),
 }
 
 /// A stateful part of a plan.
@@ -446,45 +486,79 @@ fn aggregate(node: &Arc<dyn ExecutionPlan>) -> Result<&AggregateExec> {
 pub struct Emitted {
     /// The plan with every site replaced by its emitted rows.
     pub plan: Arc<dyn ExecutionPlan>,
-    /// The sites' state after the batch.
-    pub state: OperatorState,
+    /// What to save of each site's state after the batch.
+    pub saved: BTreeMap<usize, SavedState>,
 }
 
-/// Merges each site's batch input with its `state`, and emits what `mode` and the watermark
-/// (`watermark_ms`, after this batch) let out, in `plan`'s place of the site.
+/// How one batch's sites emit and save their state.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchSettings {
+    /// What aggregations emit.
+    pub mode: OutputMode,
+    /// The watermark the batch ran with (after the previous batch).
+    pub watermark_ms: Option<i64>,
+    /// The watermark after the batch: windows ending at or before it close.
+    pub next_watermark_ms: Option<i64>,
+    /// Save whole states rather than the batch's changes.
+    pub snapshot: bool,
+    /// How many parts an aggregation's groups are spread over (merged in parallel).
+    pub parts: usize,
+}
+
+/// Merges each site's batch input into its `state` (updated in place: a batch that fails ends
+/// the query, and a restart restores the state from the checkpoint), and emits what the output
+/// mode and the watermark let out, in `plan`'s place of the site.
 pub fn emit(
     plan: &Arc<dyn ExecutionPlan>,
     run: SitesRun,
-    state: &OperatorState,
-    mode: OutputMode,
-    watermark_ms: Option<i64>,
+    state: &mut OperatorState,
+    settings: BatchSettings,
 ) -> Result<Emitted> {
     let mut replacements: Vec<(Arc<dyn ExecutionPlan>, Arc<dyn ExecutionPlan>)> = vec![];
-    let mut next = OperatorState::default();
+    let mut saved = BTreeMap::new();
     for (index, (site, input)) in run.sites.iter().zip(run.inputs).enumerate() {
-        let held = state.sites.get(&index).cloned().unwrap_or_default();
-        if let (Some(held), Some(fresh)) = (held.first(), input.first())
-            && held.schema().fields() != fresh.schema().fields()
-        {
-            return Err(DataFusionError::Plan(format!(
-                "the checkpoint's state of stateful operator {index} has the columns ({}), but \
-                 this query's has ({}): the query was changed since the checkpoint was written; \
-                 give the changed query a new checkpoint location",
-                held.schema(),
-                fresh.schema()
-            )));
-        }
-        let (rows, kept) = match site {
-            Site::Aggregate { spec, window, .. } => {
-                emit_aggregate(spec, window.as_ref(), held, input, mode, watermark_ms)?
+        let held = state.sites.remove(&index);
+        let (rows, kept, to_save) = match (site, held) {
+            (
+                Site::Aggregate {
+                    spec,
+                    window: window @ Some(WindowKind::Session { .. }),
+                    ..
+                },
+                held,
+            ) => {
+                let held = held_rows(index, held, spec.partial_schema())?;
+                let (rows, kept) = emit_sessions(spec, window.as_ref(), held, input, settings)?;
+                (
+                    rows,
+                    SiteState::Rows(vec![kept.clone()]),
+                    SavedState::Snapshot(vec![kept]),
+                )
             }
-            Site::Buffer { node } => {
+            (Site::Aggregate { spec, window, .. }, held) => {
+                let mut table = match held {
+                    Some(SiteState::Groups(table)) => table,
+                    held => restore_groups(index, spec, window.as_ref(), held, settings)?,
+                };
+                let (rows, to_save) =
+                    emit_groups(&mut table, spec, window.is_some(), input, settings)?;
+                (rows, SiteState::Groups(table), to_save)
+            }
+            (Site::Buffer { node }, held) => {
                 let schema = node.schema();
-                release_buffer(&schema, held, input, watermark_ms)?
+                let held = held_rows(index, held, &schema)?;
+                let (rows, kept) =
+                    release_buffer(&schema, held, input, settings.next_watermark_ms)?;
+                (
+                    rows,
+                    SiteState::Rows(vec![kept.clone()]),
+                    SavedState::Snapshot(vec![kept]),
+                )
             }
         };
         replacements.push((Arc::clone(site.node()), replacement(site.node(), rows)?));
-        next.sites.insert(index, kept);
+        state.sites.insert(index, kept);
+        saved.insert(index, to_save);
     }
     let plan = Arc::clone(plan)
         .transform_down(|node| {
@@ -499,7 +573,137 @@ pub fn emit(
             }
         })?
         .data;
-    Ok(Emitted { plan, state: next })
+    Ok(Emitted { plan, saved })
+}
+
+/// Refuses saved state whose columns are not `expected`'s: the query changed since the
+/// checkpoint was written.
+fn check_saved_columns(index: usize, saved: &[RecordBatch], expected: &SchemaRef) -> Result<()> {
+    match saved.first() {
+        Some(held) if held.schema().fields() != expected.fields() => {
+            Err(DataFusionError::Plan(format!(
+                "the checkpoint's state of stateful operator {index} has the columns ({}), but \
+                 this query's has ({}): the query was changed since the checkpoint was written; \
+                 give the changed query a new checkpoint location",
+                held.schema(),
+                expected
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The rows a site that keeps whole rows held after the previous batch.
+fn held_rows(
+    index: usize,
+    held: Option<SiteState>,
+    schema: &SchemaRef,
+) -> Result<Vec<RecordBatch>> {
+    let rows = match held {
+        None => vec![],
+        Some(SiteState::Rows(rows)) => rows,
+        Some(SiteState::Saved { snapshot, changes }) if changes.is_empty() => snapshot,
+        Some(_) => {
+            return Err(DataFusionError::Plan(format!(
+                "the checkpoint's state of stateful operator {index} was saved as groups, but \
+                 this query's operator {index} keeps rows: the query was changed since the \
+                 checkpoint was written; give the changed query a new checkpoint location"
+            )));
+        }
+    };
+    check_saved_columns(index, &rows, schema)?;
+    Ok(rows)
+}
+
+/// The groups of an aggregation site: restored from the checkpoint, or none yet.
+fn restore_groups(
+    index: usize,
+    spec: &AggregateSpec,
+    window: Option<&WindowKind>,
+    held: Option<SiteState>,
+    settings: BatchSettings,
+) -> Result<GroupTable> {
+    let window_end = match window {
+        Some(window) => Some(window_end_of(spec, window)?),
+        None => None,
+    };
+    let mut table = GroupTable::new(spec.clone(), window_end, settings.parts)?;
+    let saved = match held {
+        None => return Ok(table),
+        Some(SiteState::Saved { snapshot, changes }) => [snapshot, changes].concat(),
+        Some(SiteState::Rows(rows)) => rows,
+        Some(SiteState::Groups(_)) => {
+            return Err(DataFusionError::Internal(
+                "a kept group table was to be restored".to_string(),
+            ));
+        }
+    };
+    check_saved_columns(index, &saved, spec.partial_schema())?;
+    table.restore(&saved)?;
+    // Groups that closed before the restored batch are in the changes they were last in.
+    if let (true, Some(watermark)) = (closes(window, settings.mode), settings.watermark_ms) {
+        table.close(watermark)?;
+    }
+    Ok(table)
+}
+
+/// Whether an aggregation's groups close when the watermark passes their window's end.
+fn closes(window: Option<&WindowKind>, mode: OutputMode) -> bool {
+    window.is_some() && mode != OutputMode::Complete
+}
+
+/// Where an aggregation's group columns hold each group's window end.
+fn window_end_of(spec: &AggregateSpec, window: &WindowKind) -> Result<WindowEnd> {
+    let groups = &spec.partial_schema().fields()[..spec.num_group_columns()];
+    let position = |name: &str| groups.iter().position(|f| f.name() == name);
+    if let Some(column) = position(WINDOW_END) {
+        return Ok(WindowEnd::Column(column));
+    }
+    match (window, position(WINDOW_START)) {
+        (WindowKind::Tumble { size } | WindowKind::Hop { size, .. }, Some(column)) => {
+            Ok(WindowEnd::StartPlus {
+                column,
+                size_ms: size.as_millis() as i64,
+            })
+        }
+        _ => Err(DataFusionError::Plan(
+            "a windowed streaming aggregation must group by window_end (or window_start)"
+                .to_string(),
+        )),
+    }
+}
+
+/// An aggregation site kept as a [`GroupTable`]: returns (emitted rows in the final schema,
+/// what to save).
+fn emit_groups(
+    table: &mut GroupTable,
+    spec: &AggregateSpec,
+    windowed: bool,
+    input: Vec<RecordBatch>,
+    settings: BatchSettings,
+) -> Result<(RecordBatch, SavedState)> {
+    let changed = table.apply(&input)?;
+    let closed = match settings.next_watermark_ms {
+        Some(watermark) if windowed && settings.mode != OutputMode::Complete => {
+            Some(table.close(watermark)?)
+        }
+        _ => None,
+    };
+    let snapshot = if settings.snapshot || settings.mode == OutputMode::Complete {
+        Some(table.snapshot()?)
+    } else {
+        None
+    };
+    let emitted = match settings.mode {
+        OutputMode::Append => closed.unwrap_or_else(|| changed.slice(0, 0)),
+        OutputMode::Update => changed.clone(),
+        OutputMode::Complete => snapshot.clone().unwrap_or_else(|| changed.slice(0, 0)),
+    };
+    let to_save = match snapshot {
+        Some(snapshot) if settings.snapshot => SavedState::Snapshot(vec![snapshot]),
+        _ => SavedState::Changes(changed),
+    };
+    Ok((spec.evaluate_groups(&emitted)?, to_save))
 }
 
 /// A timestamp column as epoch milliseconds.
@@ -569,48 +773,38 @@ fn one_batch(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch>
     Ok(concat_batches(schema, batches)?)
 }
 
-/// An aggregation site: returns (emitted rows in the final schema, the new state).
-fn emit_aggregate(
+/// An aggregation over session windows, whose groups' windows grow and merge as rows arrive,
+/// kept as whole partial-state rows: returns (emitted rows in the final schema, the new state).
+fn emit_sessions(
     spec: &AggregateSpec,
     window: Option<&WindowKind>,
     held: Vec<RecordBatch>,
     input: Vec<RecordBatch>,
-    mode: OutputMode,
-    watermark_ms: Option<i64>,
-) -> Result<(RecordBatch, Vec<RecordBatch>)> {
+    settings: BatchSettings,
+) -> Result<(RecordBatch, RecordBatch)> {
+    let Some(WindowKind::Session { keys, .. }) = window else {
+        return Err(DataFusionError::Internal(
+            "a session aggregation without session windows".to_string(),
+        ));
+    };
     let schema = Arc::clone(spec.partial_schema());
     let held_rows: usize = held.iter().map(RecordBatch::num_rows).sum();
     let mut all = held;
     all.extend(input);
-    let mut combined = one_batch(&schema, &all)?;
-    if let Some(WindowKind::Session { keys, .. }) = window {
-        combined = merge_sessions(&combined, keys)?;
-    }
+    let combined = merge_sessions(&one_batch(&schema, &all)?, keys)?;
     // The groups this batch's rows went into (after sessions merged).
     let touched = group_keys(
         spec,
         &[combined.slice(held_rows, combined.num_rows() - held_rows)],
     )?;
     let merged_state = spec.merge(&[combined])?.state()?;
-    let ends = if window.is_some() {
-        window_ends(&merged_state, window)?
-            .ok_or_else(|| {
-                DataFusionError::Plan(
-                    "a windowed streaming aggregation must group by window_end (or window_start)"
-                        .to_string(),
-                )
-            })
-            .map(Some)?
-    } else {
-        None
-    };
-    let (finished, open) = match &ends {
-        Some(ends) if mode != OutputMode::Complete => {
-            split_batch(&merged_state, &closed(ends, watermark_ms))?
+    let (finished, open) = match window_ends(&merged_state, window)? {
+        Some(ends) if settings.mode != OutputMode::Complete => {
+            split_batch(&merged_state, &closed(&ends, settings.next_watermark_ms))?
         }
         _ => (merged_state.slice(0, 0), merged_state.clone()),
     };
-    let emitted_state = match mode {
+    let emitted_state = match settings.mode {
         OutputMode::Append => finished,
         OutputMode::Complete => merged_state,
         OutputMode::Update => {
@@ -619,7 +813,7 @@ fn emit_aggregate(
         }
     };
     let emitted = spec.merge(&[emitted_state])?.evaluate()?;
-    Ok((emitted, vec![open]))
+    Ok((emitted, open))
 }
 
 /// The group keys of partial-state batches, as comparable rows.
@@ -766,15 +960,14 @@ fn release_buffer(
     held: Vec<RecordBatch>,
     input: Vec<RecordBatch>,
     watermark_ms: Option<i64>,
-) -> Result<(RecordBatch, Vec<RecordBatch>)> {
+) -> Result<(RecordBatch, RecordBatch)> {
     let mut all = held;
     all.extend(input);
     let rows = one_batch(schema, &all)?;
     let ends = window_ends(&rows, None)?.ok_or_else(|| {
         DataFusionError::Internal("a buffered window has no window_end column".to_string())
     })?;
-    let (released, kept) = split_batch(&rows, &closed(&ends, watermark_ms))?;
-    Ok((released, vec![kept]))
+    split_batch(&rows, &closed(&ends, watermark_ms))
 }
 
 #[cfg(test)]

@@ -245,6 +245,31 @@ async fn update_and_complete_modes_of_an_unwindowed_aggregation() {
         error.contains("'outputMode' 'update' or 'complete'"),
         "{error}"
     );
+
+    // Without GROUP BY the whole stream is one group; a restart restores it from the checkpoint
+    // and goes on counting.
+    run(
+        &engine,
+        "CREATE EXTERNAL TABLE totals (n BIGINT, total BIGINT) STORED AS MEMORY",
+    )
+    .await;
+    let whole = format!(
+        "CREATE STREAMING QUERY whole WITH ('checkpoint' '{}', 'trigger' 'availableNow', 'outputMode' 'complete')
+           AS INSERT INTO totals SELECT count(*), sum(v) FROM src",
+        setup.checkpoint("whole")
+    );
+    run(&engine, &whole).await;
+    finished(&engine, "whole").await;
+    assert_eq!(
+        sorted_rows(&engine, "SELECT * FROM totals").await,
+        vec!["60|1770"]
+    );
+    produce_events(&setup.broker.bootstrap(), &setup.topic, &events(60, 90));
+    run(&engine, &whole).await;
+    finished(&engine, "whole").await;
+    let expected = sorted_rows(&engine, "SELECT count(*), sum(v) FROM fixed").await;
+    assert_eq!(expected, vec!["90|4005"]);
+    assert_eq!(sorted_rows(&engine, "SELECT * FROM totals").await, expected);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -333,11 +358,14 @@ async fn an_idle_partition_holds_the_watermark_back_only_until_its_timeout() {
     }
 }
 
+/// Counts and sums per key in 10 s tumbling windows over `TABLE` (replaced by the table's name).
+const TUMBLING_COUNTS: &str = "SELECT window_start, window_end, k, count(*) AS n, sum(v) AS total
+     FROM tumble(TABLE, ts, INTERVAL '10' SECOND) GROUP BY window_start, window_end, k";
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_in_the_middle_of_open_windows_restores_the_state() {
     let setup = setup("restart", &events(0, 100));
-    let aggregate = "SELECT window_start, window_end, k, count(*) AS n, sum(v) AS total
-                     FROM tumble(TABLE, ts, INTERVAL '10' SECOND) GROUP BY window_start, window_end, k";
+    let aggregate = TUMBLING_COUNTS;
     let start = |trigger: &str| {
         format!(
             "CREATE STREAMING QUERY r WITH ('checkpoint' '{}', 'trigger' '{trigger}')
@@ -369,15 +397,108 @@ async fn a_restart_in_the_middle_of_open_windows_restores_the_state() {
     all_rows.extend(lines(&run(&engine, "SELECT * FROM out").await.batches));
     all_rows.sort();
     let watermark = final_watermark(&query);
-    let expected = sorted_rows(
-        &engine,
-        &format!(
-            "SELECT * FROM ({}) WHERE window_end <= to_timestamp_millis({watermark})",
-            aggregate.replace("TABLE", "fixed")
-        ),
-    )
-    .await;
+    let expected = closed_windows(&engine, aggregate, watermark).await;
     assert_eq!(all_rows, expected, "every window once, across restarts");
+}
+
+/// The batches whose state the checkpoint at `dir` holds, and how many files are changes
+/// (deleting files on a local disk leaves their directories).
+fn saved_state(dir: &std::path::Path) -> (Vec<u64>, usize) {
+    let mut batches = vec![];
+    let mut changes = 0;
+    for entry in std::fs::read_dir(dir.join("state")).expect("state/") {
+        let entry = entry.expect("entry");
+        let files: Vec<String> = std::fs::read_dir(entry.path())
+            .expect("state/N/")
+            .map(|f| f.expect("file").file_name().to_string_lossy().into_owned())
+            .collect();
+        if !files.is_empty() {
+            batches.push(
+                entry
+                    .file_name()
+                    .to_string_lossy()
+                    .parse()
+                    .expect("a batch"),
+            );
+        }
+        changes += files.iter().filter(|f| f.ends_with(".delta")).count();
+    }
+    batches.sort();
+    (batches, changes)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn state_saved_as_changes_between_snapshots_restores_exactly_across_restarts() {
+    let setup = setup("deltas", &events(0, 400));
+    let aggregate = TUMBLING_COUNTS;
+    let start = |trigger: &str| {
+        format!(
+            "SET spark.sql.streaming.stateStore.minDeltasForSnapshot = 4;
+             CREATE STREAMING QUERY d WITH ('checkpoint' '{}', 'trigger' '{trigger}', 'checkpointRetention' '3')
+               AS INSERT INTO out {}",
+            setup.checkpoint("cp"),
+            aggregate.replace("TABLE", "src")
+        )
+    };
+    // Stopped (as after a crash, by a new engine each time) after batches 6, 13 and 19: each
+    // restart restores a snapshot and the changes after it, and windows the watermark closed
+    // in those changes must neither come back nor be lost.
+    let mut all_rows = vec![];
+    for stop_after in [6, 13, 19] {
+        let engine = setup.broker.engine();
+        setup.tables(&engine, "", OUT).await;
+        run(&engine, &start("processingTime 50 milliseconds")).await;
+        let query = engine.query("d").expect("query started");
+        while query.progress().is_none_or(|p| p.batch_id < stop_after) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        query.stop().await.expect("stopped");
+        all_rows.extend(lines(&run(&engine, "SELECT * FROM out").await.batches));
+    }
+    let (batches, changes) = saved_state(&setup.dir.path().join("cp"));
+    assert!(changes > 0, "batches between snapshots save changes");
+    assert!(
+        batches.len() <= 3 + 4 + 1,
+        "state older than the kept batches' snapshot is purged: {batches:?}"
+    );
+    let engine = setup.broker.engine();
+    setup.tables(&engine, "", OUT).await;
+    run(&engine, &start("availableNow")).await;
+    let query = finished(&engine, "d").await;
+    all_rows.extend(lines(&run(&engine, "SELECT * FROM out").await.batches));
+    all_rows.sort();
+    assert!(query.progress().expect("progress").batch_id > 22);
+    let watermark = final_watermark(&query);
+    let expected = closed_windows(&engine, aggregate, watermark).await;
+    assert!(expected.len() > 60, "{}", expected.len());
+    assert_eq!(all_rows, expected, "every window once, across restarts");
+
+    // A damaged changes file stops the restart with a message naming it.
+    let cp = setup.dir.path().join("cp");
+    let (batches, _) = saved_state(&cp);
+    let last = batches.last().expect("a batch");
+    let delta = cp.join(format!("state/{last}/0.delta"));
+    let damaged = if delta.exists() {
+        delta
+    } else {
+        cp.join(format!("state/{last}/0"))
+    };
+    let bytes = std::fs::read(&damaged).expect("state file");
+    std::fs::write(&damaged, &bytes[..bytes.len() / 2]).expect("truncated");
+    let engine = setup.broker.engine();
+    setup.tables(&engine, "", OUT).await;
+    run(&engine, &start("availableNow")).await;
+    let query = engine.query("d").expect("query started");
+    let error = query
+        .await_termination()
+        .await
+        .expect_err("damaged state")
+        .to_string();
+    assert!(
+        error.contains(&format!("state of operator 0 after batch {last}"))
+            && error.contains("truncated"),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -500,4 +621,13 @@ async fn windowed_results_into_kafka_are_replayed_from_the_first_attempts_output
     assert!(replay.recent_progress()[0].replayed);
     let after = super::kafka_sink::read_topic(&setup.broker.bootstrap(), &output, 2);
     assert_eq!(after.len(), before.len(), "nothing sent twice");
+}
+
+/// The rows of `aggregate` (over the fixed table) whose windows the watermark has closed.
+async fn closed_windows(engine: &Engine, aggregate: &str, watermark: i64) -> Vec<String> {
+    let closed = format!(
+        "SELECT * FROM ({}) WHERE window_end <= to_timestamp_millis({watermark})",
+        aggregate.replace("TABLE", "fixed")
+    );
+    sorted_rows(engine, &closed).await
 }

@@ -215,6 +215,51 @@ async fn transactional_batches_run_on_a_broker_that_accepts_the_calls() {
     assert_eq!(out.len(), 60);
 }
 
+/// The offsets `topic`'s partitions hold, records and transaction markers alike.
+fn offsets_used(bootstrap: &str, topic: &str, partitions: i32) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer");
+    (0..partitions)
+        .map(|partition| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .expect("watermarks");
+            high - low
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn by_default_each_batch_is_a_transaction_where_the_broker_has_them() {
+    for (options, transactional) in [("", true), (", 'transactional' 'false'", false)] {
+        let pipeline = pipeline("kd", 20);
+        if !pipeline.broker.is_real() {
+            eprintln!("skipped: the mock broker's transactions write no markers to count");
+            return;
+        }
+        let engine = pipeline.broker.engine();
+        run(&engine, &pipeline.script(options)).await;
+        let query = engine.query("job").expect("query");
+        query.await_termination().await.expect("query finishes");
+        let batches = query.recent_progress().len() as i64;
+        assert!(batches >= 2, "60 records in batches of at most 50");
+        let out = read_topic(&pipeline.broker.bootstrap(), &pipeline.output, 4);
+        assert_eq!(out.len(), 60);
+        // A committed transaction leaves a marker in each partition it wrote to.
+        let used = offsets_used(&pipeline.broker.bootstrap(), &pipeline.output, 4);
+        if transactional {
+            assert!(
+                used >= 60 + batches,
+                "{used} offsets: a marker per batch expected"
+            );
+        } else {
+            assert_eq!(used, 60, "no markers without transactions");
+        }
+    }
+}
+
 #[tokio::test]
 async fn record_columns_are_checked_before_the_query_starts() {
     let mut broker = Broker::for_test();

@@ -300,30 +300,41 @@ async fn read_committed_skips_aborted_transactions_and_their_markers() {
         read("read_uncommitted").await,
         vec!["0|a0", "1|a1", "2|a2", "4|b0", "5|b1", "7|c0", "8|c1"]
     );
-    // The same through a streaming query, in batches that end inside the gaps.
+    // The same through streaming queries, in batches that end inside the gaps; read_committed
+    // is weir's default.
     let dir = tempfile::tempdir().unwrap();
-    run(
-        &engine,
-        &format!(
-            "CREATE EXTERNAL TABLE s STORED AS KAFKA OPTIONS ('subscribe' '{topic}', 'startingOffsets' 'earliest', 'maxOffsetsPerTrigger' '2');
-             CREATE EXTERNAL TABLE out (o BIGINT, v VARCHAR) STORED AS MEMORY;
-             CREATE STREAMING QUERY rc WITH ('checkpoint' '{}', 'trigger' 'availableNow')
-               AS INSERT INTO out SELECT \"offset\", CAST(value AS VARCHAR) FROM s",
-            dir.path().join("cp").display()
-        ),
-    )
-    .await;
-    let query = engine.query("rc").unwrap();
-    query.await_termination().await.unwrap();
-    assert!(query.recent_progress().len() >= 5, "several batches");
+    let stream = async |name: &str, option: &str| {
+        run(
+            &engine,
+            &format!(
+                "CREATE EXTERNAL TABLE s_{name} STORED AS KAFKA OPTIONS ('subscribe' '{topic}', 'startingOffsets' 'earliest', 'maxOffsetsPerTrigger' '2'{option});
+                 CREATE EXTERNAL TABLE out_{name} (o BIGINT, v VARCHAR) STORED AS MEMORY;
+                 CREATE STREAMING QUERY {name} WITH ('checkpoint' '{}', 'trigger' 'availableNow')
+                   AS INSERT INTO out_{name} SELECT \"offset\", CAST(value AS VARCHAR) FROM s_{name}",
+                dir.path().join(name).display()
+            ),
+        )
+        .await;
+        let query = engine.query(name).unwrap();
+        query.await_termination().await.unwrap();
+        assert!(
+            query.recent_progress().len() >= 4,
+            "{name}: several batches"
+        );
+        let sql = format!("SELECT o, v FROM out_{name} ORDER BY o");
+        lines(&run(&engine, &sql).await.batches)
+    };
     assert_eq!(
-        lines(
-            &run(&engine, "SELECT o, v FROM out ORDER BY o")
-                .await
-                .batches
-        ),
+        stream("by_default", "").await,
         vec!["0|a0", "1|a1", "2|a2", "7|c0", "8|c1"],
-        "weir reads read_committed by default"
+    );
+    assert_eq!(
+        stream(
+            "uncommitted",
+            ", 'kafka.isolation.level' 'read_uncommitted'"
+        )
+        .await,
+        vec!["0|a0", "1|a1", "2|a2", "4|b0", "5|b1", "7|c0", "8|c1"],
     );
 }
 
@@ -700,6 +711,33 @@ async fn sasl_scram_over_tls_works_and_bad_credentials_fail_fast_naming_the_caus
         .await;
         assert_eq!(lines(&result.batches), vec!["4"], "{mechanism}");
     }
+    let plaintext = std::env::var("WEIR_TEST_KAFKA_SASL").expect("WEIR_TEST_KAFKA_SASL");
+    let sasl_plaintext = |mechanism: &str, password: &str| {
+        format!(
+            "'kafka.bootstrap.servers' '{plaintext}', 'kafka.security.protocol' 'SASL_PLAINTEXT',
+             'kafka.sasl.mechanism' '{mechanism}', 'kafka.sasl.username' 'alice',
+             'kafka.sasl.password' '{password}', 'brokerTimeoutMs' '20000'"
+        )
+    };
+    for mechanism in ["SCRAM-SHA-256", "PLAIN"] {
+        let name = format!("plain_{}", mechanism.to_lowercase().replace('-', "_"));
+        let options = sasl_plaintext(mechanism, "alice-secret");
+        let result = run(&engine, &table(&name, options)).await;
+        assert_eq!(
+            lines(&result.batches),
+            vec!["4"],
+            "SASL_PLAINTEXT {mechanism}"
+        );
+    }
+    let e = fails(
+        &engine,
+        &table("plain_wrong", sasl_plaintext("PLAIN", "not-the-secret")),
+    )
+    .await;
+    assert!(
+        e.contains("Authentication failed") && e.contains(&plaintext) && !e.contains("secret"),
+        "{e}"
+    );
     let cases = [
         (
             "wrong_password",

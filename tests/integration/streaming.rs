@@ -608,3 +608,46 @@ async fn parquet_sink_reads_back_only_committed_batches() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn an_instance_taken_over_stops_before_its_next_write() {
+    let (broker, topic, engine) = json_topic("fenced", 1, 10);
+    tables(&engine, &topic, "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cp = checkpoint(&dir);
+    run(
+        &engine,
+        &format!("CREATE STREAMING QUERY f WITH ('checkpoint' '{cp}') AS {QUERY}"),
+    )
+    .await;
+    let query = engine.query("f").unwrap();
+    eventually("the first 10 rows", || rows_read(&query) == 10).await;
+    // Another instance, on another host, presumed this one dead and took the checkpoint over.
+    let locks = std::path::Path::new(&cp).join("lock");
+    let epoch: u64 = std::fs::read_dir(&locks)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str()?.parse().ok())
+        .max()
+        .expect("a lock epoch");
+    let held = std::fs::read_to_string(locks.join(epoch.to_string())).unwrap();
+    let mut newer: serde_json::Value = serde_json::from_str(&held).unwrap();
+    newer["epoch"] = (epoch + 1).into();
+    newer["host"] = "another-host".into();
+    std::fs::write(locks.join((epoch + 1).to_string()), newer.to_string()).unwrap();
+    let batches = std::fs::read_dir(std::path::Path::new(&cp).join("offsets"))
+        .unwrap()
+        .count();
+
+    produce_json(&broker.bootstrap(), &topic, &json_values(1, 10, 1000));
+    let e = query.await_termination().await.unwrap_err().to_string();
+    assert!(
+        e.contains("took this query over") && e.contains("another-host"),
+        "{e}"
+    );
+    let after = std::fs::read_dir(std::path::Path::new(&cp).join("offsets"))
+        .unwrap()
+        .count();
+    assert_eq!(after, batches, "no batch planned after the takeover");
+    let result = run(&engine, "SELECT count(*) FROM out").await;
+    assert_eq!(lines(&result.batches), vec!["10"]);
+}
