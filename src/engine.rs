@@ -32,6 +32,7 @@ use crate::statements::{self, KAFKA_LOCATION, WeirStatement};
 use crate::storage::S3Settings;
 use crate::stream::query::{ProgressListener, reads_stream};
 use crate::stream::{self, QueryHandle, Trigger};
+use crate::system_tables;
 use crate::window::{HopFunction, SessionFunction, TumbleFunction};
 
 /// The environment variable holding the session's default Kafka broker list.
@@ -69,7 +70,7 @@ pub struct Engine {
     embedded: Option<EmbeddedKafka>,
     s3: Arc<RwLock<S3Settings>>,
     streaming: Mutex<StreamingSettings>,
-    queries: QueryRegistry,
+    queries: Arc<QueryRegistry>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -175,6 +176,10 @@ impl EngineBuilder {
                 Arc::new(MemorySinkFactory::new(SinkKind::Console)),
             );
         }
+        let queries = Arc::new(QueryRegistry::new(self.listener));
+        if let Some(catalog) = ctx.catalog("datafusion") {
+            catalog.register_schema(system_tables::SCHEMA, system_tables::schema(&queries)?)?;
+        }
         Ok(Engine {
             ctx,
             default_bootstrap,
@@ -182,7 +187,7 @@ impl EngineBuilder {
             embedded,
             s3,
             streaming: Mutex::default(),
-            queries: QueryRegistry::new(self.listener),
+            queries,
         })
     }
 }
@@ -349,9 +354,7 @@ impl Engine {
             Some(tokens) => DFParserBuilder::new(tokens).build()?,
             None => DFParserBuilder::new(statement).build()?,
         };
-        let mut parsed = parser
-            .parse_statements()
-            .map_err(|e| Error::Sql(strip_sql_prefix(&e)))?;
+        let mut parsed = parser.parse_statements()?;
         if parsed.len() != 1 {
             return Err(Error::Sql(format!(
                 "expected one statement, found {}",
@@ -656,11 +659,4 @@ fn insert_target(statement: &DFStatement) -> Option<String> {
         TableObject::TableName(name) => Some(name.to_string()),
         _ => None,
     }
-}
-
-fn strip_sql_prefix(error: &DataFusionError) -> String {
-    let text = error.to_string();
-    text.strip_prefix("SQL error: ")
-        .unwrap_or(&text)
-        .to_string()
 }

@@ -38,6 +38,7 @@ pub mod state;
 pub mod statements;
 pub mod storage;
 pub mod stream;
+mod system_tables;
 pub mod window;
 
 pub use engine::{Engine, EngineBuilder, KafkaReadReport, QueryResult};

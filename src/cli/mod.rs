@@ -9,13 +9,14 @@ mod runner;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 
 pub use print::OutputFormat;
 
 use crate::engine::{BOOTSTRAP_ENV, Engine};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::stream::QueryProgress;
 use std::sync::Arc;
 
@@ -34,6 +35,10 @@ struct Args {
     /// How query results are printed.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     format: OutputFormat,
+
+    /// Under each error, print the errors it came from, in the words of the libraries below.
+    #[arg(short = 'v', long, global = true)]
+    verbose: bool,
 
     /// Run these statements (separated by ';') and exit.
     #[arg(short = 'c', long = "command", value_name = "SQL")]
@@ -62,14 +67,30 @@ enum Command {
     },
 }
 
+/// Whether errors are shown with their causes (`--verbose`).
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// An error as the command shows it: its message, and with `--verbose` its causes below it.
+fn shown(error: &Error) -> String {
+    let mut text = error.to_string();
+    if VERBOSE.load(Ordering::Relaxed) {
+        for cause in error.causes() {
+            text.push_str("\n  caused by: ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
 /// Runs the `weir` command with the process's arguments.
 pub fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = Args::parse();
+    VERBOSE.store(args.verbose, Ordering::Relaxed);
     match run(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", shown(&e));
             ExitCode::FAILURE
         }
     }
@@ -131,7 +152,7 @@ async fn await_queries(engine: &Engine) -> ExitCode {
             }
         };
         if let Err(e) = outcome {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", shown(&e));
             code = ExitCode::FAILURE;
         }
     }
@@ -142,7 +163,7 @@ async fn await_queries(engine: &Engine) -> ExitCode {
 async fn stop_queries(engine: &Engine) {
     for query in engine.queries() {
         if let Err(e) = query.stop().await {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", shown(&e));
         }
     }
 }

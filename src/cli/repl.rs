@@ -9,8 +9,8 @@ use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 use tokio::runtime::Runtime;
 
-use super::execute_cancellable;
 use super::print::{OutputFormat, summary, write_rows};
+use super::{execute_cancellable, shown};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::redact::redact_statement;
@@ -82,7 +82,7 @@ pub fn run(engine: &Engine, runtime: &Runtime, format: OutputFormat) -> Result<E
     }
     for query in engine.queries() {
         if let Err(e) = runtime.block_on(query.stop()) {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", shown(&e));
         }
     }
     if let Some(path) = &history
@@ -102,7 +102,7 @@ fn run_buffer(
     let statements = match split_statements(buffer) {
         Ok(s) => s,
         Err(e) => {
-            println!("error: {e}");
+            println!("error: {}", shown(&e));
             return Ok(());
         }
     };
@@ -114,7 +114,7 @@ fn run_buffer(
                 break;
             }
             Some(Err(e)) => {
-                writeln!(stdout, "error: {e}")?;
+                writeln!(stdout, "error: {}", shown(&e))?;
                 break;
             }
             Some(Ok(result)) => {
@@ -165,7 +165,7 @@ fn backslash_command(engine: &Engine, runtime: &Runtime, line: &str) -> Result<b
                     }
                 }
             }
-            Err(e) => writeln!(out, "error: {e}")?,
+            Err(e) => writeln!(out, "error: {}", shown(&e))?,
         },
         _ => writeln!(out, "unknown command '{line}'; \\? lists the commands")?,
     }

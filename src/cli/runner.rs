@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use tokio::runtime::Runtime;
 
-use super::execute_cancellable;
 use super::print::{OutputFormat, summary, write_rows};
+use super::{execute_cancellable, shown};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::statements::split_statements;
@@ -76,7 +76,7 @@ pub fn run_text(
     let statements = match split_statements(sql) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {origin}: {e}");
+            eprintln!("error: {origin}: {}", shown(&e));
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -93,7 +93,7 @@ pub fn run_text(
             }
             Some(Err(e)) => {
                 stdout.flush()?;
-                eprintln!("error: {}: {e}", location(origin, statement.line));
+                eprintln!("error: {}: {}", location(origin, statement.line), shown(&e));
                 return Ok(ExitCode::FAILURE);
             }
             Some(Ok(result)) => {
@@ -119,7 +119,7 @@ pub fn run_text(
                             return Ok(ExitCode::from(130));
                         }
                         Some(Err(e)) => {
-                            eprintln!("error: {}: {e}", location(origin, statement.line));
+                            eprintln!("error: {}: {}", location(origin, statement.line), shown(&e));
                             return Ok(ExitCode::FAILURE);
                         }
                         Some(Ok(())) => eprintln!("Streaming query '{}' finished.", query.name()),

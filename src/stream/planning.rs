@@ -281,12 +281,30 @@ pub(super) fn slices_of(entry: &OffsetsEntry) -> BTreeMap<String, Vec<PartitionR
         .collect()
 }
 
-/// The physical plan of one batch: the INSERT's input with every stream table bound to its
-/// ranges in `slices` (none when a table has no entry), windows dropping rows later than
-/// `watermark_ms`, planned in a session that keeps rows in order when `keep_order`.
+/// The INSERT's input as DataFusion plans it from the statement's SQL, before any slice is
+/// bound to it: planned once when the query starts, as Spark plans a query once, and bound to
+/// each batch's slice by [`physical_plan`].
+pub(super) async fn statement_input(ctx: &SessionContext, insert_sql: &str) -> Result<LogicalPlan> {
+    let plan = ctx
+        .state()
+        .create_logical_plan(insert_sql)
+        .await
+        .map_err(plan_error)?;
+    let LogicalPlan::Dml(DmlStatement { input, .. }) = plan else {
+        return Err(Error::Streaming(
+            "the query is no longer an INSERT".to_string(),
+        ));
+    };
+    Ok(Arc::unwrap_or_clone(input))
+}
+
+/// The physical plan of `input` (see [`statement_input`]) over one batch: each Kafka source
+/// read with its slice, event-time filters at `watermark_ms`, and, with `keep_order`, joins
+/// that keep the stream's order. A fresh session state each time, so that functions such as
+/// `now()` are evaluated for this batch.
 pub(super) async fn physical_plan(
     ctx: &SessionContext,
-    insert_sql: &str,
+    input: &LogicalPlan,
     sources: &BTreeMap<String, Arc<KafkaTable>>,
     slices: &BTreeMap<String, Vec<PartitionRange>>,
     watermark_ms: Option<i64>,
@@ -304,17 +322,9 @@ pub(super) async fn physical_plan(
     } else {
         ctx.state()
     };
-    let plan = state
-        .create_logical_plan(insert_sql)
-        .await
-        .map_err(plan_error)?;
-    let LogicalPlan::Dml(DmlStatement { input, .. }) = plan else {
-        return Err(Error::Streaming(
-            "the query is no longer an INSERT".to_string(),
-        ));
-    };
     let mut rebound = false;
-    let input = Arc::unwrap_or_clone(input)
+    let input = input
+        .clone()
         .transform_up(|node| rebind_scan(node, &bound, watermark_ms, &mut rebound))
         .map_err(plan_error)?
         .data;
@@ -329,19 +339,12 @@ pub(super) async fn physical_plan(
 /// aggregations and joins can run batch by batch in `mode`, and the sink takes `mode`.
 pub(super) async fn check_plan(
     ctx: &SessionContext,
-    insert_sql: &str,
+    input: &LogicalPlan,
     plan: &Plan,
     mode: OutputMode,
 ) -> Result<()> {
-    let (_, physical) = physical_plan(
-        ctx,
-        insert_sql,
-        &plan.sources,
-        &BTreeMap::new(),
-        None,
-        false,
-    )
-    .await?;
+    let (_, physical) =
+        physical_plan(ctx, input, &plan.sources, &BTreeMap::new(), None, false).await?;
     let streams: HashSet<String> = plan.sources.keys().cloned().collect();
     let stateful = check_sites(&physical, &streams, mode).map_err(plan_error)?;
     let capabilities = plan.sink.capabilities();

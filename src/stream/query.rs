@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
 use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::execute_stream;
 use log::{info, warn};
@@ -21,7 +22,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use super::ordered::execute_in_order;
-use super::planning::{Plan, analyse, check_plan, physical_plan, plan_error, slices_of};
+use super::planning::{
+    Plan, analyse, check_plan, physical_plan, plan_error, slices_of, statement_input,
+};
 use super::progress::{
     Durations, EventTimeProgress, PartitionProgress, QueryProgress, SourceProgress, millis,
 };
@@ -186,7 +189,8 @@ pub async fn start(
     listener: Option<ProgressListener>,
 ) -> Result<QueryHandle> {
     let plan = analyse(&ctx, insert_sql).await?;
-    check_plan(&ctx, insert_sql, &plan, options.output_mode).await?;
+    let statement = statement_input(&ctx, insert_sql).await?;
+    check_plan(&ctx, &statement, &plan, options.output_mode).await?;
     let checkpoint = Checkpoint::open(&options.checkpoint, s3)?;
     let wanted = QueryMetadata {
         id: uuid::Uuid::new_v4().to_string(),
@@ -220,7 +224,7 @@ pub async fn start(
         ctx,
         name: name.to_string(),
         id: metadata.id.clone(),
-        insert_sql: insert_sql.to_string(),
+        statement,
         options,
         plan,
         checkpoint,
@@ -308,7 +312,8 @@ struct Runner {
     ctx: SessionContext,
     name: String,
     id: String,
-    insert_sql: String,
+    /// The INSERT's input, planned from its SQL once; each batch binds its slice to it.
+    statement: LogicalPlan,
     options: QueryOptions,
     plan: Plan,
     checkpoint: Checkpoint,
@@ -594,7 +599,7 @@ impl Runner {
         let watermark_ms = entry.event_time.as_ref().and_then(|t| t.watermark_ms);
         let (state, physical) = physical_plan(
             &self.ctx,
-            &self.insert_sql,
+            &self.statement,
             &self.plan.sources,
             &slices_of(entry),
             watermark_ms,

@@ -78,7 +78,12 @@ fn the_runner_stops_at_the_first_failure_with_file_and_line() {
     let stdout = text(&output.stdout);
     let stderr = text(&output.stderr);
     assert!(stdout.contains("| 42     |"), "{stdout}");
-    assert!(stderr.contains("02-broken.sql:3: SQL error"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "02-broken.sql:3: syntax error at line 1, column 1: expected an SQL statement, found 'SELEC'"
+        ),
+        "{stderr}"
+    );
     assert!(!stdout.contains("never"), "{stdout}");
 
     let missing = weir().args(["run", "/no/such/file.sql"]).output().unwrap();
@@ -251,5 +256,34 @@ fn the_streaming_example_runs_on_the_embedded_broker() {
     assert!(
         stdout.contains("| page-6 | 143   | 50    |") && !stdout.contains("page-0"),
         "{stdout}"
+    );
+}
+
+#[test]
+fn errors_read_as_sentences_and_verbose_shows_their_causes() {
+    let output = weir().args(["-c", "SELEC 1"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "error: statement at line 1 of -c: syntax error at line 1, column 1: expected an SQL statement, found 'SELEC'"
+    );
+    let output = weir().args(["-c", "SELECT * FROM nope"]).output().unwrap();
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("-c: table 'datafusion.public.nope' not found")
+            && !stderr.contains("Error during planning"),
+        "{stderr}"
+    );
+    let output = weir()
+        .args(["--verbose", "-c", "SELECT * FROM nope"])
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(
+            "\n  caused by: Error during planning: table 'datafusion.public.nope' not found"
+        ),
+        "{stderr}"
     );
 }

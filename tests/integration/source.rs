@@ -291,7 +291,7 @@ async fn bad_options_fail_at_create_naming_the_option() {
         "CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' 't' 'x')",
     )
     .await;
-    assert!(e.contains("SQL error"), "{e}");
+    assert!(e.starts_with("syntax error at line 1, column "), "{e}");
 }
 
 #[tokio::test]

@@ -184,6 +184,23 @@ async fn the_default_trigger_follows_new_data_and_stops_cleanly() {
     let shown = run(&engine, "SHOW QUERIES").await;
     let row = &lines(&shown.batches)[0];
     assert!(row.starts_with("out|running|"), "{row}");
+    // The same, and more, as tables.
+    let sql = "SELECT name, status, error IS NULL, batch IS NOT NULL, lag FROM weir.queries";
+    let queries = run(&engine, sql).await;
+    assert_eq!(lines(&queries.batches), vec!["out|running|true|true|0"]);
+    let sql =
+        "SELECT sum(input_rows), min(total_ms) > 0 FROM weir.query_progress WHERE query = 'out'";
+    let progress = run(&engine, sql).await;
+    assert_eq!(lines(&progress.batches), vec!["30|true"]);
+    let sql = "SELECT query, topic, partition, committed_end, latest, lag FROM weir.kafka_lag ORDER BY partition";
+    let lag = run(&engine, sql).await;
+    assert_eq!(
+        lines(&lag.batches),
+        vec![
+            format!("out|{topic}|0|15|15|0"),
+            format!("out|{topic}|1|15|15|0")
+        ]
+    );
     let described = run(&engine, "DESCRIBE QUERY out").await.message.unwrap();
     assert!(
         described.contains("\"numInputRows\"") && described.contains("\"lag\": 0"),
