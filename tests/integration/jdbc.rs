@@ -1064,11 +1064,13 @@ async fn passwords_stay_secret() {
         "{message}"
     );
     await_query(&engine, "s").await.unwrap();
-    let shown = lines(&run(&engine, "SHOW QUERIES").await.batches).join("\n");
-    assert!(
-        shown.contains("jdbc postgres://postgres:********@") && !shown.contains("hunter2"),
-        "{shown}"
-    );
+    for listing in ["SHOW QUERIES", "SELECT * FROM weir.queries"] {
+        let shown = lines(&run(&engine, listing).await.batches).join("\n");
+        assert!(
+            shown.contains("jdbc postgres://postgres:********@") && !shown.contains("hunter2"),
+            "{listing}: {shown}"
+        );
+    }
     let (_, options) = engine.describe("out").await.unwrap();
     let described = format!("{options:?}");
     assert!(
