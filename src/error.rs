@@ -69,10 +69,10 @@ fn describe_datafusion_error(error: &DataFusionError) -> String {
         DataFusionError::Shared(inner) => describe_datafusion_error(inner),
         DataFusionError::Diagnostic(_, inner) => describe_datafusion_error(inner),
         DataFusionError::SQL(parser, _) => syntax_error(parser),
-        DataFusionError::Plan(message)
-        | DataFusionError::Execution(message)
-        | DataFusionError::Configuration(message) => message.clone(),
-        DataFusionError::SchemaError(..) => error.message().into_owned(),
+        DataFusionError::Plan(_)
+        | DataFusionError::Execution(_)
+        | DataFusionError::Configuration(_)
+        | DataFusionError::SchemaError(..) => error.message().into_owned(),
         DataFusionError::NotImplemented(message) => format!("not supported: {message}"),
         other => other.to_string(),
     }

@@ -178,10 +178,8 @@ impl QueryRegistry {
         let queries = self.all();
         let progress: Vec<_> = queries.iter().map(|q| q.progress()).collect();
         let status = |q: &QueryHandle| match q.status() {
-            QueryStatus::Running => "running".to_string(),
-            QueryStatus::Finished => "finished".to_string(),
-            QueryStatus::Stopped => "stopped".to_string(),
             QueryStatus::Failed(m) => format!("failed: {m}"),
+            other => other.label().to_string(),
         };
         let schema = Arc::new(Schema::new(vec![
             Field::new("name", DataType::Utf8, false),

@@ -137,18 +137,13 @@ impl TableProvider for SystemTable {
     }
 }
 
-fn status_and_error(query: &QueryHandle) -> (&'static str, Option<String>) {
-    match query.status() {
-        QueryStatus::Running => ("running", None),
-        QueryStatus::Finished => ("finished", None),
-        QueryStatus::Stopped => ("stopped", None),
-        QueryStatus::Failed(message) => ("failed", Some(message)),
-    }
-}
-
 fn queries_rows(queries: &[Arc<QueryHandle>]) -> Result<RecordBatch> {
     let latest: Vec<Option<QueryProgress>> = queries.iter().map(|q| q.progress()).collect();
-    let (statuses, errors): (Vec<_>, Vec<_>) = queries.iter().map(|q| status_and_error(q)).unzip();
+    let statuses: Vec<QueryStatus> = queries.iter().map(|q| q.status()).collect();
+    let errors = statuses.iter().map(|s| match s {
+        QueryStatus::Failed(message) => Some(message.as_str()),
+        _ => None,
+    });
     let of = |f: fn(&QueryProgress) -> f64| latest.iter().map(move |p| p.as_ref().map(f));
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
@@ -157,8 +152,10 @@ fn queries_rows(queries: &[Arc<QueryHandle>]) -> Result<RecordBatch> {
         Arc::new(StringArray::from_iter_values(
             queries.iter().map(|q| q.id()),
         )),
-        Arc::new(StringArray::from_iter_values(statuses)),
-        Arc::new(StringArray::from(errors)),
+        Arc::new(StringArray::from_iter_values(
+            statuses.iter().map(QueryStatus::label),
+        )),
+        Arc::new(StringArray::from_iter(errors)),
         Arc::new(UInt64Array::from_iter(
             latest.iter().map(|p| p.as_ref().map(|p| p.batch_id)),
         )),

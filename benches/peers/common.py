@@ -205,6 +205,44 @@ def run_mode(ap, args, continuous, throughput, check=None):
         throughput(args)
 
 
+def rates(records, wall, cpu, query_wall, query_cpu):
+    """Records, times and rates of a throughput run, whole and query only."""
+    per = lambda seconds: round(records / seconds) if seconds else None
+    return {
+        "records": records,
+        "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
+        "records_per_cpu_s": per(cpu),
+        "query_wall_s": round(query_wall, 3),
+        "query_cpu_s": round(query_cpu, 3),
+        "query_records_per_s": per(query_wall),
+        "query_records_per_cpu_s": per(query_cpu),
+    }
+
+
+def prepare_throughput(args):
+    """The records the input topic holds; for W6, a fresh output topic of as many partitions."""
+    if args.workload == "W6":
+        partitions = partition_count(args.bootstrap, args.topic)
+        create_topic(args.bootstrap, args.out_topic, partitions, recreate=True)
+    return topic_records(args.bootstrap, args.topic)
+
+
+def max_offsets_argument(ap):
+    """--max-offsets-per-trigger, for the peers whose batches it sizes."""
+    ap.add_argument(
+        "--max-offsets-per-trigger",
+        type=int,
+        default=None,
+        help="records per micro-batch (default: W3/W3k 100000 as benches/kafka.rs, else unlimited)",
+    )
+
+
+def default_max_offsets(args):
+    if args.max_offsets_per_trigger is None and args.workload in ("W3", "W3k"):
+        args.max_offsets_per_trigger = 100_000
+
+
 def jars(peer):
     d = os.path.join(CACHE, peer, "jars")
     found = sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith(".jar"))
@@ -229,18 +267,10 @@ class Stopwatch:
     def result(self, records):
         """Call while the JVM is still alive (before stopping the session)."""
         now, cpu, driver = time.time(), self.cpu.seconds(), self.cpu.own_seconds()
-        query_wall, query_cpu = now - self.query_wall0, cpu - self.query_cpu0
+        # Whole run: process start (JVM launch, planning, JIT warm-up included) to the end;
+        # query: from just before the query starts to its end, without JVM start-up.
         return {
-            "records": records,
-            # Whole run: process start (JVM launch, planning, JIT warm-up included) to the end.
-            "wall_s": round(now - self.wall0, 3),
-            "cpu_s": round(cpu, 3),
-            "records_per_cpu_s": round(records / cpu) if cpu else None,
-            # From just before the query starts to its end: the steady cost without JVM start-up.
-            "query_wall_s": round(query_wall, 3),
-            "query_cpu_s": round(query_cpu, 3),
-            "query_records_per_s": round(records / query_wall) if query_wall else None,
-            "query_records_per_cpu_s": round(records / query_cpu) if query_cpu else None,
+            **rates(records, now - self.wall0, cpu, now - self.query_wall0, cpu - self.query_cpu0),
             # The Python driver (py4j calls only); not included in cpu_s.
             "driver_cpu_s": round(driver, 3),
             "query_driver_cpu_s": round(driver - self.query_driver0, 3),

@@ -100,10 +100,7 @@ def with_clause(options):
 
 
 def throughput(args):
-    expected = common.topic_records(args.bootstrap, args.topic)
-    if args.workload == "W6":
-        partitions = common.partition_count(args.bootstrap, args.topic)
-        common.create_topic(args.bootstrap, args.out_topic, partitions, recreate=True)
+    expected = common.prepare_throughput(args)
     watch = common.Stopwatch()
     t_env = environment(args)
     create_tables(t_env, args, bounded=True)

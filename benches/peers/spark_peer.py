@@ -109,10 +109,7 @@ def start(spark, args, checkpoint, bounded):
 
 
 def throughput(args):
-    expected = common.topic_records(args.bootstrap, args.topic)
-    if args.workload == "W6":
-        partitions = common.partition_count(args.bootstrap, args.topic)
-        common.create_topic(args.bootstrap, args.out_topic, partitions, recreate=True)
+    expected = common.prepare_throughput(args)
     watch = common.Stopwatch()
     spark = session(args)
     with tempfile.TemporaryDirectory(dir=common.scratch_dir()) as tmp:
@@ -182,15 +179,9 @@ def main():
     ap.add_argument("--cores", type=int, default=2, help="local[N]")
     ap.add_argument("--shuffle-partitions", type=int, default=2)
     ap.add_argument("--driver-memory", default="2g")
-    ap.add_argument(
-        "--max-offsets-per-trigger",
-        type=int,
-        default=None,
-        help="records per micro-batch (default: W3/W3k 100000 as benches/kafka.rs, else unlimited)",
-    )
+    common.max_offsets_argument(ap)
     args = ap.parse_args()
-    if args.max_offsets_per_trigger is None and args.workload in ("W3", "W3k"):
-        args.max_offsets_per_trigger = 100_000
+    common.default_max_offsets(args)
     common.run_mode(ap, args, continuous, throughput)
     common.exit_ending_jvms()
 

@@ -89,10 +89,7 @@ BATCH_LINE = re.compile(r"query w batch (\d+): (\d+) rows")
 
 
 def throughput(args):
-    expected = common.topic_records(args.bootstrap, args.topic)
-    if args.workload == "W6":
-        partitions = common.partition_count(args.bootstrap, args.topic)
-        common.create_topic(args.bootstrap, args.out_topic, partitions, recreate=True)
+    expected = common.prepare_throughput(args)
     with tempfile.TemporaryDirectory() as tmp:
         sql_path = os.path.join(tmp, "w.sql")
         with open(sql_path, "w") as f:
@@ -107,17 +104,8 @@ def throughput(args):
     records = sum(int(m.group(2)) for m in BATCH_LINE.finditer(out))
     batches = len(BATCH_LINE.findall(out))
     assert records == expected, f"read {records} records, the topic holds {expected}; weir said:\n{out}"
-    result = {
-        "records": records,
-        "wall_s": round(wall, 3),
-        "cpu_s": round(cpu, 3),
-        "records_per_cpu_s": round(records / cpu) if cpu else None,
-        # weir starts in milliseconds: its whole run is its query.
-        "query_wall_s": round(wall, 3),
-        "query_cpu_s": round(cpu, 3),
-        "query_records_per_s": round(records / wall) if wall else None,
-        "query_records_per_cpu_s": round(records / cpu) if cpu else None,
-    }
+    # weir starts in milliseconds: its whole run is its query.
+    result = common.rates(records, wall, cpu, wall, cpu)
     if args.workload == "W6":
         result["out_records"] = common.topic_records(args.bootstrap, args.out_topic)
     common.emit(
@@ -219,18 +207,12 @@ def main():
         help="W6: another option of the Kafka sink table, such as transactional false",
     )
     ap.add_argument("--weir", default=os.path.join(ROOT, "target", "release", "weir"))
-    ap.add_argument(
-        "--max-offsets-per-trigger",
-        type=int,
-        default=None,
-        help="records per micro-batch (default: W3/W3k 100000 as benches/kafka.rs, else unlimited)",
-    )
+    common.max_offsets_argument(ap)
     args = ap.parse_args()
     args.sink_options = "".join(f", '{key}' '{value}'" for key, value in args.sink_option)
     if not os.path.exists(args.weir):
         ap.error(f"{args.weir} does not exist: cargo build --release --bin weir")
-    if args.max_offsets_per_trigger is None and args.workload in ("W3", "W3k"):
-        args.max_offsets_per_trigger = 100_000
+    common.default_max_offsets(args)
     common.run_mode(ap, args, continuous, throughput)
 
 

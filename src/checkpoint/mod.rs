@@ -416,16 +416,12 @@ impl Checkpoint {
     /// What restores the state of every site after batch `id`: per site, the latest snapshot
     /// at or before `id` and the changes saved after it, found by walking back from `id`.
     pub async fn read_state(&self, id: u64) -> Result<SavedStates> {
-        let mut pending: BTreeMap<usize, Vec<u64>> = self
-            .read_state_files(id)
-            .await?
-            .into_keys()
-            .map(|site| (site, vec![]))
-            .collect();
+        let mut files = self.read_state_files(id).await?;
+        let mut pending: BTreeMap<usize, Vec<u64>> =
+            files.keys().map(|site| (*site, vec![])).collect();
         let mut found: BTreeMap<usize, (u64, Vec<u64>)> = BTreeMap::new();
         let mut batch = id;
-        while !pending.is_empty() {
-            let files = self.read_state_files(batch).await?;
+        loop {
             for (site, changes) in &mut pending {
                 match files.get(site) {
                     Some(StateFile::Snapshot) => {
@@ -450,6 +446,7 @@ impl Checkpoint {
                      checkpoint is incomplete"
                 ))
             })?;
+            files = self.read_state_files(batch).await?;
         }
         let mut saved = SavedStates {
             snapshot_id: found.values().map(|(s, _)| *s).min(),
@@ -576,10 +573,29 @@ impl Checkpoint {
     /// Deletes the state saved after the batches in `batches`.
     pub async fn purge_state(&self, batches: Range<u64>) -> Result<()> {
         for batch in batches {
-            for site in self.read_state_files(batch).await?.into_keys() {
-                for file in [StateFile::Snapshot, StateFile::Changes] {
-                    self.delete_if_there(&file.name(batch, site)).await?;
-                }
+            self.delete_listed(&format!("state/{batch}"), |_| true)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the objects under `dir` that `expired` picks.
+    async fn delete_listed(
+        &self,
+        dir: &str,
+        expired: impl Fn(&object_store::path::Path) -> bool,
+    ) -> Result<()> {
+        let listed: Vec<_> = self
+            .location
+            .store
+            .list(Some(&self.path(dir)))
+            .try_collect()
+            .await
+            .map_err(|e| self.error(format!("cannot list {dir}/: {e}")))?;
+        for meta in listed.iter().filter(|meta| expired(&meta.location)) {
+            match self.location.store.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.error(format!("cannot delete {}: {e}", meta.location))),
             }
         }
         Ok(())
@@ -633,29 +649,18 @@ impl Checkpoint {
                 self.delete_if_there(&format!("{dir}/{id}")).await?;
             }
         }
-        let states: Vec<_> = self
-            .location
-            .store
-            .list(Some(&self.path("state")))
-            .try_collect()
-            .await
-            .map_err(|e| self.error(format!("cannot list state/: {e}")))?;
-        for meta in states {
-            let batch = meta
-                .location
-                .parts()
+        let Some(floor) = state_floor else {
+            return Ok(());
+        };
+        // state/<batch>/<site>: the batch is the second part from the end.
+        self.delete_listed("state", |path| {
+            path.parts()
                 .rev()
                 .nth(1)
-                .and_then(|p| p.as_ref().parse::<u64>().ok());
-            if batch.zip(state_floor).is_some_and(|(id, floor)| id < floor) {
-                self.location
-                    .store
-                    .delete(&meta.location)
-                    .await
-                    .map_err(|e| self.error(format!("cannot delete {}: {e}", meta.location)))?;
-            }
-        }
-        Ok(())
+                .and_then(|p| p.as_ref().parse::<u64>().ok())
+                .is_some_and(|batch| batch < floor)
+        })
+        .await
     }
 }
 

@@ -165,29 +165,36 @@ fn produce_batch(
     Ok(records.len() as u64)
 }
 
-/// How long [`flush_promptly`] sleeps between looks at the delivery reports.
+/// How long [`flush_promptly`] sleeps when no delivery report is waiting.
 const FLUSH_STEP: Duration = Duration::from_micros(200);
 
 /// Waits until every record `producer` sent is acknowledged and its delivery report handled,
 /// at most `timeout`. rdkafka's own `flush` polls in steps that each last their whole 100 ms,
 /// which would add up to 100 ms to every small batch, and a poll shorter than a millisecond
-/// spins on the clock; this serves the reports that arrived and sleeps [`FLUSH_STEP`].
+/// spins on the clock; this serves the reports as long as they keep coming (one per poll) and
+/// sleeps [`FLUSH_STEP`] when none is waiting.
 pub fn flush_promptly<C: ProducerContext>(
     producer: &BaseProducer<C>,
     timeout: Duration,
 ) -> KafkaResult<()> {
     let started = std::time::Instant::now();
+    // A zero-timeout flush sends what lingers at once.
+    match producer.flush(Duration::ZERO) {
+        Ok(()) => return Ok(()),
+        Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) => {}
+        Err(e) => return Err(e),
+    }
     loop {
-        // A zero-timeout flush sends what lingers at once and says whether anything is left.
-        match producer.flush(Duration::ZERO) {
-            Ok(()) => return Ok(()),
-            Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut))
-                if started.elapsed() < timeout =>
-            {
-                producer.poll(Duration::ZERO);
-                std::thread::sleep(FLUSH_STEP);
-            }
-            Err(e) => return Err(e),
+        let pending = producer.in_flight_count();
+        if pending == 0 {
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
+        }
+        producer.poll(Duration::ZERO);
+        if producer.in_flight_count() >= pending {
+            std::thread::sleep(FLUSH_STEP);
         }
     }
 }

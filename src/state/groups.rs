@@ -37,11 +37,7 @@ impl AggregateSpec {
         let group_count = self.num_group_columns();
         let group_fields = &self.partial_schema.fields()[..group_count];
         let mut grouper = Grouper::new(group_fields)?;
-        let mut accumulators = self
-            .aggr_expr
-            .iter()
-            .map(groups_accumulator)
-            .collect::<Result<Vec<_>>>()?;
+        let mut accumulators = self.groups_accumulators()?;
         for (i, batch) in batches.iter().enumerate() {
             self.check_partial(batch, i)?;
             if batch.num_rows() == 0 {
@@ -49,9 +45,7 @@ impl AggregateSpec {
             }
             let (indices, total) =
                 grouper.intern(&batch.columns()[..group_count], batch.num_rows())?;
-            for (accumulator, columns) in accumulators.iter_mut().zip(&self.state_columns) {
-                accumulator.merge_batch(&batch.columns()[columns.clone()], indices, total)?;
-            }
+            self.merge_states(&mut accumulators, batch, indices, total)?;
         }
         let num_groups = grouper.len();
         if num_groups == 0 {
@@ -169,28 +163,7 @@ impl MergedGroups {
     /// One final row per group (the final schema): the group columns and each aggregate's
     /// value, as the planned aggregate outputs them.
     pub fn evaluate(&self) -> Result<RecordBatch> {
-        let group_count = self.spec.num_group_columns();
-        let mut columns = self.groups.clone();
-        if self.num_groups == 0 {
-            columns.extend(
-                self.spec.final_schema.fields()[group_count..]
-                    .iter()
-                    .map(|f| new_empty_array(f.data_type())),
-            );
-        } else {
-            // State and evaluation both consume an accumulator, so evaluate from the stored
-            // states, each group merged once.
-            let indices: Vec<usize> = (0..self.num_groups).collect();
-            for (expr, state) in self.spec.aggr_expr.iter().zip(&self.states) {
-                let mut accumulator = groups_accumulator(expr)?;
-                accumulator.merge_batch(state, &indices, self.num_groups)?;
-                columns.push(accumulator.evaluate(EmitTo::All)?);
-            }
-        }
-        Ok(RecordBatch::try_new(
-            Arc::clone(&self.spec.final_schema),
-            columns,
-        )?)
+        self.spec.evaluate_groups(&self.state()?)
     }
 }
 
@@ -209,7 +182,7 @@ fn groups_accumulator(expr: &Arc<AggregateFunctionExpr>) -> Result<Box<dyn Group
 
 /// Numbers distinct group keys in order of first appearance, with DataFusion's own vectorised
 /// group tables (as its hash aggregation does).
-struct Grouper {
+pub(super) struct Grouper {
     /// `None` without group columns: every row is in the one group.
     values: Option<Box<dyn GroupValues>>,
     count: usize,
@@ -218,7 +191,7 @@ struct Grouper {
 }
 
 impl Grouper {
-    fn new(fields: &[FieldRef]) -> Result<Self> {
+    pub(super) fn new(fields: &[FieldRef]) -> Result<Self> {
         let values = if fields.is_empty() {
             None
         } else {
@@ -234,7 +207,11 @@ impl Grouper {
 
     /// The group index of each of `rows` rows with these group columns, adding new groups,
     /// and the number of groups after them.
-    fn intern(&mut self, columns: &[ArrayRef], rows: usize) -> Result<(&[usize], usize)> {
+    pub(super) fn intern(
+        &mut self,
+        columns: &[ArrayRef],
+        rows: usize,
+    ) -> Result<(&[usize], usize)> {
         self.indices.clear();
         match &mut self.values {
             None => {
@@ -250,8 +227,13 @@ impl Grouper {
     }
 
     /// How many groups there are.
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.count
+    }
+
+    /// Memory held by the group keys.
+    pub(super) fn size(&self) -> usize {
+        self.values.as_ref().map_or(0, |values| values.size())
     }
 
     /// The group columns, one row per group, with the types of `fields`.

@@ -24,10 +24,9 @@ use arrow::datatypes::{DataType, Int64Type, TimeUnit};
 use datafusion::common::hash_utils::create_hashes;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::EmitTo;
-use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
-use datafusion::physical_plan::aggregates::order::GroupOrdering;
 use datafusion::physical_plan::joins::SeededRandomState;
 
+use super::groups::Grouper;
 use super::spec::AggregateSpec;
 
 /// How a group's window end is found among its group columns.
@@ -251,7 +250,9 @@ struct Part {
     /// How many leading columns of a partial-state row are group columns.
     group_columns: usize,
     window_end: Option<WindowEnd>,
-    keys: GroupKeys,
+    /// Group columns to group number (in a mutex only to make the part `Sync`; it is used
+    /// through `&mut self`).
+    keys: Mutex<Grouper>,
     /// Per group number, its state's slot; `None` once the group closed.
     slots: Vec<Option<Slot>>,
     chunks: Vec<RecordBatch>,
@@ -273,7 +274,9 @@ impl Part {
         Ok(Self {
             group_columns,
             window_end,
-            keys: GroupKeys::new(spec)?,
+            keys: Mutex::new(Grouper::new(
+                &spec.partial_schema().fields()[..group_columns],
+            )?),
             slots: vec![],
             chunks: vec![],
             chunk_rows: 0,
@@ -316,10 +319,10 @@ impl Part {
     /// Numbers the groups of `inputs`' rows in order of first appearance.
     fn number_rows(&mut self, inputs: &[RecordBatch]) -> Result<Touched> {
         let mut touched = Touched::default();
-        let mut numbers = vec![];
         for (input_index, input) in inputs.iter().enumerate() {
-            numbers.clear();
-            let count = self.keys.intern(input, self.group_columns, &mut numbers)?;
+            let keys = self.keys.get_mut().unwrap_or_else(PoisonError::into_inner);
+            let (numbers, count) =
+                keys.intern(&input.columns()[..self.group_columns], input.num_rows())?;
             self.slots.resize(count, None);
             self.position.resize(count, UNSEEN);
             let mut positions = Vec::with_capacity(numbers.len());
@@ -397,8 +400,10 @@ impl Part {
     /// Makes each row of `saved` its group's current state (restoring from the checkpoint, or
     /// compacting).
     fn load(&mut self, saved: RecordBatch) -> Result<()> {
-        let mut numbers = vec![];
-        let count = self.keys.intern(&saved, self.group_columns, &mut numbers)?;
+        let keys = self.keys.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let (numbers, count) =
+            keys.intern(&saved.columns()[..self.group_columns], saved.num_rows())?;
+        let numbers = numbers.to_vec();
         self.slots.resize(count, None);
         self.position.resize(count, UNSEEN);
         self.record(&numbers, saved)
@@ -444,7 +449,12 @@ impl Part {
     /// Rebuilds the part from its live groups when garbage outweighs them.
     fn compact_if_sparse(&mut self, spec: &AggregateSpec) -> Result<()> {
         let sparse = self.chunk_rows > 2 * self.live + COMPACT_SLACK
-            || self.keys.len() > 2 * self.live + COMPACT_SLACK
+            || self
+                .keys
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len()
+                > 2 * self.live + COMPACT_SLACK
             || self.chunks.len() > MAX_CHUNKS;
         if !sparse {
             return Ok(());
@@ -459,74 +469,12 @@ impl Part {
     }
 
     fn bytes(&self) -> usize {
-        self.keys.size()
+        self.keys.lock().map_or(0, |keys| keys.size())
             + self
                 .chunks
                 .iter()
                 .map(RecordBatch::get_array_memory_size)
                 .sum::<usize>()
-    }
-}
-
-/// Group columns to group number.
-enum GroupKeys {
-    /// DataFusion's group table (in a mutex only to share the part between threads; it is used
-    /// through `&mut self`).
-    Table(Mutex<Box<dyn GroupValues>>),
-    /// An aggregation without GROUP BY: every row falls in group 0, once there is one.
-    Single { seen: bool },
-}
-
-impl GroupKeys {
-    fn new(spec: &AggregateSpec) -> Result<Self> {
-        let group_columns = spec.num_group_columns();
-        if group_columns == 0 {
-            return Ok(GroupKeys::Single { seen: false });
-        }
-        let group_fields = &spec.partial_schema().fields()[..group_columns];
-        let schema = Arc::new(arrow::datatypes::Schema::new(group_fields.to_vec()));
-        let table = new_group_values(schema, &GroupOrdering::None)?;
-        Ok(GroupKeys::Table(Mutex::new(table)))
-    }
-
-    /// Numbers the groups of `batch`'s rows (its first `group_columns` columns) into `numbers`;
-    /// returns how many groups are known.
-    fn intern(
-        &mut self,
-        batch: &RecordBatch,
-        group_columns: usize,
-        numbers: &mut Vec<usize>,
-    ) -> Result<usize> {
-        match self {
-            GroupKeys::Table(table) => {
-                let table = table.get_mut().unwrap_or_else(PoisonError::into_inner);
-                table.intern(&batch.columns()[..group_columns], numbers)?;
-                Ok(table.len())
-            }
-            GroupKeys::Single { seen } => {
-                numbers.clear();
-                numbers.resize(batch.num_rows(), 0);
-                *seen |= batch.num_rows() > 0;
-                Ok(usize::from(*seen))
-            }
-        }
-    }
-
-    fn len(&mut self) -> usize {
-        match self {
-            GroupKeys::Table(table) => table
-                .get_mut()
-                .unwrap_or_else(PoisonError::into_inner)
-                .len(),
-            GroupKeys::Single { seen } => usize::from(*seen),
-        }
-    }
-
-    fn size(&self) -> usize {
-        match self {
-            GroupKeys::Table(table) => table.lock().map_or(0, |table| table.size()),
-            GroupKeys::Single { .. } => 0,
-        }
     }
 }
 

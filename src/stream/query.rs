@@ -81,6 +81,18 @@ pub enum QueryStatus {
     Failed(String),
 }
 
+impl QueryStatus {
+    /// `running`, `finished`, `stopped` or `failed`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            QueryStatus::Running => "running",
+            QueryStatus::Finished => "finished",
+            QueryStatus::Stopped => "stopped",
+            QueryStatus::Failed(_) => "failed",
+        }
+    }
+}
+
 /// Called with every batch's progress.
 pub type ProgressListener = Arc<dyn Fn(&QueryProgress) + Send + Sync>;
 
@@ -240,7 +252,6 @@ pub async fn start(
         operator_state: OperatorState::default(),
         snapshots,
         purging: None,
-        listed_since_start: false,
         broker_clients: Mutex::default(),
     };
     let task = tokio::spawn(runner.run(recovery));
@@ -335,9 +346,6 @@ struct Runner {
     snapshots: Snapshots,
     /// The latest purge of old checkpoint entries, running in the background.
     purging: Option<tokio::task::JoinHandle<()>>,
-    /// Whether a purge has listed the checkpoint since this run started (the first one does,
-    /// for what earlier runs left).
-    listed_since_start: bool,
     /// Each source's metadata client, kept across batches.
     broker_clients: Mutex<BTreeMap<String, Arc<BrokerClient>>>,
 }
@@ -808,15 +816,12 @@ impl Runner {
     ) -> Result<()> {
         self.lock.check_lease()?;
         for (site, state) in saved {
-            let (file, batches) = match state {
-                SavedState::Snapshot(batches) => (StateFile::Snapshot, batches),
-                SavedState::Changes(changes) => (StateFile::Changes, vec![changes]),
+            let (file, rows) = match state {
+                SavedState::Snapshot(rows) => (StateFile::Snapshot, rows),
+                SavedState::Changes(rows) => (StateFile::Changes, rows),
             };
-            let Some(first) = batches.first() else {
-                continue;
-            };
-            let bytes =
-                crate::state::codec::encode(&first.schema(), &batches).map_err(plan_error)?;
+            let bytes = crate::state::codec::encode(&rows.schema(), std::slice::from_ref(&rows))
+                .map_err(plan_error)?;
             self.checkpoint
                 .write_state(batch_id, site, file, bytes, replayed)
                 .await?;
@@ -866,10 +871,11 @@ impl Runner {
         let oldest_kept = latest.saturating_sub(retention.saturating_sub(1));
         let state_floor = self.snapshots.floor(oldest_kept);
         let expired_state = self.snapshots.purgeable(oldest_kept);
+        // The first purge of a run lists the checkpoint, for what earlier runs left.
+        let list_all = self.purging.is_none();
         if let Some(previous) = self.purging.take() {
             let _ = previous.await;
         }
-        let list_all = !std::mem::replace(&mut self.listed_since_start, true);
         let checkpoint = self.checkpoint.clone();
         let name = self.name.clone();
         self.purging = Some(tokio::spawn(async move {

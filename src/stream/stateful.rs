@@ -131,7 +131,7 @@ impl OperatorState {
 #[derive(Debug)]
 pub enum SavedState {
     /// The whole state.
-    Snapshot(Vec<RecordBatch>),
+    Snapshot(RecordBatch),
     /// The groups the batch changed, with their new states.
     Changes(RecordBatch),
 }
@@ -532,7 +532,7 @@ pub fn emit(
                 (
                     rows,
                     SiteState::Rows(vec![kept.clone()]),
-                    SavedState::Snapshot(vec![kept]),
+                    SavedState::Snapshot(kept),
                 )
             }
             (Site::Aggregate { spec, window, .. }, held) => {
@@ -540,8 +540,8 @@ pub fn emit(
                     Some(SiteState::Groups(table)) => table,
                     held => restore_groups(index, spec, window.as_ref(), held, settings)?,
                 };
-                let (rows, to_save) =
-                    emit_groups(&mut table, spec, window.is_some(), input, settings)?;
+                let closing = closes(window.as_ref(), settings.mode);
+                let (rows, to_save) = emit_groups(&mut table, spec, closing, input, settings)?;
                 (rows, SiteState::Groups(table), to_save)
             }
             (Site::Buffer { node }, held) => {
@@ -552,7 +552,7 @@ pub fn emit(
                 (
                     rows,
                     SiteState::Rows(vec![kept.clone()]),
-                    SavedState::Snapshot(vec![kept]),
+                    SavedState::Snapshot(kept),
                 )
             }
         };
@@ -678,15 +678,13 @@ fn window_end_of(spec: &AggregateSpec, window: &WindowKind) -> Result<WindowEnd>
 fn emit_groups(
     table: &mut GroupTable,
     spec: &AggregateSpec,
-    windowed: bool,
+    closing: bool,
     input: Vec<RecordBatch>,
     settings: BatchSettings,
 ) -> Result<(RecordBatch, SavedState)> {
     let changed = table.apply(&input)?;
     let closed = match settings.next_watermark_ms {
-        Some(watermark) if windowed && settings.mode != OutputMode::Complete => {
-            Some(table.close(watermark)?)
-        }
+        Some(watermark) if closing => Some(table.close(watermark)?),
         _ => None,
     };
     let snapshot = if settings.snapshot || settings.mode == OutputMode::Complete {
@@ -700,21 +698,10 @@ fn emit_groups(
         OutputMode::Complete => snapshot.clone().unwrap_or_else(|| changed.slice(0, 0)),
     };
     let to_save = match snapshot {
-        Some(snapshot) if settings.snapshot => SavedState::Snapshot(vec![snapshot]),
+        Some(snapshot) if settings.snapshot => SavedState::Snapshot(snapshot),
         _ => SavedState::Changes(changed),
     };
     Ok((spec.evaluate_groups(&emitted)?, to_save))
-}
-
-/// A timestamp column as epoch milliseconds.
-fn as_millis(column: &ArrayRef) -> Result<Int64Array> {
-    let millis = cast(
-        column,
-        &DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
-    )?;
-    Ok(cast(&millis, &DataType::Int64)?
-        .as_primitive::<Int64Type>()
-        .clone())
 }
 
 /// The emitted `rows` in place of site `node`, partitioned as the node's output was, since the
@@ -737,27 +724,10 @@ fn replacement(node: &Arc<dyn ExecutionPlan>, rows: RecordBatch) -> Result<Arc<d
     }
 }
 
-/// The window end of each row of a batch whose columns include the window's.
-fn window_ends(batch: &RecordBatch, window: Option<&WindowKind>) -> Result<Option<Int64Array>> {
-    if let Ok(i) = batch.schema().index_of(WINDOW_END) {
-        return Ok(Some(as_millis(batch.column(i))?));
-    }
-    let size = match window {
-        Some(WindowKind::Tumble { size }) | Some(WindowKind::Hop { size, .. }) => *size,
-        _ => return Ok(None),
-    };
-    match batch.schema().index_of(WINDOW_START) {
-        Ok(i) => {
-            let starts = as_millis(batch.column(i))?;
-            Ok(Some(
-                arrow::compute::kernels::numeric::add(
-                    &starts,
-                    &Int64Array::new_scalar(size.as_millis() as i64),
-                )?
-                .as_primitive::<Int64Type>()
-                .clone(),
-            ))
-        }
+/// The window end of each row of a batch that has a `window_end` column.
+fn window_ends(batch: &RecordBatch) -> Result<Option<Int64Array>> {
+    match batch.schema().index_of(WINDOW_END) {
+        Ok(i) => Ok(Some(WindowEnd::Column(i).ends_ms(batch)?)),
         Err(_) => Ok(None),
     }
 }
@@ -798,7 +768,7 @@ fn emit_sessions(
         &[combined.slice(held_rows, combined.num_rows() - held_rows)],
     )?;
     let merged_state = spec.merge(&[combined])?.state()?;
-    let (finished, open) = match window_ends(&merged_state, window)? {
+    let (finished, open) = match window_ends(&merged_state)? {
         Some(ends) if settings.mode != OutputMode::Complete => {
             split_batch(&merged_state, &closed(&ends, settings.next_watermark_ms))?
         }
@@ -812,7 +782,7 @@ fn emit_sessions(
             split_batch(&merged_state, &mask)?.0
         }
     };
-    let emitted = spec.merge(&[emitted_state])?.evaluate()?;
+    let emitted = spec.evaluate_groups(&emitted_state)?;
     Ok((emitted, open))
 }
 
@@ -964,7 +934,7 @@ fn release_buffer(
     let mut all = held;
     all.extend(input);
     let rows = one_batch(schema, &all)?;
-    let ends = window_ends(&rows, None)?.ok_or_else(|| {
+    let ends = window_ends(&rows)?.ok_or_else(|| {
         DataFusionError::Internal("a buffered window has no window_end column".to_string())
     })?;
     split_batch(&rows, &closed(&ends, watermark_ms))
@@ -1003,8 +973,8 @@ mod tests {
 
     fn windows(batch: &RecordBatch) -> Vec<(String, i64, i64)> {
         let keys = batch.column(0).as_string::<i32>();
-        let starts = as_millis(batch.column(1)).expect("starts");
-        let ends = as_millis(batch.column(2)).expect("ends");
+        let starts = WindowEnd::Column(1).ends_ms(batch).expect("starts");
+        let ends = WindowEnd::Column(2).ends_ms(batch).expect("ends");
         (0..batch.num_rows())
             .map(|i| (keys.value(i).to_string(), starts.value(i), ends.value(i)))
             .collect()

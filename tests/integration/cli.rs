@@ -268,6 +268,14 @@ fn errors_read_as_sentences_and_verbose_shows_their_causes() {
         stderr.trim(),
         "error: statement at line 1 of -c: syntax error at line 1, column 1: expected an SQL statement, found 'SELEC'"
     );
+    // Statements are split with the tokenizer first: its errors read the same way.
+    let output = weir().args(["-c", "SELECT 'open"]).output().unwrap();
+    assert!(
+        text(&output.stderr)
+            .contains("-c: syntax error at line 1, column 8: unterminated string literal"),
+        "{}",
+        text(&output.stderr)
+    );
     let output = weir().args(["-c", "SELECT * FROM nope"]).output().unwrap();
     let stderr = text(&output.stderr);
     assert!(
