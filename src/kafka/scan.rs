@@ -325,6 +325,11 @@ struct RangeReader {
 
 /// How often a reader wakes up to check its deadline while the broker is silent.
 const POLL_SLICE: Duration = Duration::from_millis(200);
+/// After this long without a record of an open range, its partition's fetching is restarted
+/// (resumed and sought to the next offset), and again after as long: a reused consumer was
+/// seen, rarely and under load, never to deliver a partition it had paused at an earlier range's
+/// end.
+const STALL_RESTART: Duration = Duration::from_secs(5);
 
 /// What a range reader asks of its consumer, so that the reading rules (gaps, the end of a
 /// range, lost offsets, timeouts) can be tested with records a test makes up.
@@ -343,6 +348,13 @@ pub(crate) trait RecordPoller {
     fn position(&self, tp: &TopicPartition) -> Option<i64>;
     /// Stops fetching a partition whose range is done.
     fn pause(&self, tp: &TopicPartition);
+    /// Resumes a partition and seeks it to `offset`: its fetching starts again from there.
+    fn restart(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        timeout: Duration,
+    ) -> Result<(), KafkaError>;
 }
 
 impl RecordPoller for BaseConsumer {
@@ -381,6 +393,18 @@ impl RecordPoller for BaseConsumer {
         if let Err(e) = Consumer::pause(self, &list) {
             warn!("could not pause {tp} after its range: {e}");
         }
+    }
+
+    fn restart(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        timeout: Duration,
+    ) -> Result<(), KafkaError> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&tp.topic, tp.partition);
+        Consumer::resume(self, &list)?;
+        RecordPoller::seek(self, tp, offset, timeout)
     }
 }
 
@@ -455,11 +479,31 @@ impl RangeReader {
         }
         let row_limit = self.row_limit.unwrap_or(usize::MAX);
         let mut last_progress = Instant::now();
+        let mut restarted = Duration::ZERO;
 
         while let Some(open) = states.iter().position(|s| !s.done) {
             match poller.poll(POLL_SLICE) {
                 None => {
-                    if last_progress.elapsed() >= options.poll_timeout {
+                    let silent = last_progress.elapsed();
+                    if silent >= restarted + STALL_RESTART && silent < options.poll_timeout {
+                        let s = &states[open];
+                        warn!(
+                            "no record of {} for {} ms; restarting its fetching at offset {}",
+                            s.range.tp,
+                            silent.as_millis(),
+                            s.next
+                        );
+                        poller
+                            .restart(&s.range.tp, s.next, options.broker_timeout)
+                            .map_err(|e| {
+                                DataFusionError::Execution(format!(
+                                    "cannot restart reading {}: {e}",
+                                    s.range.tp
+                                ))
+                            })?;
+                        restarted = silent;
+                    }
+                    if silent >= options.poll_timeout {
                         let s = &states[open];
                         return Err(DataFusionError::Execution(format!(
                             "no record of {} arrived within {} ms (kafkaConsumer.pollTimeoutMs) \
@@ -506,6 +550,7 @@ impl RangeReader {
                 }
                 Some(Ok(message)) => {
                     last_progress = Instant::now();
+                    restarted = Duration::ZERO;
                     let Some(i) = by_partition.get(&message.partition()).and_then(|c| {
                         c.iter()
                             .copied()
@@ -862,6 +907,8 @@ mod tests {
         low: i64,
         seeks: RefCell<Vec<i64>>,
         paused: RefCell<Vec<TopicPartition>>,
+        /// What a restarted partition delivers.
+        after_restart: RefCell<Vec<i64>>,
     }
 
     impl ScriptedPoller {
@@ -872,6 +919,7 @@ mod tests {
                 low: 0,
                 seeks: RefCell::default(),
                 paused: RefCell::default(),
+                after_restart: RefCell::default(),
             }
         }
         fn then(self, answer: Result<OwnedMessage, KafkaError>) -> Self {
@@ -918,6 +966,18 @@ mod tests {
         }
         fn pause(&self, tp: &TopicPartition) {
             self.paused.borrow_mut().push(tp.clone());
+        }
+        fn restart(
+            &self,
+            tp: &TopicPartition,
+            offset: i64,
+            timeout: Duration,
+        ) -> Result<(), KafkaError> {
+            let delivered = self.after_restart.take();
+            let mut script = self.script.borrow_mut();
+            script.extend(delivered.into_iter().map(|o| Ok(record(tp.partition, o))));
+            drop(script);
+            self.seek(tp, offset, timeout)
         }
     }
 
@@ -1061,6 +1121,15 @@ mod tests {
                 && e.contains("offset 2 of the range [0, 5)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_partition_silent_for_seconds_is_restarted_where_it_stopped() {
+        let r = reader(vec![range(0, 0, 5)], &[], None);
+        let poller = ScriptedPoller::new(&[0, 1]);
+        poller.after_restart.replace(vec![2, 3, 4]);
+        assert_eq!(offsets(read(&r, &poller).unwrap()), vec![0, 1, 2, 3, 4]);
+        assert_eq!(*poller.seeks.borrow(), vec![2]);
     }
 
     #[test]
