@@ -1,6 +1,7 @@
 //! [`Engine`], weir's embedded API: a DataFusion session that knows Kafka tables, weir's own
 //! statements, and the session's default broker, and runs SQL to Arrow record batches.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,7 @@ use crate::jdbc::{JdbcTable, JdbcTableFactory};
 use crate::kafka::consumers::ConsumerPool;
 use crate::kafka::options::parse_duration;
 use crate::kafka::provider::DefaultBootstrap;
+use crate::kafka::read_progress::ReadProgress;
 use crate::kafka::scan::{metric, scans, sum_metric};
 use crate::kafka::{KafkaTable, KafkaTableFactory};
 use crate::queries::{QueryRegistry, StreamingSettings};
@@ -31,8 +33,9 @@ use crate::sinks::parquet::ParquetTableFactory;
 use crate::statements::{self, KAFKA_LOCATION, WeirStatement};
 use crate::storage::S3Settings;
 use crate::stream::query::{ProgressListener, reads_stream};
-use crate::stream::{self, QueryHandle, Trigger};
+use crate::stream::{self, QueryHandle, QueryProgress, Trigger};
 use crate::system_tables;
+use crate::web::{self, Metrics};
 use crate::window::{HopFunction, SessionFunction, TumbleFunction};
 
 /// The environment variable holding the session's default Kafka broker list.
@@ -71,6 +74,10 @@ pub struct Engine {
     s3: Arc<RwLock<S3Settings>>,
     streaming: Mutex<StreamingSettings>,
     queries: Arc<QueryRegistry>,
+    /// How far bounded Kafka reads have come.
+    read_progress: Arc<ReadProgress>,
+    /// Where the web UI listens, when it was asked for.
+    ui: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -90,6 +97,7 @@ pub struct EngineBuilder {
     embedded_kafka: bool,
     config: Option<SessionConfig>,
     listener: Option<ProgressListener>,
+    ui: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -98,6 +106,7 @@ impl std::fmt::Debug for EngineBuilder {
             .field("bootstrap", &self.bootstrap)
             .field("embedded_kafka", &self.embedded_kafka)
             .field("progress_listener", &self.listener.is_some())
+            .field("ui", &self.ui)
             .finish()
     }
 }
@@ -127,7 +136,15 @@ impl EngineBuilder {
         self
     }
 
-    /// Builds the engine, starting the embedded broker if asked.
+    /// Serves the web UI, its JSON API and Prometheus metrics on `address` (port 0 picks a
+    /// free one; [`Engine::ui_address`] tells which). The engine must then be built inside a
+    /// Tokio runtime, which serves the pages.
+    pub fn ui(mut self, address: SocketAddr) -> Self {
+        self.ui = Some(address);
+        self
+    }
+
+    /// Builds the engine, starting the embedded broker and the web UI if asked.
     pub fn build(self) -> Result<Engine> {
         let embedded = if self.embedded_kafka {
             Some(EmbeddedKafka::start(1)?)
@@ -143,11 +160,13 @@ impl EngineBuilder {
         let default_bootstrap: DefaultBootstrap = Arc::new(RwLock::new(bootstrap));
         let s3 = Arc::new(RwLock::new(S3Settings::default()));
         let consumers = Arc::new(ConsumerPool::default());
+        let read_progress = Arc::new(ReadProgress::default());
         let config = self
             .config
             .unwrap_or_default()
             .with_information_schema(true)
-            .with_extension(Arc::clone(&consumers));
+            .with_extension(Arc::clone(&consumers))
+            .with_extension(Arc::clone(&read_progress));
         let ctx = SessionContext::new_with_config(config);
         ctx.register_udtf("nexmark", Arc::new(NexmarkFunction));
         ctx.register_udtf("datagen", Arc::new(DatagenFunction));
@@ -176,10 +195,18 @@ impl EngineBuilder {
                 Arc::new(MemorySinkFactory::new(SinkKind::Console)),
             );
         }
-        let queries = Arc::new(QueryRegistry::new(self.listener));
+        let metrics = self.ui.map(|_| Arc::new(Metrics::default()));
+        let listener = with_metrics(self.listener, metrics.clone());
+        let queries = Arc::new(QueryRegistry::new(listener));
         if let Some(catalog) = ctx.catalog("datafusion") {
             catalog.register_schema(system_tables::SCHEMA, system_tables::schema(&queries)?)?;
         }
+        let ui = match (self.ui, metrics) {
+            (Some(address), Some(metrics)) => {
+                Some(web::serve(address, Arc::clone(&queries), metrics)?)
+            }
+            _ => None,
+        };
         Ok(Engine {
             ctx,
             default_bootstrap,
@@ -188,8 +215,26 @@ impl EngineBuilder {
             s3,
             streaming: Mutex::default(),
             queries,
+            read_progress,
+            ui,
         })
     }
+}
+
+/// `listener`, also recording every batch in `metrics` when there are metrics.
+fn with_metrics(
+    listener: Option<ProgressListener>,
+    metrics: Option<Arc<Metrics>>,
+) -> Option<ProgressListener> {
+    let Some(metrics) = metrics else {
+        return listener;
+    };
+    Some(Arc::new(move |progress: &QueryProgress| {
+        metrics.record(progress);
+        if let Some(listener) = &listener {
+            listener(progress);
+        }
+    }))
 }
 
 /// What one statement produced.
@@ -581,6 +626,17 @@ impl Engine {
     /// Every streaming query of the session.
     pub fn queries(&self) -> Vec<Arc<QueryHandle>> {
         self.queries.all()
+    }
+
+    /// Where the web UI listens, when the engine was built with [`EngineBuilder::ui`].
+    pub fn ui_address(&self) -> Option<SocketAddr> {
+        self.ui
+    }
+
+    /// How far the session's bounded Kafka reads have come: (offsets planned, offsets read)
+    /// since the engine started.
+    pub fn read_progress(&self) -> (u64, u64) {
+        self.read_progress.totals()
     }
 
     /// Creates a topic on the session's default broker (the embedded one, or through the

@@ -15,8 +15,8 @@
 //! decoding and encoding), [`jdbc`] (PostgreSQL, MySQL/MariaDB and SQLite tables), [`stream`]
 //! (streaming queries: the batch loop, watermarks, stateful sites), [`checkpoint`], [`sinks`],
 //! [`window`] (window table functions), [`state`] (aggregate state), [`statements`] (splitting
-//! scripts and weir's own statements), [`embedded`] (the in-process broker), [`engine`] (the
-//! API), [`cli`] (the command).
+//! scripts and weir's own statements), [`web`] (the web UI, its JSON API and metrics),
+//! [`embedded`] (the in-process broker), [`engine`] (the API), [`cli`] (the command).
 
 #![warn(missing_docs, missing_debug_implementations, clippy::clone_on_ref_ptr)]
 
@@ -39,6 +39,7 @@ pub mod statements;
 pub mod storage;
 pub mod stream;
 mod system_tables;
+pub mod web;
 pub mod window;
 
 pub use engine::{Engine, EngineBuilder, KafkaReadReport, QueryResult};

@@ -20,4 +20,5 @@ mod integration {
     pub mod source;
     pub mod spark_semantics;
     pub mod streaming;
+    pub mod web;
 }

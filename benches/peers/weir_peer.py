@@ -157,7 +157,7 @@ def continuous(args):
 
 def report_batches(batches):
     """Logs the batches that read something: how many rows, how long they took, and the p50 of
-    each phase (plan, run, commit)."""
+    each phase (plan, read, run, sink, commit)."""
     if not batches:
         return
     at = lambda values, q: values[min(len(values) - 1, int(q * len(values)))]
@@ -174,8 +174,10 @@ def report_batches(batches):
                 "batch_ms_p99": at(times, 0.99),
                 "batch_ms_max": times[-1],
                 "plan_ms_p50": at(column(2), 0.5),
-                "run_ms_p50": at(column(3), 0.5),
-                "commit_ms_p50": at(column(4), 0.5),
+                "read_ms_p50": at(column(3), 0.5),
+                "run_ms_p50": at(column(4), 0.5),
+                "sink_ms_p50": at(column(5), 0.5),
+                "commit_ms_p50": at(column(6), 0.5),
             }
         )
     )
@@ -183,12 +185,13 @@ def report_batches(batches):
 
 def collect(lines, batches):
     pattern = re.compile(
-        r"query w batch \d+: (\d+) rows in ([0-9.]+) ms \(plan ([0-9.]+), run ([0-9.]+), commit ([0-9.]+)"
+        r"query w batch \d+: (\d+) rows in ([0-9.]+) ms \(plan ([0-9.]+), read ([0-9.]+), "
+        r"run ([0-9.]+), sink ([0-9.]+), commit ([0-9.]+)"
     )
     for line in lines:
         m = pattern.search(line)
         if m and int(m.group(1)) > 0:
-            batches.append((int(m.group(1)), *(float(m.group(i)) for i in range(2, 6))))
+            batches.append((int(m.group(1)), *(float(m.group(i)) for i in range(2, 8))))
 
 
 def version(args):

@@ -4,6 +4,7 @@
 
 mod broker;
 mod print;
+mod progress;
 mod repl;
 mod runner;
 
@@ -18,6 +19,7 @@ pub use print::OutputFormat;
 use crate::engine::{BOOTSTRAP_ENV, Engine};
 use crate::error::{Error, Result};
 use crate::stream::QueryProgress;
+use progress::{Console, Progress};
 use std::sync::Arc;
 
 /// weir: streaming SQL for Apache Kafka.
@@ -39,6 +41,10 @@ struct Args {
     /// Under each error, print the errors it came from, in the words of the libraries below.
     #[arg(short = 'v', long, global = true)]
     verbose: bool,
+
+    /// Serve the web UI (queries, live charts), its JSON API and Prometheus metrics here.
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    ui: Option<std::net::SocketAddr>,
 
     /// Run these statements (separated by ';') and exit.
     #[arg(short = 'c', long = "command", value_name = "SQL")]
@@ -106,7 +112,10 @@ fn run(args: Args) -> Result<ExitCode> {
     let mut builder = Engine::builder().embedded_kafka(args.embedded_kafka);
     if args.command_name.is_some() || args.sql.is_some() {
         builder =
-            builder.progress_listener(Arc::new(|p: &QueryProgress| eprintln!("{}", p.summary())));
+            builder.progress_listener(Arc::new(|p: &QueryProgress| Console::line(&p.summary())));
+    }
+    if let Some(address) = args.ui {
+        builder = builder.ui(address);
     }
     if let Some(servers) = args.bootstrap_servers {
         builder = builder.bootstrap_servers(servers);
@@ -116,6 +125,9 @@ fn run(args: Args) -> Result<ExitCode> {
         eprintln!(
             "Embedded Kafka broker listening on {bootstrap} (the session's default brokers)."
         );
+    }
+    if let Some(address) = engine.ui_address() {
+        eprintln!("Web UI at http://{address}/ (metrics at /metrics).");
     }
     let code = match (args.command_name, args.sql) {
         (Some(_), Some(_)) => {
@@ -168,16 +180,30 @@ async fn stop_queries(engine: &Engine) {
     }
 }
 
-/// Runs one statement, or gives up when Ctrl-C is pressed (`None`).
+/// Runs one statement, or gives up when Ctrl-C is pressed (`None`). A long read from Kafka shows
+/// its progress meanwhile.
 fn execute_cancellable(
     engine: &Engine,
     runtime: &tokio::runtime::Runtime,
     statement: &str,
 ) -> Option<Result<crate::QueryResult>> {
-    runtime.block_on(async {
-        tokio::select! {
-            result = engine.execute(statement) => Some(result),
-            _ = tokio::signal::ctrl_c() => None,
+    let baseline = engine.read_progress();
+    let mut shown = Progress::new("reading");
+    let outcome = runtime.block_on(async {
+        let execution = engine.execute(statement);
+        tokio::pin!(execution);
+        let mut ticks = tokio::time::interval(progress::TICK);
+        loop {
+            tokio::select! {
+                result = &mut execution => return Some(result),
+                _ = tokio::signal::ctrl_c() => return None,
+                _ = ticks.tick() => {
+                    let (read, total) = progress::bounded_read(engine, baseline);
+                    shown.update(read, total);
+                }
+            }
         }
-    })
+    });
+    shown.finish();
+    outcome
 }

@@ -8,11 +8,12 @@ use std::process::ExitCode;
 use tokio::runtime::Runtime;
 
 use super::print::{OutputFormat, summary, write_rows};
+use super::progress::{DrainCount, Progress, TICK};
 use super::{execute_cancellable, shown};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::statements::split_statements;
-use crate::stream::Trigger;
+use crate::stream::{QueryHandle, Trigger};
 
 /// Runs every file named, a directory's `.sql` files in name order.
 pub fn run_paths(
@@ -103,12 +104,7 @@ pub fn run_text(
                     .started_query
                     .filter(|q| matches!(q.trigger(), Trigger::Once | Trigger::AvailableNow))
                 {
-                    let finished = runtime.block_on(async {
-                        tokio::select! {
-                            outcome = query.await_termination() => Some(outcome),
-                            _ = tokio::signal::ctrl_c() => None,
-                        }
-                    });
+                    let finished = runtime.block_on(drain(&query));
                     match finished {
                         None => {
                             eprintln!(
@@ -129,6 +125,28 @@ pub fn run_text(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for a query with a trigger that ends (once, availableNow), showing its progress;
+/// `None` when Ctrl-C is pressed.
+async fn drain(query: &QueryHandle) -> Option<Result<()>> {
+    let mut shown = Progress::new(format!("query {}", query.name()));
+    let mut count = DrainCount::default();
+    let termination = query.await_termination();
+    tokio::pin!(termination);
+    let mut ticks = tokio::time::interval(TICK);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut termination => break Some(outcome),
+            _ = tokio::signal::ctrl_c() => break None,
+            _ = ticks.tick() => {
+                let (read, total) = count.update(query);
+                shown.update(read, total);
+            }
+        }
+    };
+    shown.finish();
+    outcome
 }
 
 fn location(origin: &str, line: usize) -> String {

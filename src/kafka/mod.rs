@@ -9,6 +9,7 @@ pub mod options;
 pub mod partitioner;
 pub mod provider;
 pub mod pushdown;
+pub mod read_progress;
 pub mod readback;
 pub mod records;
 pub mod scan;

@@ -2,6 +2,7 @@
 //! partition per range, and each partition is read by an assigned (never subscribed) consumer
 //! that stops at the range's end, tolerating gaps in offsets, and builds whole Arrow batches.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,7 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{
-    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, Time,
 };
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::physical_plan::{
@@ -41,6 +42,7 @@ use super::consumers::{ConsumerPool, assign};
 use super::layout::{Column, TableLayout, header_fields, timestamp_type};
 use super::offsets::PartitionRange;
 use super::options::{KafkaTableOptions, TopicPartition};
+use super::read_progress::ReadProgress;
 use crate::format::ValueDecoder;
 
 /// What every reader of one table shares.
@@ -104,6 +106,8 @@ pub mod metric {
     /// Offsets of the ranges deleted from the broker while they were read (failOnDataLoss
     /// false skips them).
     pub const LOST_OFFSETS: &str = "lost_offsets";
+    /// Time a reader spent fetching and decoding (not waiting for the query to take its rows).
+    pub const READ_TIME: &str = "read_time";
 }
 
 impl KafkaScanExec {
@@ -275,9 +279,15 @@ impl ExecutionPlan for KafkaScanExec {
             malformed: MetricBuilder::new(&self.metrics)
                 .counter(metric::MALFORMED_RECORDS, partition),
             lost: MetricBuilder::new(&self.metrics).counter(metric::LOST_OFFSETS, partition),
+            read_time: MetricBuilder::new(&self.metrics).subset_time(metric::READ_TIME, partition),
+            send_wait: Cell::default(),
             event_times: Arc::clone(&self.event_times),
             pool: context.session_config().get_extension::<ConsumerPool>(),
+            progress: self.bounded_progress(&context),
         };
+        if let Some(progress) = &reader.progress {
+            progress.plan(reader.ranges.iter().map(|r| r.len() as u64).sum());
+        }
         let tx = builder.tx();
         builder.spawn_blocking(move || reader.run(&tx));
         Ok(builder.build())
@@ -285,6 +295,18 @@ impl ExecutionPlan for KafkaScanExec {
 
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.metrics.clone_inner())
+    }
+}
+
+impl KafkaScanExec {
+    /// Where a bounded scan reports how far it has read; streaming slices report per batch.
+    fn bounded_progress(&self, context: &TaskContext) -> Option<Arc<ReadProgress>> {
+        match self.kind {
+            ScanKind::Slice => None,
+            ScanKind::Bounded | ScanKind::Snapshot => {
+                context.session_config().get_extension::<ReadProgress>()
+            }
+        }
     }
 }
 
@@ -318,9 +340,14 @@ struct RangeReader {
     fetched: Count,
     malformed: Count,
     lost: Count,
+    read_time: Time,
+    /// Time spent waiting for the query to take a batch, left out of `read_time`.
+    send_wait: Cell<Duration>,
     event_times: EventTimes,
     /// Consumers kept across batches, when the session has a pool.
     pool: Option<Arc<ConsumerPool>>,
+    /// Where a bounded read reports the offsets it moved past.
+    progress: Option<Arc<ReadProgress>>,
 }
 
 /// How often a reader wakes up to check its deadline while the broker is silent.
@@ -412,6 +439,8 @@ impl RecordPoller for BaseConsumer {
 struct RangeState {
     range: PartitionRange,
     next: i64,
+    /// Offsets up to here were reported to the session's read progress.
+    reported: i64,
     rows_sent: usize,
     batch: BatchBuilder,
     done: bool,
@@ -427,16 +456,33 @@ impl RangeReader {
                 ))
             })
         };
+        let started = Instant::now();
         let Some(pool) = &self.pool else {
             let consumer = create()?;
             assign(&consumer, &self.ranges)?;
-            return self.read(&consumer, tx);
+            let read = self.read(&consumer, tx);
+            self.record_read_time(started);
+            return read;
         };
         let taken = pool.take(&self.source.options.group_id, &self.ranges, create)?;
         // A consumer that failed is dropped, never given back.
         self.read(&taken.consumer, tx)?;
+        self.record_read_time(started);
         pool.give_back(taken, &self.ranges);
         Ok(())
+    }
+
+    fn record_read_time(&self, started: Instant) {
+        self.read_time
+            .add_duration(started.elapsed().saturating_sub(self.send_wait.get()));
+    }
+
+    /// Reports the offsets `state` moved past since it last reported, up to `to`.
+    fn report_progress(&self, state: &mut RangeState, to: i64) {
+        if let Some(progress) = &self.progress {
+            progress.advance((to - state.reported).max(0) as u64);
+            state.reported = state.reported.max(to);
+        }
     }
 
     fn describe(&self) -> String {
@@ -458,6 +504,7 @@ impl RangeReader {
             .map(|range| RangeState {
                 range: range.clone(),
                 next: range.start,
+                reported: range.start,
                 rows_sent: 0,
                 batch: BatchBuilder::new(
                     &self.projection,
@@ -594,6 +641,8 @@ impl RangeReader {
             state.rows_sent += self.send(state, tx)?;
         }
         state.done = true;
+        let end = state.range.end;
+        self.report_progress(state, end);
         poller.pause(&state.range.tp);
         Ok(())
     }
@@ -652,7 +701,11 @@ impl RangeReader {
             *seen = (*seen).max(latest);
         }
         let rows = built.batch.num_rows();
-        if tx.blocking_send(Ok(built.batch)).is_err() {
+        self.report_progress(state, state.next);
+        let waiting = Instant::now();
+        let sent = tx.blocking_send(Ok(built.batch));
+        self.send_wait.set(self.send_wait.get() + waiting.elapsed());
+        if sent.is_err() {
             return Err(DataFusionError::ResourcesExhausted(
                 "the query stopped reading".to_string(),
             ));
@@ -1015,8 +1068,11 @@ mod tests {
             fetched: MetricBuilder::new(&metrics).counter(metric::RECORDS_FETCHED, 0),
             malformed: MetricBuilder::new(&metrics).counter(metric::MALFORMED_RECORDS, 0),
             lost: MetricBuilder::new(&metrics).counter(metric::LOST_OFFSETS, 0),
+            read_time: MetricBuilder::new(&metrics).subset_time(metric::READ_TIME, 0),
+            send_wait: Cell::default(),
             event_times: EventTimes::default(),
             pool: None,
+            progress: None,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod query;
 pub mod slice;
 pub(crate) mod snapshots;
 pub mod stateful;
+mod timing;
 pub mod trigger;
 pub mod watermark;
 

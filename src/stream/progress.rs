@@ -39,8 +39,15 @@ pub struct Durations {
     /// Planning the slice (asking the brokers for the latest offsets), writing `offsets/N`,
     /// and planning the query over the slice.
     pub plan_ms: f64,
-    /// Reading, processing and writing to the sink (including its commit).
+    /// Fetching and decoding records from Kafka: the longest of the readers, which run side
+    /// by side.
+    pub read_ms: f64,
+    /// Processing the rows (operators, state) and saving state: the time of the batch's
+    /// execution that was neither reading nor the sink's.
     pub execute_ms: f64,
+    /// The sink's own time: writing the rows and committing them (a transaction, a file, a
+    /// database commit).
+    pub sink_ms: f64,
     /// Writing `commits/N` (and committing offsets to the consumer group, if asked).
     pub commit_ms: f64,
     /// The whole batch.
@@ -126,13 +133,15 @@ impl QueryProgress {
             None => String::new(),
         };
         format!(
-            "query {} batch {}: {} rows in {:.1} ms (plan {:.1}, run {:.1}, commit {:.1}; {:.0} rows/s), lag {}{event_time}{}",
+            "query {} batch {}: {} rows in {:.1} ms (plan {:.1}, read {:.1}, run {:.1}, sink {:.1}, commit {:.1}; {:.0} rows/s), lag {}{event_time}{}",
             self.name,
             self.batch_id,
             self.num_input_rows,
             self.durations.total_ms,
             self.durations.plan_ms,
+            self.durations.read_ms,
             self.durations.execute_ms,
+            self.durations.sink_ms,
             self.durations.commit_ms,
             self.processed_rows_per_second,
             self.total_lag(),

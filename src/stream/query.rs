@@ -7,6 +7,7 @@
 //! committed is run again with exactly its recorded slice.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use datafusion::execution::TaskContext;
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::display::DisplayableExecutionPlan;
 use datafusion::physical_plan::execute_stream;
 use log::{info, warn};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -33,6 +35,7 @@ use super::snapshots::Snapshots;
 use super::stateful::{
     BatchSettings, OperatorState, OutputMode, SavedState, SiteState, emit, run_site_inputs,
 };
+use super::timing::{TimedStream, longest_read};
 use super::trigger::Trigger;
 use super::watermark::EventTime;
 use crate::checkpoint::lock::QueryLock;
@@ -106,6 +109,8 @@ const IDLE_POLL: Duration = Duration::from_millis(10);
 struct Shared {
     status: Mutex<QueryStatus>,
     progress: Mutex<VecDeque<QueryProgress>>,
+    /// The physical plan the latest batch ran, with its metrics.
+    latest_plan: Mutex<Option<Arc<dyn ExecutionPlan>>>,
 }
 
 /// A running (or ended) streaming query.
@@ -114,7 +119,9 @@ pub struct QueryHandle {
     name: String,
     trigger: Trigger,
     id: String,
+    run_id: String,
     sink: String,
+    sql: String,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -131,6 +138,11 @@ impl QueryHandle {
         &self.id
     }
 
+    /// This run's id: new at every start, as Spark's `runId`.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
     /// When its batches run.
     pub fn trigger(&self) -> Trigger {
         self.trigger
@@ -139,6 +151,22 @@ impl QueryHandle {
     /// What it writes to.
     pub fn sink(&self) -> &str {
         &self.sink
+    }
+
+    /// The statement it runs, as planned (the INSERT, with the session's defaults applied).
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// The physical plan of the latest batch with each operator's metrics, indented; `None`
+    /// before the first batch.
+    pub fn latest_plan(&self) -> Option<String> {
+        let plan = self.shared.latest_plan.lock().ok()?.clone()?;
+        Some(
+            DisplayableExecutionPlan::with_metrics(plan.as_ref())
+                .indent(true)
+                .to_string(),
+        )
     }
 
     /// Where it is in its life.
@@ -221,6 +249,7 @@ pub async fn start(
     let shared = Arc::new(Shared {
         status: Mutex::new(QueryStatus::Running),
         progress: Mutex::default(),
+        latest_plan: Mutex::default(),
     });
     let (stop, stop_rx) = watch::channel(false);
     let sink_description = plan.sink.describe();
@@ -259,7 +288,9 @@ pub async fn start(
         name: name.to_string(),
         trigger,
         id: metadata.id,
+        run_id: uuid::Uuid::new_v4().to_string(),
         sink: sink_description,
+        sql: insert_sql.to_string(),
         shared,
         stop,
         task: tokio::sync::Mutex::new(Some(task)),
@@ -667,6 +698,7 @@ impl Runner {
         } else {
             physical
         };
+        let mut sink_time = Duration::ZERO;
         let (rows_in, rows_out) = if !stateful
             && replayed
             && self
@@ -689,12 +721,16 @@ impl Runner {
                 execute_stream(Arc::clone(&final_plan), Arc::clone(&task))
             }
             .map_err(plan_error)?;
+            let (stream, producing_nanos) = TimedStream::new(stream);
+            let writing = Instant::now();
             let written = self
                 .plan
                 .sink
-                .write_batch(&context, stream)
+                .write_batch(&context, Box::pin(stream))
                 .await
                 .map_err(plan_error)?;
+            let producing = Duration::from_nanos(producing_nanos.load(Ordering::Relaxed));
+            sink_time = writing.elapsed().saturating_sub(producing);
             executed.push(Arc::clone(&final_plan));
             if !stateful {
                 event_time.advance(
@@ -706,6 +742,9 @@ impl Runner {
             }
             (records_read(&executed), written)
         };
+        if let Ok(mut latest) = self.shared.latest_plan.lock() {
+            *latest = Some(Arc::clone(&final_plan));
+        }
         let lost_while_reading = per_table_metric(&executed, metric::LOST_OFFSETS);
         let late_rows: usize = executed
             .iter()
@@ -716,7 +755,11 @@ impl Runner {
             FaultHook::Sleep(d) => tokio::time::sleep(d).await,
             FaultHook::None => {}
         }
-        let execute_ms = millis(executing.elapsed());
+        let read_time = longest_read(&executed);
+        let execute_time = executing
+            .elapsed()
+            .saturating_sub(read_time)
+            .saturating_sub(sink_time);
 
         let committing = Instant::now();
         self.lock.check_lease()?;
@@ -762,7 +805,9 @@ impl Runner {
             processed_rows_per_second: per_second(rows_in, total),
             durations: Durations {
                 plan_ms,
-                execute_ms,
+                read_ms: millis(read_time),
+                execute_ms: millis(execute_time),
+                sink_ms: millis(sink_time),
                 commit_ms,
                 total_ms: millis(total),
             },

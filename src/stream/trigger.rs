@@ -42,6 +42,20 @@ impl Trigger {
     }
 }
 
+impl std::fmt::Display for Trigger {
+    /// As the `trigger` option takes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Trigger::AsFastAsPossible => write!(f, "default"),
+            Trigger::ProcessingTime(interval) => {
+                write!(f, "processingTime {} ms", interval.as_millis())
+            }
+            Trigger::Once => write!(f, "once"),
+            Trigger::AvailableNow => write!(f, "availableNow"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

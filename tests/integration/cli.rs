@@ -4,6 +4,8 @@ use std::io::{Read, Write};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use regex::Regex;
+
 use super::common::{Broker, fill, unique};
 
 fn weir() -> Command {
@@ -292,6 +294,152 @@ fn errors_read_as_sentences_and_verbose_shows_their_causes() {
         stderr.contains(
             "\n  caused by: Error during planning: table 'datafusion.public.nope' not found"
         ),
+        "{stderr}"
+    );
+}
+
+/// Runs `command` with its standard output and error on a new pseudo-terminal of 120 columns;
+/// returns everything written there.
+fn on_a_terminal(command: &mut Command) -> String {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (mut leader, mut follower) = (0, 0);
+    let size = libc::winsize {
+        ws_row: 40,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes two new descriptors into the integers given.
+    let opened = unsafe {
+        libc::openpty(
+            &mut leader,
+            &mut follower,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(opened, 0, "openpty");
+    // SAFETY: both descriptors were just opened and are owned here alone.
+    let (leader, follower) =
+        unsafe { (OwnedFd::from_raw_fd(leader), OwnedFd::from_raw_fd(follower)) };
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(follower.try_clone().unwrap())
+        .stderr(follower)
+        .spawn()
+        .unwrap();
+    // The command holds the parent's copies of the follower until it is dropped.
+    let _ = std::mem::replace(command, Command::new("true"));
+    let reader = std::thread::spawn(move || {
+        let mut leader = std::fs::File::from(leader);
+        let mut seen = vec![];
+        let mut buffer = [0u8; 4096];
+        // Reading fails (EIO) once the child has closed the terminal.
+        while let Ok(n @ 1..) = leader.read(&mut buffer) {
+            seen.extend_from_slice(&buffer[..n]);
+        }
+        seen
+    });
+    assert!(child.wait().unwrap().success());
+    text(&reader.join().unwrap())
+}
+
+/// A script draining 6 000 records of `topic` in batches of 100 into a memory table.
+fn drain_script(topic: &str) -> String {
+    let checkpoint = tempfile::tempdir().unwrap().keep();
+    format!(
+        "CREATE EXTERNAL TABLE src STORED AS KAFKA OPTIONS ('subscribe' '{topic}',
+           'startingOffsets' 'earliest', 'maxOffsetsPerTrigger' '100');
+         CREATE EXTERNAL TABLE out (v BYTEA) STORED AS MEMORY;
+         CREATE STREAMING QUERY drain WITH ('trigger' 'availableNow', 'checkpoint' '{}')
+           AS INSERT INTO out SELECT value FROM src",
+        checkpoint.display()
+    )
+}
+
+#[test]
+fn a_drain_shows_a_progress_bar_on_a_terminal_and_plain_lines_otherwise() {
+    let mut broker = Broker::for_test();
+    let topic = unique("progress-bar");
+    broker.create_topic(&topic, 2);
+    fill(&broker.bootstrap(), &topic, 2, 3000);
+    let bootstrap = broker.bootstrap();
+
+    let seen = on_a_terminal(weir().args([
+        "--bootstrap-servers",
+        &bootstrap,
+        "-c",
+        &drain_script(&topic),
+    ]));
+    assert!(seen.contains("query drain ["), "the bar, named: {seen}");
+    assert!(
+        seen.contains("/6,000 records ("),
+        "records read of the records to read: {seen}"
+    );
+    assert!(seen.contains("ETA "), "{seen}");
+    assert!(seen.contains("Streaming query 'drain' finished."), "{seen}");
+
+    let output = run_ok(weir().args([
+        "--bootstrap-servers",
+        &bootstrap,
+        "-c",
+        &drain_script(&topic),
+    ]));
+    let stderr = text(&output.stderr);
+    let plain = Regex::new(r"query drain: read \d+ of 6000 records \(\d+%, \d+ records/s").unwrap();
+    assert!(
+        plain.is_match(&stderr),
+        "a plain line without a terminal: {stderr}"
+    );
+    assert!(
+        !stderr.contains("ETA "),
+        "no bar without a terminal: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bounded_read_counts_the_offsets_it_planned_and_read() {
+    let mut broker = Broker::for_test();
+    let topic = unique("read-progress");
+    broker.create_topic(&topic, 2);
+    fill(&broker.bootstrap(), &topic, 2, 150);
+    let engine = broker.engine();
+    assert_eq!(engine.read_progress(), (0, 0));
+    engine
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('subscribe' '{topic}')"
+        ))
+        .await
+        .unwrap();
+    let counted = engine.sql("SELECT count(*) FROM t").await.unwrap();
+    assert_eq!(counted[0].num_rows(), 1);
+    assert_eq!(engine.read_progress(), (300, 300));
+}
+
+#[test]
+fn a_web_ui_address_that_cannot_be_served_is_named() {
+    let output = weir()
+        .args(["--ui", "localhost-ish", "-c", "SELECT 1"])
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("invalid value 'localhost-ish' for '--ui <HOST:PORT>'"),
+        "{stderr}"
+    );
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let output = weir()
+        .args(["--ui", &address, "-c", "SELECT 1"])
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains(&format!("error: cannot serve the web UI on {address}: ")),
         "{stderr}"
     );
 }

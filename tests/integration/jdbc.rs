@@ -16,6 +16,7 @@ use weir::sinks::BatchContext;
 use weir::storage::S3Settings;
 
 use super::common::{Broker, Record, fails, lines, produce, run, unique};
+use super::web::http_get;
 
 /// The local PostgreSQL (trust authentication).
 pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -1044,7 +1045,12 @@ async fn passwords_stay_secret() {
     // Trust authentication accepts (and ignores) the password.
     let url = "postgres://postgres:hunter2@127.0.0.1:5432/test";
     let values = json_records(1, 5, |_, i| format!("{{\"n\": {i}}}"));
-    let (_broker, topic, engine) = topic_with("jdbc-secret", 1, &values);
+    let (broker, topic, _) = topic_with("jdbc-secret", 1, &values);
+    let engine = Engine::builder()
+        .bootstrap_servers(broker.bootstrap())
+        .ui("127.0.0.1:0".parse().unwrap())
+        .build()
+        .unwrap();
     let table = table_name("secret");
     let dir = tempfile::tempdir().unwrap();
     let started = run(
@@ -1071,6 +1077,14 @@ async fn passwords_stay_secret() {
             "{listing}: {shown}"
         );
     }
+    let ui = engine.ui_address().unwrap();
+    for path in ["/api/queries", "/api/queries/s", "/api/queries/s/progress", "/metrics"] {
+        let (status, _, served) = http_get(ui, path);
+        assert_eq!(status, 200, "{path}");
+        assert!(!served.contains("hunter2"), "{path}: {served}");
+    }
+    let (_, _, listed) = http_get(ui, "/api/queries");
+    assert!(listed.contains("postgres:********@"), "{listed}");
     let (_, options) = engine.describe("out").await.unwrap();
     let described = format!("{options:?}");
     assert!(
