@@ -24,7 +24,7 @@ use crate::jdbc::{JdbcTable, JdbcTableFactory};
 use crate::kafka::consumers::ConsumerPool;
 use crate::kafka::options::parse_duration;
 use crate::kafka::provider::DefaultBootstrap;
-use crate::kafka::read_progress::ReadProgress;
+use crate::kafka::read_progress::{ReadProgress, ReadTotals};
 use crate::kafka::scan::{metric, scans, sum_metric};
 use crate::kafka::{KafkaTable, KafkaTableFactory};
 use crate::queries::{QueryRegistry, StreamingSettings};
@@ -633,9 +633,8 @@ impl Engine {
         self.ui
     }
 
-    /// How far the session's bounded Kafka reads have come: (offsets planned, offsets read)
-    /// since the engine started.
-    pub fn read_progress(&self) -> (u64, u64) {
+    /// How far the session's bounded Kafka reads have come since the engine started.
+    pub fn read_progress(&self) -> ReadTotals {
         self.read_progress.totals()
     }
 

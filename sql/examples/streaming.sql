@@ -2,7 +2,9 @@
 --   cargo run -- --embedded-kafka run sql/examples/streaming.sql
 -- The query drains what the topic holds in batches of at most 250 offsets (trigger
 -- availableNow), prints one progress line per batch, and stops; the runner then reads the
--- Parquet table back. For a query that runs until Ctrl-C, leave the trigger out.
+-- Parquet table back. For a query that runs until Ctrl-C, leave the trigger out. With
+-- --ui 127.0.0.1:4040, the query's page (http://127.0.0.1:4040/) stays up after the script
+-- until Ctrl-C; sql/examples/live.sql runs long enough to watch its charts move.
 
 CREATE TOPIC clicks PARTITIONS 2;
 

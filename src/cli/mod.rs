@@ -129,6 +129,7 @@ fn run(args: Args) -> Result<ExitCode> {
     if let Some(address) = engine.ui_address() {
         eprintln!("Web UI at http://{address}/ (metrics at /metrics).");
     }
+    let scripted = args.command_name.is_some() || args.sql.is_some();
     let code = match (args.command_name, args.sql) {
         (Some(_), Some(_)) => {
             eprintln!(
@@ -147,7 +148,15 @@ fn run(args: Args) -> Result<ExitCode> {
         runtime.block_on(stop_queries(&engine));
         return Ok(code);
     }
-    Ok(runtime.block_on(await_queries(&engine)))
+    let code = runtime.block_on(await_queries(&engine));
+    if let Some(address) = engine.ui_address()
+        && scripted
+        && code == ExitCode::SUCCESS
+    {
+        eprintln!("The statements have run; the web UI stays at http://{address}/ until Ctrl-C.");
+        runtime.block_on(tokio::signal::ctrl_c())?;
+    }
+    Ok(code)
 }
 
 /// Waits for the session's streaming queries to end (availableNow and once end by themselves);
@@ -187,8 +196,8 @@ fn execute_cancellable(
     runtime: &tokio::runtime::Runtime,
     statement: &str,
 ) -> Option<Result<crate::QueryResult>> {
-    let baseline = engine.read_progress();
-    let mut shown = Progress::new("reading");
+    let before = engine.read_progress();
+    let mut progress = Progress::new("reading");
     let outcome = runtime.block_on(async {
         let execution = engine.execute(statement);
         tokio::pin!(execution);
@@ -198,12 +207,12 @@ fn execute_cancellable(
                 result = &mut execution => return Some(result),
                 _ = tokio::signal::ctrl_c() => return None,
                 _ = ticks.tick() => {
-                    let (read, total) = progress::bounded_read(engine, baseline);
-                    shown.update(read, total);
+                    let read = engine.read_progress().since(before);
+                    progress.show(read.read, read.planned);
                 }
             }
         }
     });
-    shown.finish();
+    progress.finish();
     outcome
 }

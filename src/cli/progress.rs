@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::engine::Engine;
 use crate::stream::QueryHandle;
 
 /// How often the figures are read.
@@ -60,7 +59,7 @@ impl Progress {
     }
 
     /// `read` of `total` records are read.
-    pub fn update(&mut self, read: u64, total: u64) {
+    pub fn show(&mut self, read: u64, total: u64) {
         if total == 0 || self.started.elapsed() < SHOW_AFTER {
             return;
         }
@@ -119,15 +118,6 @@ fn bar_style() -> ProgressStyle {
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ")
-}
-
-/// How far a bounded statement has read since `baseline` (the engine's read progress before it).
-pub fn bounded_read(engine: &Engine, baseline: (u64, u64)) -> (u64, u64) {
-    let (planned, read) = engine.read_progress();
-    (
-        read.saturating_sub(baseline.1),
-        planned.saturating_sub(baseline.0),
-    )
 }
 
 /// How far a draining streaming query has read: the records of the batches it ran, of those

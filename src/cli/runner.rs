@@ -130,7 +130,7 @@ pub fn run_text(
 /// Waits for a query with a trigger that ends (once, availableNow), showing its progress;
 /// `None` when Ctrl-C is pressed.
 async fn drain(query: &QueryHandle) -> Option<Result<()>> {
-    let mut shown = Progress::new(format!("query {}", query.name()));
+    let mut progress = Progress::new(format!("query {}", query.name()));
     let mut count = DrainCount::default();
     let termination = query.await_termination();
     tokio::pin!(termination);
@@ -141,11 +141,11 @@ async fn drain(query: &QueryHandle) -> Option<Result<()>> {
             _ = tokio::signal::ctrl_c() => break None,
             _ = ticks.tick() => {
                 let (read, total) = count.update(query);
-                shown.update(read, total);
+                progress.show(read, total);
             }
         }
     };
-    shown.finish();
+    progress.finish();
     outcome
 }
 

@@ -457,29 +457,31 @@ impl RangeReader {
             })
         };
         let started = Instant::now();
-        let Some(pool) = &self.pool else {
-            let consumer = create()?;
-            assign(&consumer, &self.ranges)?;
-            let read = self.read(&consumer, tx);
-            self.record_read_time(started);
-            return read;
+        let read = match &self.pool {
+            None => {
+                let consumer = create()?;
+                assign(&consumer, &self.ranges)?;
+                self.read(&consumer, tx)
+            }
+            Some(pool) => {
+                let taken = pool.take(&self.source.options.group_id, &self.ranges, create)?;
+                let read = self.read(&taken.consumer, tx);
+                // A consumer that failed is dropped, never given back.
+                if read.is_ok() {
+                    pool.give_back(taken, &self.ranges);
+                }
+                read
+            }
         };
-        let taken = pool.take(&self.source.options.group_id, &self.ranges, create)?;
-        // A consumer that failed is dropped, never given back.
-        self.read(&taken.consumer, tx)?;
-        self.record_read_time(started);
-        pool.give_back(taken, &self.ranges);
-        Ok(())
-    }
-
-    fn record_read_time(&self, started: Instant) {
         self.read_time
             .add_duration(started.elapsed().saturating_sub(self.send_wait.get()));
+        read
     }
 
-    /// Reports the offsets `state` moved past since it last reported, up to `to`.
+    /// Reports the offsets of its range `state` moved past since it last reported, up to `to`.
     fn report_progress(&self, state: &mut RangeState, to: i64) {
         if let Some(progress) = &self.progress {
+            let to = to.min(state.range.end);
             progress.advance((to - state.reported).max(0) as u64);
             state.reported = state.reported.max(to);
         }

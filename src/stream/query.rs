@@ -109,8 +109,8 @@ const IDLE_POLL: Duration = Duration::from_millis(10);
 struct Shared {
     status: Mutex<QueryStatus>,
     progress: Mutex<VecDeque<QueryProgress>>,
-    /// The physical plan the latest batch ran, with its metrics.
-    latest_plan: Mutex<Option<Arc<dyn ExecutionPlan>>>,
+    /// The physical plan the latest batch ran, with its metrics, indented.
+    latest_plan: Mutex<Option<String>>,
 }
 
 /// A running (or ended) streaming query.
@@ -161,12 +161,7 @@ impl QueryHandle {
     /// The physical plan of the latest batch with each operator's metrics, indented; `None`
     /// before the first batch.
     pub fn latest_plan(&self) -> Option<String> {
-        let plan = self.shared.latest_plan.lock().ok()?.clone()?;
-        Some(
-            DisplayableExecutionPlan::with_metrics(plan.as_ref())
-                .indent(true)
-                .to_string(),
-        )
+        self.shared.latest_plan.lock().ok()?.clone()
     }
 
     /// Where it is in its life.
@@ -696,7 +691,7 @@ impl Runner {
             }
             emitted.plan
         } else {
-            physical
+            Arc::clone(&physical)
         };
         let mut sink_time = Duration::ZERO;
         let (rows_in, rows_out) = if !stateful
@@ -742,8 +737,11 @@ impl Runner {
             }
             (records_read(&executed), written)
         };
+        let plan_text = DisplayableExecutionPlan::with_metrics(physical.as_ref())
+            .indent(true)
+            .to_string();
         if let Ok(mut latest) = self.shared.latest_plan.lock() {
-            *latest = Some(Arc::clone(&final_plan));
+            *latest = Some(plan_text);
         }
         let lost_while_reading = per_table_metric(&executed, metric::LOST_OFFSETS);
         let late_rows: usize = executed

@@ -17,11 +17,14 @@ use futures::Stream;
 
 use crate::kafka::scan::{metric, scans};
 
-/// A stream that adds the time spent producing its batches to a shared total, so that the
-/// sink's own time is the rest.
+/// A stream that adds the time its consumer waited for each batch (from asking for it until it
+/// was ready, pending polls included) to a shared total, so that the sink's own time is the
+/// rest.
 pub struct TimedStream {
     inner: SendableRecordBatchStream,
     producing_nanos: Arc<AtomicU64>,
+    /// When the consumer first asked for the batch not yet ready.
+    asked: Option<Instant>,
 }
 
 impl TimedStream {
@@ -31,6 +34,7 @@ impl TimedStream {
         let stream = Self {
             inner,
             producing_nanos: Arc::clone(&producing_nanos),
+            asked: None,
         };
         (stream, producing_nanos)
     }
@@ -40,10 +44,13 @@ impl Stream for TimedStream {
     type Item = Result<RecordBatch>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let started = Instant::now();
+        let asked = *self.asked.get_or_insert_with(Instant::now);
         let polled = self.inner.as_mut().poll_next(cx);
-        let spent = started.elapsed().as_nanos() as u64;
-        self.producing_nanos.fetch_add(spent, Ordering::Relaxed);
+        if polled.is_ready() {
+            self.asked = None;
+            let waited = asked.elapsed().as_nanos() as u64;
+            self.producing_nanos.fetch_add(waited, Ordering::Relaxed);
+        }
         polled
     }
 }

@@ -1,6 +1,6 @@
-//! Prometheus metrics of the session's streaming queries and of the process, in the text
-//! exposition format (`/metrics`). Batch counters and histograms are recorded as each batch
-//! reports; statuses and the process's own figures are read when scraped.
+//! Prometheus metrics of the session's streaming queries and of the process, in the OpenMetrics
+//! text format (`/metrics`). Batch counters and histograms are recorded as each batch reports;
+//! statuses, failures and the process's own figures are read when scraped.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -73,7 +73,8 @@ pub struct Metrics {
     state_bytes: Family<QueryLabels, Gauge>,
     status: Family<StatusLabels, Gauge>,
     failures: Family<QueryLabels, Counter>,
-    /// Runs (by run id) already counted in `failures`.
+    /// Runs (by run id) already counted in `failures`; held through a scrape, so that scrapes
+    /// at the same moment do not interleave their updates.
     failed_runs: Mutex<HashSet<String>>,
     process: process::ProcessMetrics,
 }
@@ -217,7 +218,7 @@ impl Metrics {
             .get_or_create(&query)
             .inc_by(progress.num_output_rows);
         self.batches.get_or_create(&query).inc();
-        let replayed = self.replayed_batches.get_or_create(&query);
+        let replayed = self.replayed_batches.get_or_create_owned(&query);
         if progress.replayed {
             replayed.inc();
         }
@@ -282,6 +283,9 @@ impl Metrics {
 
     /// The metrics in Prometheus's text format, with the queries' statuses as they are now.
     pub fn render(&self, queries: &QueryRegistry) -> String {
+        let Ok(mut counted) = self.failed_runs.lock() else {
+            return "# the metrics could not be read: a scrape failed\n".to_string();
+        };
         self.status.clear();
         for query in queries.all() {
             let status = query.status();
@@ -294,7 +298,6 @@ impl Metrics {
                 query: query.name().to_string(),
             });
             if let QueryStatus::Failed(_) = status
-                && let Ok(mut counted) = self.failed_runs.lock()
                 && counted.insert(query.run_id().to_string())
             {
                 failures.inc();
@@ -302,7 +305,9 @@ impl Metrics {
         }
         self.process.refresh();
         let mut text = String::new();
-        match encode(&mut text, &self.registry) {
+        let written = encode(&mut text, &self.registry);
+        drop(counted);
+        match written {
             Ok(()) => text,
             Err(_) => "# the metrics could not be written\n".to_string(),
         }

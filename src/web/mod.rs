@@ -23,7 +23,7 @@ pub use metrics::Metrics;
 
 /// What the handlers read.
 #[derive(Debug, Clone)]
-struct Served {
+struct ServerState {
     queries: Arc<QueryRegistry>,
     metrics: Arc<Metrics>,
 }
@@ -51,7 +51,7 @@ pub fn serve(
     })?;
     let _entered = runtime.enter();
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let app = router(Served { queries, metrics });
+    let app = router(ServerState { queries, metrics });
     runtime.spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             warn!("the web UI on {bound} stopped: {e}");
@@ -60,7 +60,7 @@ pub fn serve(
     Ok(bound)
 }
 
-fn router(served: Served) -> Router {
+fn router(state: ServerState) -> Router {
     Router::new()
         .route(
             "/",
@@ -83,7 +83,7 @@ fn router(served: Served) -> Router {
         .route("/api/queries/{name}/progress", get(query_progress))
         .route("/metrics", get(metrics_text))
         .fallback(|| async { not_found("no such page; the pages are / and /query/NAME".into()) })
-        .with_state(served)
+        .with_state(state)
 }
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
@@ -99,8 +99,8 @@ fn not_found(error: String) -> Response {
     (StatusCode::NOT_FOUND, axum::Json(ApiError { error })).into_response()
 }
 
-async fn list_queries(State(served): State<Served>) -> Response {
-    let list: Vec<QuerySummary> = served
+async fn list_queries(State(state): State<ServerState>) -> Response {
+    let list: Vec<QuerySummary> = state
         .queries
         .all()
         .iter()
@@ -109,31 +109,31 @@ async fn list_queries(State(served): State<Served>) -> Response {
     axum::Json(list).into_response()
 }
 
-async fn query_detail(State(served): State<Served>, Path(name): Path<String>) -> Response {
-    match served.queries.get(&name) {
+async fn query_detail(State(state): State<ServerState>, Path(name): Path<String>) -> Response {
+    match state.queries.get(&name) {
         Ok(query) => axum::Json(QueryDetail::of(&query)).into_response(),
         Err(e) => not_found(e.to_string()),
     }
 }
 
 async fn query_progress(
-    State(served): State<Served>,
+    State(state): State<ServerState>,
     Path(name): Path<String>,
     Query(asked): Query<ProgressQuery>,
 ) -> Response {
-    match served.queries.get(&name) {
+    match state.queries.get(&name) {
         Ok(query) => axum::Json(api::progress(&query, asked.last)).into_response(),
         Err(e) => not_found(e.to_string()),
     }
 }
 
-async fn metrics_text(State(served): State<Served>) -> Response {
+async fn metrics_text(State(state): State<ServerState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        served.metrics.render(&served.queries),
+        state.metrics.render(&state.queries),
     )
         .into_response()
 }

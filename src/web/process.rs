@@ -1,6 +1,6 @@
-//! The process's own metrics, as Prometheus's client libraries name them (`process_*`): CPU
-//! time, memory, threads, open files and start time, read from `/proc/self` on Linux and left
-//! at zero elsewhere.
+//! The process's own metrics, named as Prometheus's client libraries name them
+//! (`weir_process_*` here, under weir's prefix): CPU time, memory, threads, open files and start
+//! time, read from `/proc/self` on Linux and left at zero elsewhere.
 
 use std::sync::atomic::AtomicU64;
 
@@ -65,7 +65,8 @@ impl ProcessMetrics {
         self.virtual_bytes.set(stat.vsize);
         self.threads.set(stat.threads);
         if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
-            self.open_fds.set(entries.count() as i64);
+            // Less the descriptor of the listing itself.
+            self.open_fds.set(entries.count() as i64 - 1);
         }
         if let Some(boot) = boot_time() {
             self.start_time.set(boot + stat.start_ticks as f64 / ticks);

@@ -5,6 +5,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use regex::Regex;
+use weir::kafka::read_progress::ReadTotals;
 
 use super::common::{Broker, fill, unique};
 
@@ -345,12 +346,13 @@ fn on_a_terminal(command: &mut Command) -> String {
     text(&reader.join().unwrap())
 }
 
-/// A script draining 6 000 records of `topic` in batches of 100 into a memory table.
+/// A script draining 6 000 records of `topic` in batches of 50 into a memory table: 120
+/// batches, long enough for the progress to show.
 fn drain_script(topic: &str) -> String {
     let checkpoint = tempfile::tempdir().unwrap().keep();
     format!(
         "CREATE EXTERNAL TABLE src STORED AS KAFKA OPTIONS ('subscribe' '{topic}',
-           'startingOffsets' 'earliest', 'maxOffsetsPerTrigger' '100');
+           'startingOffsets' 'earliest', 'maxOffsetsPerTrigger' '50');
          CREATE EXTERNAL TABLE out (v BYTEA) STORED AS MEMORY;
          CREATE STREAMING QUERY drain WITH ('trigger' 'availableNow', 'checkpoint' '{}')
            AS INSERT INTO out SELECT value FROM src",
@@ -405,7 +407,7 @@ async fn a_bounded_read_counts_the_offsets_it_planned_and_read() {
     broker.create_topic(&topic, 2);
     fill(&broker.bootstrap(), &topic, 2, 150);
     let engine = broker.engine();
-    assert_eq!(engine.read_progress(), (0, 0));
+    assert_eq!(engine.read_progress(), ReadTotals::default());
     engine
         .sql(&format!(
             "CREATE EXTERNAL TABLE t STORED AS KAFKA OPTIONS ('subscribe' '{topic}')"
@@ -414,7 +416,8 @@ async fn a_bounded_read_counts_the_offsets_it_planned_and_read() {
         .unwrap();
     let counted = engine.sql("SELECT count(*) FROM t").await.unwrap();
     assert_eq!(counted[0].num_rows(), 1);
-    assert_eq!(engine.read_progress(), (300, 300));
+    let totals = engine.read_progress();
+    assert_eq!((totals.planned, totals.read), (300, 300));
 }
 
 #[test]
@@ -442,4 +445,42 @@ fn a_web_ui_address_that_cannot_be_served_is_named() {
         stderr.contains(&format!("error: cannot serve the web UI on {address}: ")),
         "{stderr}"
     );
+}
+
+#[test]
+fn the_streaming_example_with_ui_serves_its_page_until_ctrl_c() {
+    use std::io::BufRead;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/examples/streaming.sql");
+    let mut child = weir()
+        .args(["--embedded-kafka", "--ui", "127.0.0.1:0", "run", script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut address = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("Web UI at http://") {
+            address = rest.split('/').next().map(str::to_string);
+        }
+        if line.contains("the web UI stays at") {
+            break;
+        }
+    }
+    let address: std::net::SocketAddr = address
+        .expect("the UI's address is printed")
+        .parse()
+        .unwrap();
+    let (status, _, body) = super::web::http_get(address, "/api/queries/page_views_job");
+    assert_eq!(status, 200);
+    let query: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(query["status"], "finished");
+    assert_eq!(query["batch"], 3, "four batches of 250 offsets");
+    let (status, _, page) = super::web::http_get(address, "/query/page_views_job");
+    assert_eq!(status, 200);
+    assert!(page.contains("<svg id=\"rates\""), "{page}");
+    // SAFETY: signals the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert!(child.wait().unwrap().success(), "Ctrl-C ends it cleanly");
 }

@@ -1078,7 +1078,12 @@ async fn passwords_stay_secret() {
         );
     }
     let ui = engine.ui_address().unwrap();
-    for path in ["/api/queries", "/api/queries/s", "/api/queries/s/progress", "/metrics"] {
+    for path in [
+        "/api/queries",
+        "/api/queries/s",
+        "/api/queries/s/progress",
+        "/metrics",
+    ] {
         let (status, _, served) = http_get(ui, path);
         assert_eq!(status, 200, "{path}");
         assert!(!served.contains("hunter2"), "{path}: {served}");

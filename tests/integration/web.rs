@@ -121,6 +121,19 @@ async fn the_api_and_the_metrics_agree_with_the_progress_records() {
     let records = query.recent_progress();
     assert_eq!(records.len(), 5, "200 records in batches of 40");
 
+    for record in &records {
+        let d = &record.durations;
+        let phases = d.plan_ms + d.read_ms + d.execute_ms + d.sink_ms + d.commit_ms;
+        assert!(
+            phases <= d.total_ms * 1.05 + 0.05 && phases >= d.total_ms * 0.8,
+            "the phases make up the batch: {d:?}"
+        );
+        assert!(
+            d.plan_ms > 0.0 && d.read_ms > 0.0 && d.commit_ms > 0.0,
+            "{d:?}"
+        );
+    }
+
     let (status, content_type, body) = http_get(address, "/api/queries");
     assert_eq!((status, content_type.as_str()), (200, "application/json"));
     let list: Value = serde_json::from_str(&body).unwrap();
@@ -382,7 +395,9 @@ async fn the_query_page_draws_the_progress_records_in_a_real_browser() {
         };
         assert_eq!(bar["data-value"].parse::<f64>().unwrap(), expected);
     }
-    for point in elements(&dom, "lag", "circle") {
+    let lag_points = elements(&dom, "lag", "circle");
+    assert_eq!(lag_points.len(), 20, "two partitions of ten batches");
+    for point in lag_points {
         let record = &records[&point["data-batch"].parse().unwrap()];
         let partition = &record.sources[0]
             .partitions

@@ -13,7 +13,8 @@ const weir = (() => {
 
   async function getJson(url) {
     const response = await fetch(url, { cache: "no-store" });
-    const body = await response.json();
+    const json = (response.headers.get("content-type") || "").startsWith("application/json");
+    const body = json ? await response.json() : { error: await response.text() };
     if (!response.ok) throw new Error(body.error || response.statusText);
     return body;
   }
@@ -223,9 +224,10 @@ const weir = (() => {
     ]);
   }
 
-  function every(ms, update) {
-    update();
-    setInterval(update, ms);
+  // Runs `update` now and `ms` after each run ends, so that no two requests overlap.
+  async function every(ms, update) {
+    await update();
+    setTimeout(() => every(ms, update), ms);
   }
 
   function listPage() {
@@ -240,7 +242,7 @@ const weir = (() => {
           link.href = `/query/${encodeURIComponent(q.name)}`;
           link.textContent = q.name;
           cell(row, "").appendChild(link);
-          cell(row, q.status, `status-${q.status}`);
+          cell(row, q.status, `status ${q.status}`);
           cell(row, q.batch ?? "–", "number");
           cell(row, number(q.inputRowsPerSecond, 1), "number");
           cell(row, number(q.processedRowsPerSecond, 1), "number");
@@ -259,7 +261,13 @@ const weir = (() => {
   }
 
   function queryPage() {
-    const name = decodeURIComponent(location.pathname.replace(/^\/query\//, ""));
+    const path = location.pathname.replace(/^\/query\//, "");
+    let name = path;
+    try {
+      name = decodeURIComponent(path);
+    } catch {
+      showFailure(new Error(`the address names no query: ${path}`));
+    }
     const api = `/api/queries/${encodeURIComponent(name)}`;
     document.getElementById("title").textContent = name;
     document.title = `weir: ${name}`;
