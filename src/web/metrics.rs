@@ -111,6 +111,15 @@ impl Default for Metrics {
 
 impl Metrics {
     fn register(&mut self) {
+        self.register_totals();
+        self.register_durations();
+        self.register_latest();
+        let process = self.registry.sub_registry_with_prefix("process");
+        self.process.register(process);
+    }
+
+    /// Counters over every batch.
+    fn register_totals(&mut self) {
         let r = &mut self.registry;
         r.register(
             "query_input_rows",
@@ -138,6 +147,16 @@ impl Metrics {
             "Offsets skipped as deleted from the broker (failOnDataLoss false)",
             self.lost_offsets.clone(),
         );
+        r.register(
+            "query_failures",
+            "Times the query failed",
+            self.failures.clone(),
+        );
+    }
+
+    /// How long batches and their phases took.
+    fn register_durations(&mut self) {
+        let r = &mut self.registry;
         r.register_with_unit(
             "query_batch_duration",
             "Duration of a batch, from planning its slice to its commit",
@@ -156,6 +175,11 @@ impl Metrics {
             Unit::Seconds,
             self.phase_seconds.clone(),
         );
+    }
+
+    /// What the latest batch reported, and the query's status.
+    fn register_latest(&mut self) {
+        let r = &mut self.registry;
         r.register(
             "query_latest_batch",
             "Id of the latest batch",
@@ -198,12 +222,6 @@ impl Metrics {
             "1 for the query's current status (running, finished, stopped, failed)",
             self.status.clone(),
         );
-        r.register(
-            "query_failures",
-            "Times the query failed",
-            self.failures.clone(),
-        );
-        self.process.register(r.sub_registry_with_prefix("process"));
     }
 
     /// Records one batch's report.
@@ -211,30 +229,39 @@ impl Metrics {
         let query = QueryLabels {
             query: progress.name.clone(),
         };
+        self.record_totals(&query, progress);
+        self.record_durations(&query, progress);
+        self.record_latest(&query, progress);
+    }
+
+    fn record_totals(&self, query: &QueryLabels, progress: &QueryProgress) {
         self.input_rows
-            .get_or_create(&query)
+            .get_or_create(query)
             .inc_by(progress.num_input_rows);
         self.output_rows
-            .get_or_create(&query)
+            .get_or_create(query)
             .inc_by(progress.num_output_rows);
-        self.batches.get_or_create(&query).inc();
-        let replayed = self.replayed_batches.get_or_create_owned(&query);
+        self.batches.get_or_create(query).inc();
+        let replayed = self.replayed_batches.get_or_create_owned(query);
         if progress.replayed {
             replayed.inc();
         }
         let lost: i64 = progress.sources.iter().map(|s| s.lost_offsets).sum();
         self.lost_offsets
-            .get_or_create(&query)
+            .get_or_create(query)
             .inc_by(lost.max(0) as u64);
-        let durations = &progress.durations;
         self.late_rows
-            .get_or_create(&query)
+            .get_or_create(query)
             .inc_by(progress.event_time.late_rows);
+    }
+
+    fn record_durations(&self, query: &QueryLabels, progress: &QueryProgress) {
+        let durations = &progress.durations;
         self.batch_duration
-            .get_or_create(&query)
+            .get_or_create(query)
             .observe(durations.total_ms / 1000.0);
         self.sink_duration
-            .get_or_create(&query)
+            .get_or_create(query)
             .observe(durations.sink_ms / 1000.0);
         for (phase, ms) in [
             ("plan", durations.plan_ms),
@@ -251,14 +278,17 @@ impl Metrics {
                 .get_or_create(&labels)
                 .inc_by(ms / 1000.0);
         }
+    }
+
+    fn record_latest(&self, query: &QueryLabels, progress: &QueryProgress) {
         self.latest_batch
-            .get_or_create(&query)
+            .get_or_create(query)
             .set(progress.batch_id as i64);
         self.input_rate
-            .get_or_create(&query)
+            .get_or_create(query)
             .set(progress.input_rows_per_second);
         self.processed_rate
-            .get_or_create(&query)
+            .get_or_create(query)
             .set(progress.processed_rows_per_second);
         for partition in progress.sources.iter().flat_map(|s| &s.partitions) {
             let labels = PartitionLabels {
@@ -270,14 +300,14 @@ impl Metrics {
         }
         if let Some(watermark) = progress.event_time.next_watermark_ms {
             self.watermark
-                .get_or_create(&query)
+                .get_or_create(query)
                 .set(watermark as f64 / 1000.0);
         }
         self.state_rows
-            .get_or_create(&query)
+            .get_or_create(query)
             .set(progress.event_time.state_rows as i64);
         self.state_bytes
-            .get_or_create(&query)
+            .get_or_create(query)
             .set(progress.event_time.state_bytes as i64);
     }
 
