@@ -2,6 +2,7 @@
 //! in process and as a separate `weir broker` process, plus the `weir` command itself.
 
 mod integration {
+    pub mod avro;
     pub mod cli;
     pub mod common;
     pub mod crash;

@@ -1,5 +1,6 @@
 //! Record values ⇄ Arrow columns: vectorised decoding of a whole batch of Kafka values into the
-//! declared columns of a table (JSON, CSV, raw), and JSON encoding of rows for the Kafka sink.
+//! declared columns of a table (JSON, CSV, Avro, raw), and JSON encoding of rows for the Kafka
+//! sink.
 //!
 //! A batch decodes in one pass. Only when that pass fails, or yields a different number of rows
 //! than there are records, is the batch decoded record by record to find the records at fault,
@@ -14,6 +15,8 @@ use arrow::error::ArrowError;
 use datafusion::error::{DataFusionError, Result};
 
 use crate::kafka::options::{MalformedMode, ValueFormat};
+
+mod avro;
 
 /// The declared columns of a batch of records.
 #[derive(Debug)]
@@ -56,6 +59,13 @@ impl ValueDecoder {
                         .to_string(),
                 ));
             }
+        }
+        if let ValueFormat::Avro { schema } = &format {
+            avro::check_schema(schema).map_err(|e| {
+                DataFusionError::Plan(format!(
+                    "option 'avroSchema' is not an Avro schema weir can read: {e}"
+                ))
+            })?;
         }
         Ok(Self {
             format,
@@ -148,6 +158,7 @@ impl ValueDecoder {
                 let column = cast_with_options(&values, self.schema.field(0).data_type(), &strict)?;
                 RecordBatch::try_new(Arc::clone(&self.schema), vec![column])
             }
+            ValueFormat::Avro { schema } => avro::decode(schema, values, &nulled, &self.schema),
             ValueFormat::RawRecord => Err(ArrowError::InvalidArgumentError(
                 "a raw record table has no declared columns to decode".to_string(),
             )),
@@ -224,6 +235,7 @@ impl ValueDecoder {
         match self.format {
             ValueFormat::Json => "json",
             ValueFormat::Csv { .. } => "csv",
+            ValueFormat::Avro { .. } => "avro",
             ValueFormat::RawValue | ValueFormat::RawRecord => "raw",
         }
     }

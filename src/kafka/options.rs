@@ -102,7 +102,12 @@ pub const KAFKA_TABLE_OPTIONS: &[OptionDoc] = &[
     OptionDoc {
         name: "format",
         default: "raw without declared columns",
-        meaning: "How record values are decoded into the declared columns: json, csv, or raw (one declared string or binary column holding the value).",
+        meaning: "How record values are decoded into the declared columns: json, csv, avro (with avroSchema), or raw (one declared string or binary column holding the value).",
+    },
+    OptionDoc {
+        name: "avroSchema",
+        default: "none",
+        meaning: "With 'format' 'avro': the schema the values were written with, as Avro schema JSON (Spark's jsonFormatSchema). Declared columns are read from its fields by name and cast to their declared types; a nullable column it lacks is null. Reading only; writing Avro is not supported yet.",
     },
     OptionDoc {
         name: "mode",
@@ -280,6 +285,11 @@ pub enum ValueFormat {
     Csv {
         /// Field delimiter.
         delimiter: u8,
+    },
+    /// The value is Avro binary written with a known schema (no registry framing).
+    Avro {
+        /// The writer's schema, as Avro schema JSON (`avroSchema`).
+        schema: String,
     },
 }
 
@@ -987,12 +997,13 @@ fn parse_partition_map(name: &str, value: &str) -> Result<BTreeMap<TopicPartitio
 
 fn parse_format(bag: &mut OptionBag, has_declared_columns: bool) -> Result<ValueFormat> {
     let delimiter = bag.take("csv.delimiter");
+    let avro_schema = bag.take("avroSchema");
     let format = bag.take("format");
     let parsed = match format.as_deref().map(|f| f.trim().to_ascii_lowercase()) {
         None if has_declared_columns => {
             return Err(DataFusionError::Plan(
-                "a Kafka table with declared columns needs the option 'format' (json, csv or \
-                 raw) to say how record values decode into them"
+                "a Kafka table with declared columns needs the option 'format' (json, csv, \
+                 avro or raw) to say how record values decode into them"
                     .to_string(),
             ));
         }
@@ -1014,9 +1025,24 @@ fn parse_format(bag: &mut OptionBag, has_declared_columns: bool) -> Result<Value
                 };
                 return Ok(ValueFormat::Csv { delimiter });
             }
-            other => return bad_value("format", other, "json, csv or raw"),
+            "avro" => match avro_schema {
+                Some(schema) => return Ok(ValueFormat::Avro { schema }),
+                None => {
+                    return Err(DataFusionError::Plan(
+                        "'format' 'avro' needs the option 'avroSchema': the schema the values \
+                         were written with, as Avro schema JSON"
+                            .to_string(),
+                    ));
+                }
+            },
+            other => return bad_value("format", other, "json, csv, avro or raw"),
         },
     };
+    if avro_schema.is_some() {
+        return Err(DataFusionError::Plan(
+            "option 'avroSchema' only applies to 'format' 'avro'".to_string(),
+        ));
+    }
     if let Some(d) = delimiter {
         return Err(DataFusionError::Plan(format!(
             "option 'csv.delimiter' ('{d}') only applies to 'format' 'csv'"
@@ -1330,10 +1356,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(o.format, ValueFormat::Csv { delimiter: b'|' });
+        let e = parse_with(&[("subscribe", "t"), ("format", "xml")], true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("json, csv, avro or raw"), "{e}");
         let e = parse_with(&[("subscribe", "t"), ("format", "avro")], true)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("json, csv or raw"), "{e}");
+        assert!(e.contains("needs the option 'avroSchema'"), "{e}");
+        let e = parse_with(
+            &[
+                ("subscribe", "t"),
+                ("format", "json"),
+                ("avroSchema", "\"long\""),
+            ],
+            true,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("only applies to 'format' 'avro'"), "{e}");
         let o = parse_with(
             &[
                 ("subscribe", "t"),

@@ -90,11 +90,16 @@ impl RecordColumns {
                     .filter_map(|c| find(*c))
                     .collect(),
             ),
-            ValueFormat::Csv { .. } => {
+            ValueFormat::Csv { .. } | ValueFormat::Avro { .. } => {
                 return Err(DataFusionError::Plan(format!(
-                    "INSERT INTO Kafka table '{}' with 'format' 'csv' is not supported; declare \
+                    "INSERT INTO Kafka table '{}' with 'format' '{}' is not supported; declare \
                      the target table with 'format' 'json', or write a raw value column",
-                    source.table
+                    source.table,
+                    if matches!(source.options.format, ValueFormat::Avro { .. }) {
+                        "avro"
+                    } else {
+                        "csv"
+                    }
                 )));
             }
         };

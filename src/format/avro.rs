@@ -1,0 +1,241 @@
+//! Avro values written with a known schema (the table's `avroSchema`, Spark's
+//! `jsonFormatSchema`): a whole batch of values decoded by arrow-avro into Arrow columns, then
+//! fitted to the table's declared columns by name.
+//!
+//! arrow-avro reads framed values only (Confluent's magic byte and schema id), so each value is
+//! fed after a frame naming schema 0, the table's, without copying the value.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BinaryArray, RecordBatch, UInt32Array, new_null_array};
+use arrow::compute::{CastOptions, cast_with_options, take};
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::error::ArrowError;
+use arrow_avro::reader::{Decoder, ReaderBuilder};
+use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
+
+/// Confluent's framing of a value written with schema id 0.
+const FRAME: [u8; 5] = [0, 0, 0, 0, 0];
+
+/// A decoder of values written with `writer_schema` (Avro schema JSON) into batches of up to
+/// `rows` rows.
+fn decoder(writer_schema: &str, rows: usize) -> Result<Decoder, ArrowError> {
+    let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
+    store.set(
+        Fingerprint::Id(0),
+        AvroSchema::new(writer_schema.to_string()),
+    )?;
+    ReaderBuilder::new()
+        .with_writer_schema_store(store)
+        .with_batch_size(rows.max(1))
+        .build_decoder()
+}
+
+/// Fails when `writer_schema` is not an Avro schema arrow-avro can decode.
+pub fn check_schema(writer_schema: &str) -> Result<(), ArrowError> {
+    decoder(writer_schema, 1).map(|_| ())
+}
+
+/// Decodes `values` written with `writer_schema` into the columns `declared`; a value for which
+/// `nulled(i)` holds (a tombstone, a malformed value kept as PERMISSIVE) becomes a null row.
+pub fn decode(
+    writer_schema: &str,
+    values: &BinaryArray,
+    nulled: &dyn Fn(usize) -> bool,
+    declared: &SchemaRef,
+) -> Result<RecordBatch, ArrowError> {
+    let mut decoder = decoder(writer_schema, values.len())?;
+    let mut rows: Vec<Option<u32>> = Vec::with_capacity(values.len());
+    let mut decoded = 0u32;
+    for i in 0..values.len() {
+        if nulled(i) {
+            rows.push(None);
+            continue;
+        }
+        decode_one(&mut decoder, values.value(i))?;
+        rows.push(Some(decoded));
+        decoded += 1;
+    }
+    let Some(batch) = decoder.flush().map_err(ArrowError::from)? else {
+        let columns = declared
+            .fields()
+            .iter()
+            .map(|f| new_null_array(f.data_type(), values.len()))
+            .collect();
+        return RecordBatch::try_new(Arc::clone(declared), columns);
+    };
+    let rows = UInt32Array::from(rows);
+    let spread = batch
+        .columns()
+        .iter()
+        .map(|column| take(column, &rows, None))
+        .collect::<Result<Vec<ArrayRef>, ArrowError>>()?;
+    conform(&batch.schema(), &spread, declared)
+}
+
+/// Feeds one value, which must hold exactly one record.
+fn decode_one(decoder: &mut Decoder, value: &[u8]) -> Result<(), ArrowError> {
+    decoder.decode(&FRAME).map_err(ArrowError::from)?;
+    let taken = decoder.decode(value).map_err(ArrowError::from)?;
+    if value.is_empty() || taken == 0 {
+        return Err(ArrowError::ParseError(format!(
+            "the value ({} bytes) ends before its Avro record does",
+            value.len()
+        )));
+    }
+    if taken != value.len() {
+        return Err(ArrowError::ParseError(format!(
+            "the value holds {} bytes after its Avro record",
+            value.len() - taken
+        )));
+    }
+    Ok(())
+}
+
+/// The declared columns among the `columns` decoded as `written`, found by name: cast to their
+/// declared types; a nullable column the writer's schema lacks is null.
+fn conform(
+    written: &Schema,
+    columns: &[ArrayRef],
+    declared: &SchemaRef,
+) -> Result<RecordBatch, ArrowError> {
+    let strict = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let rows = columns.first().map_or(0, |c| c.len());
+    let conformed = declared
+        .fields()
+        .iter()
+        .map(|field| {
+            let found = written
+                .index_of(field.name())
+                .ok()
+                .or_else(|| written.fields().iter().position(|w| w.name().eq_ignore_ascii_case(field.name())));
+            match found {
+                Some(i) => cast_with_options(&columns[i], field.data_type(), &strict).map_err(|e| {
+                    ArrowError::CastError(format!(
+                        "field '{}' is {} in the Avro schema and cannot be read as the declared {}: {e}",
+                        field.name(),
+                        written.field(i).data_type(),
+                        field.data_type()
+                    ))
+                }),
+                None if field.is_nullable() => Ok(new_null_array(field.data_type(), rows)),
+                None => Err(ArrowError::SchemaError(format!(
+                    "the Avro schema has no field '{}', which the table declares NOT NULL",
+                    field.name()
+                ))),
+            }
+        })
+        .collect::<Result<Vec<ArrayRef>, ArrowError>>()?;
+    RecordBatch::try_new(Arc::clone(declared), conformed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    const SCHEMA: &str = r#"{"type": "record", "name": "Click", "fields": [
+        {"name": "id", "type": "long"},
+        {"name": "page", "type": ["null", "string"], "default": null},
+        {"name": "extra", "type": "int"}]}"#;
+
+    /// Avro binary of {id, page, extra}: zig-zag varints, a union index, a length-prefixed string.
+    fn click(id: i64, page: Option<&str>, extra: i32) -> Vec<u8> {
+        fn varint(n: i64, out: &mut Vec<u8>) {
+            let mut z = ((n << 1) ^ (n >> 63)) as u64;
+            while z >= 0x80 {
+                out.push((z as u8) | 0x80);
+                z >>= 7;
+            }
+            out.push(z as u8);
+        }
+        let mut out = vec![];
+        varint(id, &mut out);
+        match page {
+            None => varint(0, &mut out),
+            Some(p) => {
+                varint(1, &mut out);
+                varint(p.len() as i64, &mut out);
+                out.extend_from_slice(p.as_bytes());
+            }
+        }
+        varint(i64::from(extra), &mut out);
+        out
+    }
+
+    /// page, id (nullable for tombstones) and a field the writer lacks.
+    fn declared(added_nullable: bool) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("page", DataType::Utf8, true),
+            Field::new("id", DataType::Int64, true),
+            Field::new("added", DataType::Utf8, added_nullable),
+        ]))
+    }
+
+    #[test]
+    fn values_decode_by_name_with_nulls_for_tombstones_and_missing_fields() {
+        let values = BinaryArray::from(vec![
+            Some(click(1, Some("home"), 7).as_slice()),
+            None,
+            Some(click(-300, None, 0).as_slice()),
+        ]);
+        let batch = decode(SCHEMA, &values, &|i| values.is_null(i), &declared(true)).unwrap();
+        assert_eq!(batch.num_rows(), 3);
+        let ids = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!(
+            ids.iter().collect::<Vec<_>>(),
+            vec![Some(1), None, Some(-300)]
+        );
+        let pages = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!(
+            pages.iter().collect::<Vec<_>>(),
+            vec![Some("home"), None, None]
+        );
+        assert_eq!(batch.column(2).null_count(), 3);
+    }
+
+    #[test]
+    fn truncated_values_trailing_bytes_and_missing_required_fields_are_named() {
+        let whole = click(5, Some("cart"), 1);
+        let truncated = BinaryArray::from(vec![&whole[..whole.len() - 2]]);
+        let e = decode(SCHEMA, &truncated, &|_| false, &declared(true)).unwrap_err();
+        assert!(
+            e.to_string().contains("ends before its Avro record does"),
+            "{e}"
+        );
+        let mut longer = whole.clone();
+        longer.extend_from_slice(&[1, 2]);
+        let e = decode(
+            SCHEMA,
+            &BinaryArray::from(vec![longer.as_slice()]),
+            &|_| false,
+            &declared(true),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("2 bytes after its Avro record"),
+            "{e}"
+        );
+        let e = decode(
+            SCHEMA,
+            &BinaryArray::from(vec![whole.as_slice()]),
+            &|_| false,
+            &declared(false),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("no field 'added'"), "{e}");
+        assert!(check_schema("{\"type\": \"nonsense\"}").is_err());
+    }
+}
