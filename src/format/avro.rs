@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BinaryArray, RecordBatch, UInt32Array, new_null_array};
-use arrow::compute::{CastOptions, cast_with_options, take};
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::compute::{CastOptions, can_cast_types, cast_with_options, take};
+use arrow::datatypes::{DataType, Fields, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow_avro::reader::{Decoder, ReaderBuilder};
 use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
@@ -31,9 +31,68 @@ fn decoder(writer_schema: &str, rows: usize) -> Result<Decoder, ArrowError> {
         .build_decoder()
 }
 
-/// Fails when `writer_schema` is not an Avro schema arrow-avro can decode.
-pub fn check_schema(writer_schema: &str) -> Result<(), ArrowError> {
-    decoder(writer_schema, 1).map(|_| ())
+/// Fails when `writer_schema` is not an Avro record schema arrow-avro can decode, or when its
+/// fields cannot fill the `declared` columns: a column whose field has a type that does not
+/// cast, a NOT NULL column without a field, a declared struct field the record lacks.
+pub fn check_schema(writer_schema: &str, declared: &SchemaRef) -> Result<(), String> {
+    let parsed: serde_json::Value =
+        serde_json::from_str(writer_schema).map_err(|e| format!("it is not JSON: {e}"))?;
+    if parsed.get("type").and_then(|t| t.as_str()) != Some("record") {
+        return Err(
+            "its top level must be a record (\"type\": \"record\"), whose fields are \
+                    the columns"
+                .to_string(),
+        );
+    }
+    let written = decoder(writer_schema, 1)
+        .map_err(|e| e.to_string())?
+        .schema();
+    check_fields(written.fields(), declared.fields(), "")
+}
+
+fn check_fields(written: &Fields, declared: &Fields, path: &str) -> Result<(), String> {
+    for field in declared {
+        let name = format!("{path}{}", field.name());
+        let Some(found) = find(written, field.name()) else {
+            if field.is_nullable() && path.is_empty() {
+                continue;
+            }
+            return Err(format!(
+                "the record has no field '{name}', which the table declares"
+            ));
+        };
+        let from = written[found].data_type();
+        match (from, field.data_type()) {
+            (DataType::Struct(inner), DataType::Struct(wanted)) => {
+                let exact: Vec<_> = wanted
+                    .iter()
+                    .filter(|w| inner.find(w.name()).is_some())
+                    .collect();
+                if exact.len() != wanted.len() {
+                    return Err(format!(
+                        "the fields of struct '{name}' must be named exactly as in the record"
+                    ));
+                }
+                check_fields(inner, wanted, &format!("{name}."))?;
+            }
+            (from, to) if !can_cast_types(from, to) => {
+                return Err(format!(
+                    "field '{name}' cannot be read as the declared {to} (the record holds {from})"
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The position of the field named `name`, exactly or else ignoring case.
+fn find(fields: &Fields, name: &str) -> Option<usize> {
+    fields.iter().position(|f| f.name() == name).or_else(|| {
+        fields
+            .iter()
+            .position(|f| f.name().eq_ignore_ascii_case(name))
+    })
 }
 
 /// Decodes `values` written with `writer_schema` into the columns `declared`; a value for which
@@ -44,7 +103,8 @@ pub fn decode(
     nulled: &dyn Fn(usize) -> bool,
     declared: &SchemaRef,
 ) -> Result<RecordBatch, ArrowError> {
-    let mut decoder = decoder(writer_schema, values.len())?;
+    let wanted = (0..values.len()).filter(|i| !nulled(*i)).count();
+    let mut decoder = decoder(writer_schema, wanted)?;
     let mut rows: Vec<Option<u32>> = Vec::with_capacity(values.len());
     let mut decoded = 0u32;
     for i in 0..values.len() {
@@ -56,7 +116,13 @@ pub fn decode(
         rows.push(Some(decoded));
         decoded += 1;
     }
-    let Some(batch) = decoder.flush().map_err(ArrowError::from)? else {
+    let flushed = decoder.flush().map_err(ArrowError::from)?;
+    if flushed.as_ref().map_or(0, RecordBatch::num_rows) != decoded as usize {
+        return Err(ArrowError::ParseError(format!(
+            "{decoded} values decoded into a different number of rows"
+        )));
+    }
+    let Some(batch) = flushed else {
         let columns = declared
             .fields()
             .iter()
@@ -73,15 +139,32 @@ pub fn decode(
     conform(&batch.schema(), &spread, declared)
 }
 
-/// Feeds one value, which must hold exactly one record.
+/// Feeds one value, which must hold exactly one record: the decoder's room for rows falls by
+/// one, and the value is used up.
 fn decode_one(decoder: &mut Decoder, value: &[u8]) -> Result<(), ArrowError> {
-    decoder.decode(&FRAME).map_err(ArrowError::from)?;
-    let taken = decoder.decode(value).map_err(ArrowError::from)?;
-    if value.is_empty() || taken == 0 {
+    let room = decoder.capacity();
+    let framed = decoder.decode(&FRAME).map_err(ArrowError::from)?;
+    if framed != FRAME.len() || decoder.capacity() != room {
+        return Err(ArrowError::ParseError(
+            "the Avro decoder did not take the value's frame".to_string(),
+        ));
+    }
+    let taken = decoder.decode(value).map_err(|e| {
+        ArrowError::ParseError(format!(
+            "the value is not one Avro record of the schema: {e}"
+        ))
+    })?;
+    let records = room - decoder.capacity();
+    if records == 0 {
         return Err(ArrowError::ParseError(format!(
             "the value ({} bytes) ends before its Avro record does",
             value.len()
         )));
+    }
+    if records > 1 {
+        return Err(ArrowError::ParseError(
+            "the value holds more than one Avro record".to_string(),
+        ));
     }
     if taken != value.len() {
         return Err(ArrowError::ParseError(format!(
@@ -108,10 +191,7 @@ fn conform(
         .fields()
         .iter()
         .map(|field| {
-            let found = written
-                .index_of(field.name())
-                .ok()
-                .or_else(|| written.fields().iter().position(|w| w.name().eq_ignore_ascii_case(field.name())));
+            let found = find(written.fields(), field.name());
             match found {
                 Some(i) => cast_with_options(&columns[i], field.data_type(), &strict).map_err(|e| {
                     ArrowError::CastError(format!(
@@ -136,7 +216,7 @@ fn conform(
 mod tests {
     use super::*;
     use arrow::array::{Int64Array, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::datatypes::Field;
 
     const SCHEMA: &str = r#"{"type": "record", "name": "Click", "fields": [
         {"name": "id", "type": "long"},
@@ -207,6 +287,41 @@ mod tests {
     }
 
     #[test]
+    fn a_value_holding_two_records_fails_the_batch_and_is_found_alone() {
+        let mut two = click(2, None, 0);
+        two.extend_from_slice(&FRAME);
+        two.extend(click(99, None, 0));
+        let values = BinaryArray::from(vec![
+            Some(click(1, None, 0).as_slice()),
+            None,
+            Some(two.as_slice()),
+            Some(click(3, None, 0).as_slice()),
+        ]);
+        let e = decode(SCHEMA, &values, &|i| values.is_null(i), &declared(true)).unwrap_err();
+        assert!(e.to_string().contains("more than one Avro record"), "{e}");
+        let decoder = crate::format::ValueDecoder::new(
+            crate::kafka::options::ValueFormat::Avro {
+                schema: SCHEMA.to_string(),
+            },
+            declared(true),
+            crate::kafka::options::MalformedMode::Permissive,
+        )
+        .unwrap();
+        let decoded = decoder.decode(&values, &|i| format!("offset {i}")).unwrap();
+        let ids = decoded
+            .batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!(
+            ids.iter().collect::<Vec<_>>(),
+            vec![Some(1), None, None, Some(3)]
+        );
+        assert_eq!(decoded.malformed, 1);
+    }
+
+    #[test]
     fn truncated_values_trailing_bytes_and_missing_required_fields_are_named() {
         let whole = click(5, Some("cart"), 1);
         let truncated = BinaryArray::from(vec![&whole[..whole.len() - 2]]);
@@ -236,6 +351,20 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("no field 'added'"), "{e}");
-        assert!(check_schema("{\"type\": \"nonsense\"}").is_err());
+        assert!(check_schema("{\"type\": \"nonsense\"}", &declared(true)).is_err());
+        let e = check_schema("\"long\"", &declared(true)).unwrap_err();
+        assert!(e.contains("top level must be a record"), "{e}");
+        let e = check_schema(SCHEMA, &declared(false)).unwrap_err();
+        assert!(e.contains("no field 'added'"), "{e}");
+        let wrong_type = Arc::new(Schema::new(vec![Field::new(
+            "page",
+            DataType::Struct(Fields::empty()),
+            true,
+        )]));
+        let e = check_schema(SCHEMA, &wrong_type).unwrap_err();
+        assert!(
+            e.contains("field 'page' cannot be read as the declared"),
+            "{e}"
+        );
     }
 }

@@ -60,10 +60,13 @@ impl ValueDecoder {
                 ));
             }
         }
-        if let ValueFormat::Avro { schema } = &format {
-            avro::check_schema(schema).map_err(|e| {
+        if let ValueFormat::Avro {
+            schema: avro_schema,
+        } = &format
+        {
+            avro::check_schema(avro_schema, &schema).map_err(|e| {
                 DataFusionError::Plan(format!(
-                    "option 'avroSchema' is not an Avro schema weir can read: {e}"
+                    "option 'avroSchema' does not fit the table's columns: {e}"
                 ))
             })?;
         }

@@ -999,6 +999,19 @@ fn parse_format(bag: &mut OptionBag, has_declared_columns: bool) -> Result<Value
     let delimiter = bag.take("csv.delimiter");
     let avro_schema = bag.take("avroSchema");
     let format = bag.take("format");
+    let named = format.as_deref().map(|f| f.trim().to_ascii_lowercase());
+    if let Some(d) = &delimiter
+        && named.as_deref() != Some("csv")
+    {
+        return Err(DataFusionError::Plan(format!(
+            "option 'csv.delimiter' ('{d}') only applies to 'format' 'csv'"
+        )));
+    }
+    if avro_schema.is_some() && named.as_deref() != Some("avro") {
+        return Err(DataFusionError::Plan(
+            "option 'avroSchema' only applies to 'format' 'avro'".to_string(),
+        ));
+    }
     let parsed = match format.as_deref().map(|f| f.trim().to_ascii_lowercase()) {
         None if has_declared_columns => {
             return Err(DataFusionError::Plan(
@@ -1038,16 +1051,6 @@ fn parse_format(bag: &mut OptionBag, has_declared_columns: bool) -> Result<Value
             other => return bad_value("format", other, "json, csv, avro or raw"),
         },
     };
-    if avro_schema.is_some() {
-        return Err(DataFusionError::Plan(
-            "option 'avroSchema' only applies to 'format' 'avro'".to_string(),
-        ));
-    }
-    if let Some(d) = delimiter {
-        return Err(DataFusionError::Plan(format!(
-            "option 'csv.delimiter' ('{d}') only applies to 'format' 'csv'"
-        )));
-    }
     Ok(parsed)
 }
 
