@@ -247,6 +247,12 @@ mod tests {
         out
     }
 
+    /// The declared `id` column (the second).
+    fn ids(batch: &RecordBatch) -> Vec<Option<i64>> {
+        let ids = batch.column(1).as_any().downcast_ref::<Int64Array>();
+        ids.unwrap().iter().collect()
+    }
+
     /// page, id (nullable for tombstones) and a field the writer lacks.
     fn declared(added_nullable: bool) -> SchemaRef {
         Arc::new(Schema::new(vec![
@@ -265,15 +271,7 @@ mod tests {
         ]);
         let batch = decode(SCHEMA, &values, &|i| values.is_null(i), &declared(true)).unwrap();
         assert_eq!(batch.num_rows(), 3);
-        let ids = batch
-            .column(1)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap();
-        assert_eq!(
-            ids.iter().collect::<Vec<_>>(),
-            vec![Some(1), None, Some(-300)]
-        );
+        assert_eq!(ids(&batch), vec![Some(1), None, Some(-300)]);
         let pages = batch
             .column(0)
             .as_any()
@@ -308,16 +306,7 @@ mod tests {
         )
         .unwrap();
         let decoded = decoder.decode(&values, &|i| format!("offset {i}")).unwrap();
-        let ids = decoded
-            .batch
-            .column(1)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap();
-        assert_eq!(
-            ids.iter().collect::<Vec<_>>(),
-            vec![Some(1), None, None, Some(3)]
-        );
+        assert_eq!(ids(&decoded.batch), vec![Some(1), None, None, Some(3)]);
         assert_eq!(decoded.malformed, 1);
     }
 
