@@ -201,12 +201,11 @@ impl EngineBuilder {
         if let Some(catalog) = ctx.catalog("datafusion") {
             catalog.register_schema(system_tables::SCHEMA, system_tables::schema(&queries)?)?;
         }
-        let ui = match (self.ui, metrics) {
-            (Some(address), Some(metrics)) => {
-                Some(web::serve(address, Arc::clone(&queries), metrics)?)
-            }
-            _ => None,
-        };
+        let ui = self
+            .ui
+            .zip(metrics)
+            .map(|(address, metrics)| web::serve(address, Arc::clone(&queries), metrics))
+            .transpose()?;
         Ok(Engine {
             ctx,
             default_bootstrap,

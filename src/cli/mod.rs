@@ -19,7 +19,7 @@ pub use print::OutputFormat;
 use crate::engine::{BOOTSTRAP_ENV, Engine};
 use crate::error::{Error, Result};
 use crate::stream::QueryProgress;
-use progress::{Console, Progress};
+use progress::{Console, watched};
 use std::sync::Arc;
 
 /// weir: streaming SQL for Apache Kafka.
@@ -109,8 +109,9 @@ fn run(args: Args) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let scripted = args.command_name.is_some() || args.sql.is_some();
     let mut builder = Engine::builder().embedded_kafka(args.embedded_kafka);
-    if args.command_name.is_some() || args.sql.is_some() {
+    if scripted {
         builder =
             builder.progress_listener(Arc::new(|p: &QueryProgress| Console::line(&p.summary())));
     }
@@ -129,7 +130,6 @@ fn run(args: Args) -> Result<ExitCode> {
     if let Some(address) = engine.ui_address() {
         eprintln!("Web UI at http://{address}/ (metrics at /metrics).");
     }
-    let scripted = args.command_name.is_some() || args.sql.is_some();
     let code = match (args.command_name, args.sql) {
         (Some(_), Some(_)) => {
             eprintln!(
@@ -197,22 +197,12 @@ fn execute_cancellable(
     statement: &str,
 ) -> Option<Result<crate::QueryResult>> {
     let before = engine.read_progress();
-    let mut progress = Progress::new("reading");
-    let outcome = runtime.block_on(async {
-        let execution = engine.execute(statement);
-        tokio::pin!(execution);
-        let mut ticks = tokio::time::interval(progress::TICK);
-        loop {
-            tokio::select! {
-                result = &mut execution => return Some(result),
-                _ = tokio::signal::ctrl_c() => return None,
-                _ = ticks.tick() => {
-                    let read = engine.read_progress().since(before);
-                    progress.show(read.read, read.planned);
-                }
-            }
-        }
-    });
-    progress.finish();
-    outcome
+    runtime.block_on(watched(
+        engine.execute(statement),
+        "reading".to_string(),
+        || {
+            let read = engine.read_progress().since(before);
+            (read.read, read.planned)
+        },
+    ))
 }

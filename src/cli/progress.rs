@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::stream::QueryHandle;
 
 /// How often the figures are read.
-pub const TICK: Duration = Duration::from_millis(100);
+const TICK: Duration = Duration::from_millis(100);
 /// Work shorter than this shows no progress at all.
 const SHOW_AFTER: Duration = Duration::from_millis(500);
 /// Without a terminal, a plain progress line this often.
@@ -35,9 +35,33 @@ impl Console {
     }
 }
 
+/// Awaits `work` while showing, every tick, the (records read, records to read) that `sample`
+/// gives; `None` when Ctrl-C is pressed first.
+pub async fn watched<T>(
+    work: impl Future<Output = T>,
+    what: String,
+    mut sample: impl FnMut() -> (u64, u64),
+) -> Option<T> {
+    let mut progress = Progress::new(what);
+    tokio::pin!(work);
+    let mut ticks = tokio::time::interval(TICK);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut work => break Some(outcome),
+            _ = tokio::signal::ctrl_c() => break None,
+            _ = ticks.tick() => {
+                let (read, total) = sample();
+                progress.show(read, total);
+            }
+        }
+    };
+    progress.finish();
+    outcome
+}
+
 /// Records read of records to read, shown as a bar or as plain lines.
 #[derive(Debug)]
-pub struct Progress {
+struct Progress {
     what: String,
     started: Instant,
     bar: Option<ProgressBar>,
@@ -47,7 +71,7 @@ pub struct Progress {
 
 impl Progress {
     /// Progress of `what` (a query or statement), not shown until it has run a moment.
-    pub fn new(what: impl Into<String>) -> Self {
+    fn new(what: impl Into<String>) -> Self {
         let now = Instant::now();
         Self {
             what: what.into(),
@@ -59,7 +83,7 @@ impl Progress {
     }
 
     /// `read` of `total` records are read.
-    pub fn show(&mut self, read: u64, total: u64) {
+    fn show(&mut self, read: u64, total: u64) {
         if total == 0 || self.started.elapsed() < SHOW_AFTER {
             return;
         }
@@ -102,7 +126,7 @@ impl Progress {
     }
 
     /// Takes the bar off the screen.
-    pub fn finish(self) {
+    fn finish(self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
             if let Ok(mut active) = ACTIVE.lock() {

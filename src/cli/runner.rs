@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use tokio::runtime::Runtime;
 
 use super::print::{OutputFormat, summary, write_rows};
-use super::progress::{DrainCount, Progress, TICK};
+use super::progress::{DrainCount, watched};
 use super::{execute_cancellable, shown};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -130,23 +130,13 @@ pub fn run_text(
 /// Waits for a query with a trigger that ends (once, availableNow), showing its progress;
 /// `None` when Ctrl-C is pressed.
 async fn drain(query: &QueryHandle) -> Option<Result<()>> {
-    let mut progress = Progress::new(format!("query {}", query.name()));
     let mut count = DrainCount::default();
-    let termination = query.await_termination();
-    tokio::pin!(termination);
-    let mut ticks = tokio::time::interval(TICK);
-    let outcome = loop {
-        tokio::select! {
-            outcome = &mut termination => break Some(outcome),
-            _ = tokio::signal::ctrl_c() => break None,
-            _ = ticks.tick() => {
-                let (read, total) = count.update(query);
-                progress.show(read, total);
-            }
-        }
-    };
-    progress.finish();
-    outcome
+    watched(
+        query.await_termination(),
+        format!("query {}", query.name()),
+        || count.update(query),
+    )
+    .await
 }
 
 fn location(origin: &str, line: usize) -> String {
