@@ -11,6 +11,7 @@ const SECRET_KEY_MARKERS: &[&str] = &[
     "credential",
     "token",
     "sasl.oauthbearer.config",
+    "user.info",
 ];
 
 /// What a secret value is shown as.

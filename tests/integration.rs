@@ -16,6 +16,7 @@ mod integration {
     pub mod kafka_sink;
     pub mod nexmark;
     pub mod real_kafka;
+    pub mod registry;
     pub mod s3;
     pub mod sink;
     pub mod source;

@@ -1,52 +1,361 @@
-//! Avro values written with a known schema (the table's `avroSchema`, Spark's
-//! `jsonFormatSchema`): a whole batch of values decoded by arrow-avro into Arrow columns, then
-//! fitted to the table's declared columns by name.
+//! Avro values: plain Avro binary written with a known schema (the table's `avroSchema`,
+//! Spark's `jsonFormatSchema`), or framed for a Confluent-compatible schema registry (magic byte
+//! 0, a 4-byte schema id, the Avro binary). [`AvroCodec`] knows where each value's writer schema
+//! comes from and the reader schema it is resolved against (Avro's rules: defaults for added
+//! fields, removed fields skipped, promoted types); it decodes a whole batch of values with
+//! arrow-avro, one pass per writer schema, and fits the columns to the table's declared ones by
+//! name. Writing is in [`super::avro_encode`].
 //!
-//! arrow-avro reads framed values only (Confluent's magic byte and schema id), so each value is
-//! fed after a frame naming schema 0, the table's, without copying the value.
+//! arrow-avro reads framed values only, so a plain value is fed after a frame naming schema 0
+//! without copying the value.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, ArrayRef, BinaryArray, RecordBatch, UInt32Array, new_null_array};
-use arrow::compute::{CastOptions, can_cast_types, cast_with_options, take};
-use arrow::datatypes::{DataType, Fields, Schema, SchemaRef};
+use arrow::compute::{CastOptions, can_cast_types, cast_with_options, concat_batches, take};
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow_avro::reader::{Decoder, ReaderBuilder};
 use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
+use datafusion::error::DataFusionError;
+
+use super::registry::{RegistryClient, RegistryError};
+use crate::kafka::options::AvroOptions;
 
 /// Confluent's framing of a value written with schema id 0.
 const FRAME: [u8; 5] = [0, 0, 0, 0, 0];
 
-/// A decoder of values written with `writer_schema` (Avro schema JSON) into batches of up to
-/// `rows` rows.
-fn decoder(writer_schema: &str, rows: usize) -> Result<Decoder, ArrowError> {
+/// Where the writer schema of each value comes from.
+#[derive(Debug)]
+enum Framing {
+    /// Plain Avro binary, all written with this schema.
+    Plain(String),
+    /// Registry framing: each value names its schema's id.
+    Registry(Arc<RegistryClient>),
+}
+
+/// How a table's Avro values are read (and written): their framing, the reader schema, and
+/// the registry's schemas seen so far.
+#[derive(Debug)]
+pub struct AvroCodec {
+    framing: Framing,
+    /// The schema writer schemas are resolved against, when there is one.
+    reader: Option<String>,
+    /// The registry subject: where the reader schema came from, and where writing registers.
+    subject: Option<String>,
+    /// The `avroSchema` option, which writing uses as its schema.
+    given_schema: Option<String>,
+    /// Writer schemas by id, checked against the reader schema; `Err` for an id the registry
+    /// does not have (its values are undecodable).
+    writers: Mutex<HashMap<u32, Result<Arc<str>, String>>>,
+}
+
+impl AvroCodec {
+    /// The codec of a table with these options; `default_subject` is `<topic>-value` when the
+    /// table has one topic. With a registry, this asks it for the subject's latest schema (so
+    /// an unreachable registry fails here, naming it).
+    pub async fn open(
+        options: &AvroOptions,
+        default_subject: Option<String>,
+    ) -> Result<Self, DataFusionError> {
+        let plan = |e: String| DataFusionError::Plan(e);
+        let Some(registry) = &options.registry else {
+            let schema = options.schema.clone().ok_or_else(|| {
+                plan("'format' 'avro' needs 'avroSchema' or 'schema.registry.url'".to_string())
+            })?;
+            return Ok(Self::new(Framing::Plain(schema.clone()), Some(schema), None, options));
+        };
+        let client = Arc::new(RegistryClient::new(registry).map_err(plan)?);
+        let subject = options.subject.clone().or(default_subject);
+        let latest = match &subject {
+            Some(subject) => client.latest(subject).await,
+            None => client.check_reachable().await.map(|()| None),
+        }
+        .map_err(|e| plan(format!("cannot use the schema registry: {e}")))?;
+        if let (Some(subject), None, None) = (&options.subject, &latest, &options.schema) {
+            log::info!(
+                "subject '{subject}' has no schema in the registry at {} yet",
+                client.shown_url()
+            );
+        }
+        let reader = options.schema.clone().or(latest.map(|l| l.schema));
+        Ok(Self::new(Framing::Registry(client), reader, subject, options))
+    }
+
+    fn new(
+        framing: Framing,
+        reader: Option<String>,
+        subject: Option<String>,
+        options: &AvroOptions,
+    ) -> Self {
+        Self {
+            framing,
+            reader,
+            subject,
+            given_schema: options.schema.clone(),
+            writers: Mutex::default(),
+        }
+    }
+
+    /// The columns the reader schema gives a table that declares none: its top-level fields,
+    /// all nullable (a tombstone is a row of nulls), enums as strings.
+    pub fn columns(&self) -> Result<SchemaRef, String> {
+        let Some(reader) = &self.reader else {
+            return Err(match &self.subject {
+                Some(subject) => format!(
+                    "the subject '{subject}' has no schema in the registry to take the \
+                     table's columns from; declare the columns, or give 'avroSchema'"
+                ),
+                None => "there is no subject to take the table's columns from; set 'subject', \
+                         declare the columns, or give 'avroSchema'"
+                    .to_string(),
+            });
+        };
+        let written = columns_of(reader)?;
+        let fields: Vec<Field> = written
+            .fields()
+            .iter()
+            .map(|f| {
+                let data_type = match f.data_type() {
+                    DataType::Dictionary(_, value) => value.as_ref().clone(),
+                    other => other.clone(),
+                };
+                Field::new(f.name(), data_type, true)
+            })
+            .collect();
+        Ok(Arc::new(Schema::new(fields)))
+    }
+
+    /// Fails when the reader schema cannot fill the `declared` columns.
+    pub fn check_declared(&self, declared: &SchemaRef) -> Result<(), String> {
+        match &self.reader {
+            Some(reader) => check_schema(reader, declared),
+            None => Ok(()),
+        }
+    }
+
+    /// The schema written records carry: `avroSchema`, else one made from `declared`.
+    pub(super) fn writer_schema(&self) -> Option<&str> {
+        self.given_schema.as_deref()
+    }
+
+    /// The registry and subject writing registers under, when the values are framed.
+    pub(super) fn registry(&self) -> Option<(&RegistryClient, Option<&str>)> {
+        match &self.framing {
+            Framing::Registry(client) => Some((client, self.subject.as_deref())),
+            Framing::Plain(_) => None,
+        }
+    }
+
+    /// Fetches the writer schema of every framed value whose id is new, and checks it against
+    /// the reader schema. An id the registry lacks leaves its values undecodable; a registry
+    /// that cannot answer, or a writer schema the reader schema cannot read, fails.
+    pub fn prepare(&self, values: &BinaryArray) -> Result<(), DataFusionError> {
+        let Framing::Registry(client) = &self.framing else {
+            return Ok(());
+        };
+        let mut new_ids: Vec<u32> = vec![];
+        {
+            let known = self.lock_writers()?;
+            for value in values.iter().flatten() {
+                if let Ok((id, _)) = split_frame(value)
+                    && !known.contains_key(&id)
+                    && !new_ids.contains(&id)
+                {
+                    new_ids.push(id);
+                }
+            }
+        }
+        for id in new_ids {
+            let fetched = block_on(client.schema_by_id(id))?;
+            let entry = match fetched {
+                Ok(schema) => {
+                    self.check_writer(id, &schema)?;
+                    Ok(schema)
+                }
+                Err(RegistryError::NotFound(e)) => Err(e),
+                Err(RegistryError::Failed(e)) => return Err(DataFusionError::Execution(e)),
+            };
+            self.lock_writers()?.insert(id, entry);
+        }
+        Ok(())
+    }
+
+    fn check_writer(&self, id: u32, schema: &str) -> Result<(), DataFusionError> {
+        decoder(schema, self.reader.as_deref(), 1).map_err(|e| {
+            DataFusionError::Execution(format!(
+                "values written with schema id {id} cannot be read with the table's reader \
+                 schema{}: {e}",
+                self.subject
+                    .as_ref()
+                    .map(|s| format!(" (the latest of subject '{s}', or 'avroSchema')"))
+                    .unwrap_or_default()
+            ))
+        })?;
+        Ok(())
+    }
+
+    fn lock_writers(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, HashMap<u32, Result<Arc<str>, String>>>, DataFusionError>
+    {
+        self.writers
+            .lock()
+            .map_err(|_| DataFusionError::Internal("Avro schema cache poisoned".to_string()))
+    }
+
+    /// The writer schema of a value framed with `id`.
+    fn writer_of(&self, id: u32) -> Result<Arc<str>, ArrowError> {
+        match &self.framing {
+            Framing::Plain(schema) => Ok(schema.as_str().into()),
+            Framing::Registry(client) => match self.writers.lock().ok().and_then(|w| w.get(&id).cloned()) {
+                Some(Ok(schema)) => Ok(schema),
+                Some(Err(e)) => Err(ArrowError::ParseError(format!(
+                    "its schema id {id} is unknown: {e}"
+                ))),
+                None => Err(ArrowError::ParseError(format!(
+                    "its schema id {id} was not fetched from the registry at {}",
+                    client.shown_url()
+                ))),
+            },
+        }
+    }
+
+    /// The writer schema's id and the Avro body of `value` (id 0 for plain values).
+    fn frame<'a>(&self, value: &'a [u8]) -> Result<(u32, &'a [u8]), ArrowError> {
+        match self.framing {
+            Framing::Plain(_) => Ok((0, value)),
+            Framing::Registry(_) => split_frame(value),
+        }
+    }
+
+    /// Decodes `values` into the columns `declared`; a value for which `nulled(i)` holds (a
+    /// tombstone, a malformed value kept as PERMISSIVE) becomes a null row.
+    pub fn decode(
+        &self,
+        values: &BinaryArray,
+        nulled: &dyn Fn(usize) -> bool,
+        declared: &SchemaRef,
+    ) -> Result<RecordBatch, ArrowError> {
+        let mut groups: Vec<(u32, Vec<usize>)> = vec![];
+        let mut rows: Vec<Option<u32>> = Vec::with_capacity(values.len());
+        let mut frames = Vec::with_capacity(values.len());
+        for i in 0..values.len() {
+            if nulled(i) {
+                frames.push(None);
+                continue;
+            }
+            let (id, body) = self.frame(values.value(i))?;
+            match groups.iter_mut().find(|(g, _)| *g == id) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((id, vec![i])),
+            }
+            frames.push(Some(body));
+        }
+        let mut decoded = Vec::with_capacity(groups.len());
+        let mut position = vec![0u32; values.len()];
+        let mut next = 0u32;
+        for (id, members) in &groups {
+            let writer = self.writer_of(*id)?;
+            let mut decoder = decoder(&writer, self.reader.as_deref(), members.len())?;
+            for &i in members {
+                let body = frames[i].ok_or_else(|| {
+                    ArrowError::ParseError("a nulled value was grouped".to_string())
+                })?;
+                decode_one(&mut decoder, body)?;
+                position[i] = next;
+                next += 1;
+            }
+            let batch = flush_exactly(&mut decoder, members.len())?;
+            decoded.push(conform(&batch.schema(), batch.columns(), declared)?);
+        }
+        for i in 0..values.len() {
+            rows.push(frames[i].map(|_| position[i]));
+        }
+        if decoded.is_empty() {
+            let columns = declared
+                .fields()
+                .iter()
+                .map(|f| new_null_array(f.data_type(), values.len()))
+                .collect();
+            return RecordBatch::try_new(Arc::clone(declared), columns);
+        }
+        let all = concat_batches(declared, &decoded)?;
+        let rows = UInt32Array::from(rows);
+        let spread = all
+            .columns()
+            .iter()
+            .map(|column| take(column, &rows, None))
+            .collect::<Result<Vec<ArrayRef>, ArrowError>>()?;
+        RecordBatch::try_new(Arc::clone(declared), spread)
+    }
+}
+
+/// The schema id of a registry-framed value, and its Avro body.
+fn split_frame(value: &[u8]) -> Result<(u32, &[u8]), ArrowError> {
+    if value.len() < FRAME.len() {
+        return Err(ArrowError::ParseError(format!(
+            "the value is {} bytes, shorter than the registry's 5-byte frame",
+            value.len()
+        )));
+    }
+    if value[0] != 0 {
+        return Err(ArrowError::ParseError(format!(
+            "the value starts with byte {:#04x}, not the registry's magic byte 0",
+            value[0]
+        )));
+    }
+    let id = u32::from_be_bytes([value[1], value[2], value[3], value[4]]);
+    Ok((id, &value[FRAME.len()..]))
+}
+
+/// Runs a registry request from the scan's blocking reader thread.
+fn block_on<T>(request: impl Future<Output = T>) -> Result<T, DataFusionError> {
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+        DataFusionError::Internal("a registry lookup outside the engine's runtime".to_string())
+    })?;
+    Ok(runtime.block_on(request))
+}
+
+/// A decoder of values framed with schema id 0, written with `writer` and read as `reader`
+/// (the writer schema itself when there is none), into up to `rows` rows.
+fn decoder(writer: &str, reader: Option<&str>, rows: usize) -> Result<Decoder, ArrowError> {
     let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
-    store.set(
-        Fingerprint::Id(0),
-        AvroSchema::new(writer_schema.to_string()),
-    )?;
-    ReaderBuilder::new()
+    let avro = AvroSchema::new(writer.to_string());
+    store.set(Fingerprint::Id(0), avro)?;
+    let mut builder = ReaderBuilder::new()
         .with_writer_schema_store(store)
-        .with_batch_size(rows.max(1))
-        .build_decoder()
+        .with_batch_size(rows.max(1));
+    if let Some(reader) = reader {
+        builder = builder.with_reader_schema(AvroSchema::new(reader.to_string()));
+    }
+    builder.build_decoder()
+}
+
+/// The Arrow columns an Avro record `schema` decodes into.
+pub(super) fn columns_of(schema: &str) -> Result<SchemaRef, String> {
+    check_record(schema)?;
+    Ok(decoder(schema, None, 1).map_err(|e| e.to_string())?.schema())
+}
+
+fn check_record(schema: &str) -> Result<(), String> {
+    let parsed: serde_json::Value =
+        serde_json::from_str(schema).map_err(|e| format!("it is not JSON: {e}"))?;
+    if parsed.get("type").and_then(|t| t.as_str()) != Some("record") {
+        return Err(
+            "its top level must be a record (\"type\": \"record\"), whose fields are the columns"
+                .to_string(),
+        );
+    }
+    Ok(())
 }
 
 /// Fails when `writer_schema` is not an Avro record schema arrow-avro can decode, or when its
 /// fields cannot fill the `declared` columns: a column whose field has a type that does not
 /// cast, a NOT NULL column without a field, a declared struct field the record lacks.
-pub fn check_schema(writer_schema: &str, declared: &SchemaRef) -> Result<(), String> {
-    let parsed: serde_json::Value =
-        serde_json::from_str(writer_schema).map_err(|e| format!("it is not JSON: {e}"))?;
-    if parsed.get("type").and_then(|t| t.as_str()) != Some("record") {
-        return Err(
-            "its top level must be a record (\"type\": \"record\"), whose fields are \
-                    the columns"
-                .to_string(),
-        );
-    }
-    let written = decoder(writer_schema, 1)
-        .map_err(|e| e.to_string())?
-        .schema();
+fn check_schema(writer_schema: &str, declared: &SchemaRef) -> Result<(), String> {
+    let written = columns_of(writer_schema)?;
     check_fields(written.fields(), declared.fields(), "")
 }
 
@@ -95,48 +404,16 @@ fn find(fields: &Fields, name: &str) -> Option<usize> {
     })
 }
 
-/// Decodes `values` written with `writer_schema` into the columns `declared`; a value for which
-/// `nulled(i)` holds (a tombstone, a malformed value kept as PERMISSIVE) becomes a null row.
-pub fn decode(
-    writer_schema: &str,
-    values: &BinaryArray,
-    nulled: &dyn Fn(usize) -> bool,
-    declared: &SchemaRef,
-) -> Result<RecordBatch, ArrowError> {
-    let wanted = (0..values.len()).filter(|i| !nulled(*i)).count();
-    let mut decoder = decoder(writer_schema, wanted)?;
-    let mut rows: Vec<Option<u32>> = Vec::with_capacity(values.len());
-    let mut decoded = 0u32;
-    for i in 0..values.len() {
-        if nulled(i) {
-            rows.push(None);
-            continue;
-        }
-        decode_one(&mut decoder, values.value(i))?;
-        rows.push(Some(decoded));
-        decoded += 1;
-    }
+/// The `rows` rows the decoder holds; fails when it holds another number.
+fn flush_exactly(decoder: &mut Decoder, rows: usize) -> Result<RecordBatch, ArrowError> {
     let flushed = decoder.flush().map_err(ArrowError::from)?;
-    if flushed.as_ref().map_or(0, RecordBatch::num_rows) != decoded as usize {
-        return Err(ArrowError::ParseError(format!(
-            "{decoded} values decoded into a different number of rows"
-        )));
+    match flushed {
+        Some(batch) if batch.num_rows() == rows => Ok(batch),
+        other => Err(ArrowError::ParseError(format!(
+            "{rows} values decoded into {} rows",
+            other.map_or(0, |b| b.num_rows())
+        ))),
     }
-    let Some(batch) = flushed else {
-        let columns = declared
-            .fields()
-            .iter()
-            .map(|f| new_null_array(f.data_type(), values.len()))
-            .collect();
-        return RecordBatch::try_new(Arc::clone(declared), columns);
-    };
-    let rows = UInt32Array::from(rows);
-    let spread = batch
-        .columns()
-        .iter()
-        .map(|column| take(column, &rows, None))
-        .collect::<Result<Vec<ArrayRef>, ArrowError>>()?;
-    conform(&batch.schema(), &spread, declared)
 }
 
 /// Feeds one value, which must hold exactly one record: the decoder's room for rows falls by
@@ -218,6 +495,28 @@ mod tests {
     use arrow::array::{Int64Array, StringArray};
     use arrow::datatypes::Field;
 
+    fn plain(schema: &str) -> AvroOptions {
+        AvroOptions {
+            schema: Some(schema.to_string()),
+            registry: None,
+            subject: None,
+        }
+    }
+
+    fn codec(schema: &str) -> AvroCodec {
+        let schema = schema.to_string();
+        AvroCodec::new(Framing::Plain(schema.clone()), Some(schema.clone()), None, &plain(&schema))
+    }
+
+    fn decode(
+        schema: &str,
+        values: &BinaryArray,
+        nulled: &dyn Fn(usize) -> bool,
+        declared: &SchemaRef,
+    ) -> Result<RecordBatch, ArrowError> {
+        codec(schema).decode(values, nulled, declared)
+    }
+
     const SCHEMA: &str = r#"{"type": "record", "name": "Click", "fields": [
         {"name": "id", "type": "long"},
         {"name": "page", "type": ["null", "string"], "default": null},
@@ -298,11 +597,10 @@ mod tests {
         let e = decode(SCHEMA, &values, &|i| values.is_null(i), &declared(true)).unwrap_err();
         assert!(e.to_string().contains("more than one Avro record"), "{e}");
         let decoder = crate::format::ValueDecoder::new(
-            crate::kafka::options::ValueFormat::Avro {
-                schema: SCHEMA.to_string(),
-            },
+            crate::kafka::options::ValueFormat::Avro(plain(SCHEMA)),
             declared(true),
             crate::kafka::options::MalformedMode::Permissive,
+            Some(Arc::new(codec(SCHEMA))),
         )
         .unwrap();
         let decoded = decoder.decode(&values, &|i| format!("offset {i}")).unwrap();

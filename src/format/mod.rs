@@ -1,6 +1,6 @@
 //! Record values ⇄ Arrow columns: vectorised decoding of a whole batch of Kafka values into the
-//! declared columns of a table (JSON, CSV, Avro, raw), and JSON encoding of rows for the Kafka
-//! sink.
+//! declared columns of a table (JSON, CSV, Avro, raw), and JSON and Avro encoding of rows for
+//! the Kafka sink.
 //!
 //! A batch decodes in one pass. Only when that pass fails, or yields a different number of rows
 //! than there are records, is the batch decoded record by record to find the records at fault,
@@ -16,7 +16,12 @@ use datafusion::error::{DataFusionError, Result};
 
 use crate::kafka::options::{MalformedMode, ValueFormat};
 
-mod avro;
+pub mod avro;
+mod avro_encode;
+pub mod registry;
+
+pub use avro::AvroCodec;
+pub use avro_encode::AvroWriter;
 
 /// The declared columns of a batch of records.
 #[derive(Debug)]
@@ -35,11 +40,19 @@ pub struct ValueDecoder {
     format: ValueFormat,
     schema: SchemaRef,
     mode: MalformedMode,
+    /// The codec of 'format' 'avro'.
+    avro: Option<Arc<AvroCodec>>,
 }
 
 impl ValueDecoder {
-    /// A decoder of `format` into `schema` (the declared columns).
-    pub fn new(format: ValueFormat, schema: SchemaRef, mode: MalformedMode) -> Result<Self> {
+    /// A decoder of `format` into `schema` (the declared columns); `avro` is the codec of
+    /// 'format' 'avro'.
+    pub fn new(
+        format: ValueFormat,
+        schema: SchemaRef,
+        mode: MalformedMode,
+        avro: Option<Arc<AvroCodec>>,
+    ) -> Result<Self> {
         if format == ValueFormat::RawValue {
             let fields = schema.fields();
             let ok = fields.len() == 1
@@ -60,13 +73,13 @@ impl ValueDecoder {
                 ));
             }
         }
-        if let ValueFormat::Avro {
-            schema: avro_schema,
-        } = &format
-        {
-            avro::check_schema(avro_schema, &schema).map_err(|e| {
+        if let ValueFormat::Avro(_) = &format {
+            let codec = avro.as_ref().ok_or_else(|| {
+                DataFusionError::Internal("an Avro table without its codec".to_string())
+            })?;
+            codec.check_declared(&schema).map_err(|e| {
                 DataFusionError::Plan(format!(
-                    "option 'avroSchema' does not fit the table's columns: {e}"
+                    "the Avro schema does not fit the table's columns: {e}"
                 ))
             })?;
         }
@@ -74,7 +87,13 @@ impl ValueDecoder {
             format,
             schema,
             mode,
+            avro,
         })
+    }
+
+    /// The codec of 'format' 'avro'.
+    pub fn avro(&self) -> Option<&Arc<AvroCodec>> {
+        self.avro.as_ref()
     }
 
     /// Decodes `values` (one per record; null for a tombstone, which decodes to null columns).
@@ -84,6 +103,9 @@ impl ValueDecoder {
         values: &BinaryArray,
         locate: &dyn Fn(usize) -> String,
     ) -> Result<Decoded> {
+        if let Some(avro) = &self.avro {
+            avro.prepare(values)?;
+        }
         if let Ok(batch) = self.decode_all(values, None)
             && batch.num_rows() == values.len()
         {
@@ -161,7 +183,12 @@ impl ValueDecoder {
                 let column = cast_with_options(&values, self.schema.field(0).data_type(), &strict)?;
                 RecordBatch::try_new(Arc::clone(&self.schema), vec![column])
             }
-            ValueFormat::Avro { schema } => avro::decode(schema, values, &nulled, &self.schema),
+            ValueFormat::Avro(_) => match &self.avro {
+                Some(avro) => avro.decode(values, &nulled, &self.schema),
+                None => Err(ArrowError::InvalidArgumentError(
+                    "an Avro table without its codec".to_string(),
+                )),
+            },
             ValueFormat::RawRecord => Err(ArrowError::InvalidArgumentError(
                 "a raw record table has no declared columns to decode".to_string(),
             )),
@@ -238,7 +265,7 @@ impl ValueDecoder {
         match self.format {
             ValueFormat::Json => "json",
             ValueFormat::Csv { .. } => "csv",
-            ValueFormat::Avro { .. } => "avro",
+            ValueFormat::Avro(_) => "avro",
             ValueFormat::RawValue | ValueFormat::RawRecord => "raw",
         }
     }
@@ -317,7 +344,7 @@ mod tests {
 
     #[test]
     fn json_batch_decodes_in_one_pass() {
-        let d = ValueDecoder::new(ValueFormat::Json, schema(), MalformedMode::FailFast).unwrap();
+        let d = ValueDecoder::new(ValueFormat::Json, schema(), MalformedMode::FailFast, None).unwrap();
         let v = values(&[
             Some(r#"{"id":1,"name":"a"}"#),
             None,
@@ -338,7 +365,7 @@ mod tests {
 
     #[test]
     fn bad_json_names_the_record() {
-        let d = ValueDecoder::new(ValueFormat::Json, schema(), MalformedMode::FailFast).unwrap();
+        let d = ValueDecoder::new(ValueFormat::Json, schema(), MalformedMode::FailFast, None).unwrap();
         for bad in [
             r#"{"id":"x"}"#,
             r#"{"id":1"#,
@@ -357,7 +384,7 @@ mod tests {
     fn dropmalformed_and_permissive() {
         let v = values(&[Some(r#"{"id":1}"#), Some("garbage"), Some(r#"{"id":3}"#)]);
         let d =
-            ValueDecoder::new(ValueFormat::Json, schema(), MalformedMode::DropMalformed).unwrap();
+            ValueDecoder::new(ValueFormat::Json, schema(), MalformedMode::DropMalformed, None).unwrap();
         let out = d.decode(&v, &locate).unwrap();
         assert_eq!(ids(&out.batch), vec![Some(1), Some(3)]);
         assert_eq!(out.malformed, 1);
@@ -365,7 +392,7 @@ mod tests {
             out.kept.unwrap().iter().collect::<Vec<_>>(),
             vec![Some(true), Some(false), Some(true)]
         );
-        let d = ValueDecoder::new(ValueFormat::Json, schema(), MalformedMode::Permissive).unwrap();
+        let d = ValueDecoder::new(ValueFormat::Json, schema(), MalformedMode::Permissive, None).unwrap();
         let out = d.decode(&v, &locate).unwrap();
         assert_eq!(ids(&out.batch), vec![Some(1), None, Some(3)]);
         assert_eq!(out.malformed, 1);
@@ -378,6 +405,7 @@ mod tests {
             ValueFormat::Csv { delimiter: b'|' },
             schema(),
             MalformedMode::FailFast,
+            None,
         )
         .unwrap();
         let out = d
@@ -399,12 +427,12 @@ mod tests {
     #[test]
     fn raw_values() {
         let s = Arc::new(Schema::new(vec![Field::new("line", DataType::Utf8, true)]));
-        let d = ValueDecoder::new(ValueFormat::RawValue, s, MalformedMode::FailFast).unwrap();
+        let d = ValueDecoder::new(ValueFormat::RawValue, s, MalformedMode::FailFast, None).unwrap();
         let v = BinaryArray::from(vec![Some(b"ok".as_slice()), None, Some(&[0xff, 0xfe])]);
         let e = d.decode(&v, &locate).unwrap_err().to_string();
         assert!(e.contains("offset 102"), "{e}");
         assert!(
-            ValueDecoder::new(ValueFormat::RawValue, schema(), MalformedMode::FailFast).is_err()
+            ValueDecoder::new(ValueFormat::RawValue, schema(), MalformedMode::FailFast, None).is_err()
         );
     }
 

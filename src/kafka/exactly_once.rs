@@ -594,6 +594,7 @@ impl StreamingSink for KafkaStreamingSink {
             return Ok(0);
         }
         let all = concat_batches(&self.schema, &batches)?;
+        self.columns.ready().await?;
         let records = SinkRecords::try_new(
             &all,
             &self.columns,

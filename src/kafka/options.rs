@@ -13,6 +13,7 @@ use datafusion::error::{DataFusionError, Result};
 use rdkafka::ClientConfig;
 use regex::Regex;
 
+use crate::format::registry::RegistryOptions;
 use crate::redact;
 
 /// One documented option of a Kafka table.
@@ -102,12 +103,42 @@ pub const KAFKA_TABLE_OPTIONS: &[OptionDoc] = &[
     OptionDoc {
         name: "format",
         default: "raw without declared columns",
-        meaning: "How record values are decoded into the declared columns: json, csv, avro (with avroSchema), or raw (one declared string or binary column holding the value).",
+        meaning: "How record values are decoded into the declared columns and encoded from them: json, csv (reading only), avro (with avroSchema or schema.registry.url), or raw (one declared string or binary column holding the value).",
     },
     OptionDoc {
         name: "avroSchema",
         default: "none",
-        meaning: "With 'format' 'avro': the schema the values were written with, as Avro schema JSON (Spark's jsonFormatSchema). Declared columns are read from its fields by name and cast to their declared types; a nullable column it lacks is null. Reading only; writing Avro is not supported yet.",
+        meaning: "With 'format' 'avro': an Avro record schema as JSON (Spark's jsonFormatSchema). Without a registry, values are plain Avro binary written with this schema. With a registry, it is the reader schema that each record's writer schema is resolved against, and the schema written records carry. Declared columns are its fields, found by name; without declared columns the table's columns are its fields.",
+    },
+    OptionDoc {
+        name: "schema.registry.url",
+        default: "none",
+        meaning: "With 'format' 'avro': a Confluent-compatible Schema Registry. Values are framed (magic byte 0, a 4-byte schema id, the Avro binary); each id's schema is fetched once. Writing registers the table's schema under the subject.",
+    },
+    OptionDoc {
+        name: "subject",
+        default: "<topic>-value",
+        meaning: "The registry subject of the values (Confluent's topic name strategy by default): its latest schema is the reader schema and gives the columns when none are declared; writing registers under it.",
+    },
+    OptionDoc {
+        name: "schema.registry.basic.auth.user.info",
+        default: "none",
+        meaning: "USER:PASSWORD for the registry's HTTP basic auth; never shown.",
+    },
+    OptionDoc {
+        name: "schema.registry.ssl.ca.location",
+        default: "the system's roots",
+        meaning: "A PEM file of the CA that signed an https:// registry's certificate.",
+    },
+    OptionDoc {
+        name: "schema.registry.request.timeout.ms",
+        default: "10000",
+        meaning: "How long one registry request may take.",
+    },
+    OptionDoc {
+        name: "schema.registry.max.retries",
+        default: "3",
+        meaning: "How many more times a registry request that failed in transit or with a 5xx answer is tried, with a growing pause.",
     },
     OptionDoc {
         name: "mode",
@@ -286,11 +317,19 @@ pub enum ValueFormat {
         /// Field delimiter.
         delimiter: u8,
     },
-    /// The value is Avro binary written with a known schema (no registry framing).
-    Avro {
-        /// The writer's schema, as Avro schema JSON (`avroSchema`).
-        schema: String,
-    },
+    /// The value is Avro binary: plain, with a known schema, or framed for a schema registry.
+    Avro(AvroOptions),
+}
+
+/// Where the schemas of a table's Avro values come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvroOptions {
+    /// `avroSchema`: the writer schema of plain values, or the reader schema with a registry.
+    pub schema: Option<String>,
+    /// The registry of framed values.
+    pub registry: Option<RegistryOptions>,
+    /// The registry subject (`subject`), when given.
+    pub subject: Option<String>,
 }
 
 /// Whether a streaming query's batches into the table are Kafka transactions.
@@ -660,7 +699,7 @@ fn shown_options(
                 .iter()
                 .find(|o| o.name.eq_ignore_ascii_case(key))
                 .map_or_else(|| key.to_ascii_lowercase(), |o| o.name.to_string());
-            let value = redact::shown_value(&name, value).to_string();
+            let value = redact::redact_url_credentials(redact::shown_value(&name, value));
             (name, value)
         })
         .collect();
@@ -997,7 +1036,7 @@ fn parse_partition_map(name: &str, value: &str) -> Result<BTreeMap<TopicPartitio
 
 fn parse_format(bag: &mut OptionBag, has_declared_columns: bool) -> Result<ValueFormat> {
     let delimiter = bag.take("csv.delimiter");
-    let avro_schema = bag.take("avroSchema");
+    let avro = parse_avro_options(bag)?;
     let format = bag.take("format");
     let named = format.as_deref().map(|f| f.trim().to_ascii_lowercase());
     if let Some(d) = &delimiter
@@ -1007,12 +1046,14 @@ fn parse_format(bag: &mut OptionBag, has_declared_columns: bool) -> Result<Value
             "option 'csv.delimiter' ('{d}') only applies to 'format' 'csv'"
         )));
     }
-    if avro_schema.is_some() && named.as_deref() != Some("avro") {
-        return Err(DataFusionError::Plan(
-            "option 'avroSchema' only applies to 'format' 'avro'".to_string(),
-        ));
+    if let Some(given) = avro.given()
+        && named.as_deref() != Some("avro")
+    {
+        return Err(DataFusionError::Plan(format!(
+            "option '{given}' only applies to 'format' 'avro'"
+        )));
     }
-    let parsed = match format.as_deref().map(|f| f.trim().to_ascii_lowercase()) {
+    let parsed = match named {
         None if has_declared_columns => {
             return Err(DataFusionError::Plan(
                 "a Kafka table with declared columns needs the option 'format' (json, csv, \
@@ -1021,6 +1062,7 @@ fn parse_format(bag: &mut OptionBag, has_declared_columns: bool) -> Result<Value
             ));
         }
         None => ValueFormat::RawRecord,
+        Some(f) if f == "avro" => avro.into_format()?,
         Some(f) if !has_declared_columns => {
             return Err(DataFusionError::Plan(format!(
                 "option 'format' is '{f}' but the table declares no columns to decode values \
@@ -1036,22 +1078,113 @@ fn parse_format(bag: &mut OptionBag, has_declared_columns: bool) -> Result<Value
                     Some(d) if d.len() == 1 => d.as_bytes()[0],
                     Some(d) => return bad_value("csv.delimiter", d, "a single ASCII character"),
                 };
-                return Ok(ValueFormat::Csv { delimiter });
+                ValueFormat::Csv { delimiter }
             }
-            "avro" => match avro_schema {
-                Some(schema) => return Ok(ValueFormat::Avro { schema }),
-                None => {
-                    return Err(DataFusionError::Plan(
-                        "'format' 'avro' needs the option 'avroSchema': the schema the values \
-                         were written with, as Avro schema JSON"
-                            .to_string(),
-                    ));
-                }
-            },
             other => return bad_value("format", other, "json, csv, avro or raw"),
         },
     };
     Ok(parsed)
+}
+
+/// The Avro and registry options as given, before the format is known.
+struct GivenAvroOptions {
+    schema: Option<String>,
+    url: Option<String>,
+    subject: Option<String>,
+    user_info: Option<String>,
+    ca_location: Option<String>,
+    timeout: Option<Duration>,
+    retries: Option<u32>,
+}
+
+fn parse_avro_options(bag: &mut OptionBag) -> Result<GivenAvroOptions> {
+    let timeout = match bag.take("schema.registry.request.timeout.ms") {
+        None => None,
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(ms) if ms > 0 => Some(Duration::from_millis(ms)),
+            _ => {
+                return bad_value(
+                    "schema.registry.request.timeout.ms",
+                    &v,
+                    "a positive number of milliseconds",
+                );
+            }
+        },
+    };
+    let retries = match bag.take("schema.registry.max.retries") {
+        None => None,
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(n) if n <= 20 => Some(n),
+            _ => return bad_value("schema.registry.max.retries", &v, "a whole number from 0 to 20"),
+        },
+    };
+    Ok(GivenAvroOptions {
+        schema: bag.take("avroSchema"),
+        url: bag.take("schema.registry.url"),
+        subject: bag.take("subject"),
+        user_info: bag.take("schema.registry.basic.auth.user.info"),
+        ca_location: bag.take("schema.registry.ssl.ca.location"),
+        timeout,
+        retries,
+    })
+}
+
+impl GivenAvroOptions {
+    /// The name of one given option, if any was.
+    fn given(&self) -> Option<&'static str> {
+        [
+            (self.schema.is_some(), "avroSchema"),
+            (self.url.is_some(), "schema.registry.url"),
+            (self.subject.is_some(), "subject"),
+            (self.user_info.is_some(), "schema.registry.basic.auth.user.info"),
+            (self.ca_location.is_some(), "schema.registry.ssl.ca.location"),
+            (self.timeout.is_some(), "schema.registry.request.timeout.ms"),
+            (self.retries.is_some(), "schema.registry.max.retries"),
+        ]
+        .into_iter()
+        .find_map(|(given, name)| given.then_some(name))
+    }
+
+    fn into_format(self) -> Result<ValueFormat> {
+        let Some(url) = self.url else {
+            let registry_only = [
+                (self.subject.is_some(), "subject"),
+                (self.user_info.is_some(), "schema.registry.basic.auth.user.info"),
+                (self.ca_location.is_some(), "schema.registry.ssl.ca.location"),
+                (self.timeout.is_some(), "schema.registry.request.timeout.ms"),
+                (self.retries.is_some(), "schema.registry.max.retries"),
+            ];
+            if let Some((_, given)) = registry_only.iter().find(|(given, _)| *given) {
+                return Err(DataFusionError::Plan(format!(
+                    "option '{given}' needs 'schema.registry.url'"
+                )));
+            }
+            return match self.schema {
+                Some(schema) => Ok(ValueFormat::Avro(AvroOptions {
+                    schema: Some(schema),
+                    registry: None,
+                    subject: None,
+                })),
+                None => Err(DataFusionError::Plan(
+                    "'format' 'avro' needs the option 'avroSchema' (the schema the values were \
+                     written with, as Avro schema JSON) or 'schema.registry.url' (a registry \
+                     whose schema ids frame the values)"
+                        .to_string(),
+                )),
+            };
+        };
+        Ok(ValueFormat::Avro(AvroOptions {
+            schema: self.schema,
+            registry: Some(RegistryOptions {
+                url,
+                user_info: self.user_info,
+                ca_location: self.ca_location,
+                timeout: self.timeout.unwrap_or(Duration::from_secs(10)),
+                retries: self.retries.unwrap_or(3),
+            }),
+            subject: self.subject,
+        }))
+    }
 }
 
 /// Lets librdkafka check every passed-through key, so that a typo fails at CREATE.

@@ -33,7 +33,7 @@ use super::pushdown::{can_narrow, narrowing_of};
 use super::records::{Produced, check_produced, produced_by_logical};
 use super::scan::{KafkaScanExec, ScanKind, ScanSource};
 use super::sink::KafkaSink;
-use crate::format::ValueDecoder;
+use crate::format::{AvroCodec, ValueDecoder};
 
 /// A Kafka table: bounded when it has an end, a stream otherwise.
 #[derive(Debug, Clone)]
@@ -48,12 +48,11 @@ impl KafkaTable {
     /// `session` compiles the `watermark` expression.
     pub fn try_new(
         name: &str,
-        options: &HashMap<String, String>,
+        options: KafkaTableOptions,
         declared: Option<SchemaRef>,
-        default_bootstrap: Option<&str>,
+        avro: Option<Arc<AvroCodec>>,
         session: &dyn Session,
     ) -> Result<Self> {
-        let options = KafkaTableOptions::parse(options, declared.is_some(), default_bootstrap)?;
         let layout = TableLayout::new(declared, options.include_headers)?;
         let decoder = match (&options.format, &layout.declared) {
             (ValueFormat::RawRecord, _) | (_, None) => None,
@@ -61,6 +60,7 @@ impl KafkaTable {
                 format.clone(),
                 Arc::clone(schema),
                 options.malformed,
+                avro,
             )?),
         };
         let event_time = match (&options.watermark, &layout.declared) {
@@ -340,13 +340,20 @@ impl TableProviderFactory for KafkaTableFactory {
             .read()
             .map_err(|_| DataFusionError::Internal("session settings lock poisoned".to_string()))?
             .clone();
-        let table = KafkaTable::try_new(
-            &cmd.name.to_string(),
-            &kafka_options(cmd),
-            declared,
-            default_bootstrap.as_deref(),
-            state,
-        )?;
+        let options =
+            KafkaTableOptions::parse(&kafka_options(cmd), declared.is_some(), default_bootstrap.as_deref())?;
+        let avro = match &options.format {
+            ValueFormat::Avro(avro) => {
+                let subject = options.sink_topic.as_ref().map(|t| format!("{t}-value"));
+                Some(Arc::new(AvroCodec::open(avro, subject).await?))
+            }
+            _ => None,
+        };
+        let declared = match (declared, &avro) {
+            (None, Some(codec)) => Some(codec.columns().map_err(DataFusionError::Plan)?),
+            (declared, _) => declared,
+        };
+        let table = KafkaTable::try_new(&cmd.name.to_string(), options, declared, avro, state)?;
         Ok(Arc::new(table))
     }
 }

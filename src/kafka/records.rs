@@ -7,6 +7,8 @@
 //! [`RecordColumns`] is checked once, when the INSERT is planned; [`SinkRecords`] casts one
 //! Arrow batch's columns once, and builds each record from them.
 
+use std::sync::Arc;
+
 use arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, Int32Array, ListArray, RecordBatch, StringArray,
     TimestampMillisecondArray,
@@ -23,7 +25,7 @@ use super::layout::{Column, TableLayout, timestamp_type};
 use super::options::ValueFormat;
 use super::readback::{Fingerprint, fingerprint, is_weirs_header};
 use super::scan::ScanSource;
-use crate::format::encode_json_rows;
+use crate::format::{AvroWriter, encode_json_rows};
 
 /// Where each part of a record comes from, as column indices of the input.
 #[derive(Debug, Clone)]
@@ -44,6 +46,8 @@ enum ValueColumns {
     Bytes(usize),
     /// The value is these columns as a JSON object.
     Json(Vec<usize>),
+    /// The value is these columns as an Avro record.
+    Avro(Vec<usize>, Arc<AvroWriter>),
 }
 
 fn is_text_or_bytes(t: &DataType) -> bool {
@@ -67,6 +71,14 @@ impl RecordColumns {
             let name = layout.schema.field(layout.index_of(column)?).name().clone();
             schema.index_of(&name).ok()
         };
+        let declared_indices = || -> Vec<usize> {
+            layout
+                .columns
+                .iter()
+                .filter(|c| matches!(c, Column::Declared(_)))
+                .filter_map(|c| find(*c))
+                .collect()
+        };
         let value = match &source.options.format {
             ValueFormat::RawRecord | ValueFormat::RawValue => {
                 let column = if source.options.format == ValueFormat::RawValue {
@@ -82,24 +94,23 @@ impl RecordColumns {
                 })?;
                 ValueColumns::Bytes(index)
             }
-            ValueFormat::Json => ValueColumns::Json(
-                layout
-                    .columns
-                    .iter()
-                    .filter(|c| matches!(c, Column::Declared(_)))
-                    .filter_map(|c| find(*c))
-                    .collect(),
-            ),
-            ValueFormat::Csv { .. } | ValueFormat::Avro { .. } => {
+            ValueFormat::Json => ValueColumns::Json(declared_indices()),
+            ValueFormat::Avro(_) => {
+                let codec = source.decoder.as_ref().and_then(|d| d.avro()).ok_or_else(|| {
+                    DataFusionError::Internal("an Avro table without its codec".to_string())
+                })?;
+                let declared = layout.declared.as_ref().ok_or_else(|| {
+                    DataFusionError::Internal("an Avro table without columns".to_string())
+                })?;
+                let writer = AvroWriter::try_new(Arc::clone(codec), &source.table, declared)?;
+                ValueColumns::Avro(declared_indices(), Arc::new(writer))
+            }
+            ValueFormat::Csv { .. } => {
                 return Err(DataFusionError::Plan(format!(
-                    "INSERT INTO Kafka table '{}' with 'format' '{}' is not supported; declare \
-                     the target table with 'format' 'json', or write a raw value column",
+                    "INSERT INTO Kafka table '{}' with 'format' 'csv' is not supported; declare \
+                     the target table with 'format' 'json' or 'avro', or write a raw value \
+                     column",
                     source.table,
-                    if matches!(source.options.format, ValueFormat::Avro { .. }) {
-                        "avro"
-                    } else {
-                        "csv"
-                    }
                 )));
             }
         };
@@ -120,6 +131,14 @@ impl RecordColumns {
             )));
         }
         Ok(columns)
+    }
+
+    /// Registers the table's Avro schema, once, when its values are framed for a registry.
+    pub async fn ready(&self) -> Result<()> {
+        match &self.value {
+            ValueColumns::Avro(_, writer) => writer.ready().await,
+            _ => Ok(()),
+        }
     }
 }
 
@@ -326,6 +345,7 @@ impl SinkRecords {
             ValueColumns::Json(indices) => {
                 BinaryArray::from_iter_values(encode_json_rows(&batch.project(indices)?)?)
             }
+            ValueColumns::Avro(indices, writer) => writer.encode(&batch.project(indices)?)?,
         };
         let keys = cast_column(batch, columns.key, &DataType::Binary)?
             .map(|a| a.as_binary::<i32>().clone());

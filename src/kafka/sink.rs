@@ -101,6 +101,7 @@ impl DataSink for KafkaSink {
                     DataFusionError::Execution(format!("cannot create a Kafka producer: {e}"))
                 })?,
         );
+        self.columns.ready().await?;
         let mut written = 0u64;
         while let Some(batch) = data.next().await {
             let batch = batch?;

@@ -1,0 +1,285 @@
+//! Avro framed for a schema registry, against real Apicurio registries (`tests/registry/
+//! start.sh`) that speak Confluent's API. The independent side is Confluent's own Python
+//! serializers (`tests/registry/serde.py`): they write what weir reads, and read what weir
+//! writes. Also pyarrow for Parquet and psql for PostgreSQL.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use super::common::{Broker, fails, lines, run, unique};
+
+/// Every Avro type family weir maps: primitives, a nullable union, logical types, an enum, a
+/// nested record, an array and a map.
+const ORDER_SCHEMA: &str = r#"{"type": "record", "name": "Order", "namespace": "shop", "fields": [
+ {"name": "id", "type": "long"},
+ {"name": "customer", "type": "string"},
+ {"name": "note", "type": ["null", "string"], "default": null},
+ {"name": "qty", "type": "int"},
+ {"name": "price", "type": "double"},
+ {"name": "weight", "type": "float"},
+ {"name": "paid", "type": "boolean"},
+ {"name": "placed", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+ {"name": "shipped", "type": ["null", {"type": "long", "logicalType": "timestamp-micros"}], "default": null},
+ {"name": "status", "type": {"type": "enum", "name": "Status", "symbols": ["NEW", "PAID", "SHIPPED"]}},
+ {"name": "address", "type": {"type": "record", "name": "Address", "fields": [
+   {"name": "city", "type": "string"}, {"name": "zip", "type": ["null", "string"], "default": null}]}},
+ {"name": "tags", "type": {"type": "array", "items": "string"}},
+ {"name": "attrs", "type": {"type": "map", "values": "long"}},
+ {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+ {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2}},
+ {"name": "ref", "type": {"type": "string", "logicalType": "uuid"}},
+ {"name": "raw", "type": "bytes"}]}"#;
+
+/// Orders as serde.py takes them (times in ms, dates in days, bytes in hex), by partition.
+const ORDERS: [(i32, &str); 5] = [
+    (
+        0,
+        r#"{"id": 1, "customer": "ann", "note": null, "qty": 3, "price": 9.5, "weight": 1.25, "paid": true, "placed": 1704067200000, "shipped": null, "status": "NEW", "address": {"city": "Paris", "zip": "75001"}, "tags": ["a", "b"], "attrs": {"x": 1}, "day": 19723, "amount": "12.34", "ref": "6f1c3a52-9f0e-4b3e-8f7a-1d2c3b4a5e6f", "raw": "00ff"}"#,
+    ),
+    (
+        1,
+        r#"{"id": 2, "customer": "bo", "note": "leave at the door", "qty": -7, "price": 0.25, "weight": 0.5, "paid": false, "placed": 1704067201500, "shipped": 1704153600123, "status": "SHIPPED", "address": {"city": "Lyon", "zip": null}, "tags": [], "attrs": {}, "day": 0, "amount": "-0.01", "ref": "00000000-0000-4000-8000-000000000000", "raw": ""}"#,
+    ),
+    (0, "null"),
+    (
+        1,
+        r#"{"id": 3000000000, "customer": "çé 😀", "note": null, "qty": 2147483647, "price": -1e300, "weight": 3.5, "paid": true, "placed": 0, "shipped": null, "status": "PAID", "address": {"city": "Nice", "zip": "06000"}, "tags": ["x"], "attrs": {"k": -5, "m": 9007199254740993}, "day": -1, "amount": "99999999.99", "ref": "ffffffff-ffff-4fff-bfff-ffffffffffff", "raw": "0001"}"#,
+    ),
+    (
+        0,
+        r#"{"id": 4, "customer": "dee", "note": "", "qty": 0, "price": 1.0, "weight": 2.0, "paid": false, "placed": 1, "shipped": 0, "status": "NEW", "address": {"city": "Metz", "zip": ""}, "tags": ["p", "q", "r"], "attrs": {"z": 0}, "day": 20000, "amount": "0.00", "ref": "12345678-1234-4234-9234-123456789abc", "raw": "ff"}"#,
+    ),
+];
+
+/// The registry of the tests, or `None` (the test is skipped) when none runs and
+/// `WEIR_REQUIRE_REGISTRY` is not set.
+fn registry(test: &str) -> Option<String> {
+    match std::env::var("WEIR_TEST_SCHEMA_REGISTRY") {
+        Ok(url) => Some(url),
+        Err(_) => {
+            assert!(
+                std::env::var_os("WEIR_REQUIRE_REGISTRY").is_none(),
+                "{test} needs a schema registry: eval \"$(bash tests/registry/start.sh)\""
+            );
+            eprintln!("skipped {test}: start a registry with eval \"$(bash tests/registry/start.sh)\"");
+            None
+        }
+    }
+}
+
+/// Runs `tests/registry/serde.py` with `args` and `input`; its standard output.
+fn serde(bootstrap: &str, registry: &str, args: &[&str], input: &str) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/registry/serde.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .args(["--bootstrap", bootstrap, "--registry", registry])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "serde.py {args:?} failed (python3 -m pip install -r tests/registry/requirements.txt): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Produces `records` (JSON lines by partition) with Confluent's AvroSerializer.
+fn produce_avro(bootstrap: &str, registry: &str, topic: &str, schema: &str, records: &[(i32, &str)]) {
+    for partition in [0, 1] {
+        let lines: Vec<&str> = records
+            .iter()
+            .filter(|(p, _)| *p == partition)
+            .map(|(_, r)| *r)
+            .collect();
+        if lines.is_empty() {
+            continue;
+        }
+        let partition = partition.to_string();
+        serde(
+            bootstrap,
+            registry,
+            &["produce", "--topic", topic, "--schema", schema, "--partition", &partition],
+            &lines.join("\n"),
+        );
+    }
+}
+
+/// The records of `topic` as Confluent's AvroDeserializer reads them, sorted.
+fn consume_avro(bootstrap: &str, registry: &str, topic: &str, count: usize) -> Vec<String> {
+    let count = count.to_string();
+    let out = serde(
+        bootstrap,
+        registry,
+        &["consume", "--topic", topic, "--count", &count],
+        "",
+    );
+    let mut records: Vec<String> = out.lines().map(str::to_string).collect();
+    records.sort();
+    records
+}
+
+/// The columns of the orders, in order.
+const COLUMNS: &str = "id, customer, note, qty, price, weight, paid, placed, shipped, status, \
+                       address, tags, attrs, day, amount, ref, raw";
+
+#[tokio::test]
+async fn avro_from_pythons_serializer_is_queried_and_streamed_to_avro_parquet_and_postgres() {
+    let Some(registry) = registry("the registry round trip") else {
+        return;
+    };
+    let mut broker = Broker::for_test();
+    let bootstrap = broker.bootstrap();
+    let (input, output) = (unique("orders"), unique("orders-out"));
+    broker.create_topic(&input, 2);
+    broker.create_topic(&output, 2);
+    produce_avro(&bootstrap, &registry, &input, ORDER_SCHEMA, &ORDERS);
+    let engine = broker.engine();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake").display().to_string();
+    let pg_table = unique("orders_pg").replace('-', "_");
+    run(
+        &engine,
+        &format!(
+            "CREATE EXTERNAL TABLE orders STORED AS KAFKA OPTIONS ('subscribe' '{input}',
+               'startingOffsets' 'earliest', 'format' 'avro', 'schema.registry.url' '{registry}');
+             CREATE EXTERNAL TABLE orders_now STORED AS KAFKA OPTIONS ('subscribe' '{input}',
+               'startingOffsets' 'earliest', 'endingOffsets' 'latest', 'format' 'avro',
+               'schema.registry.url' '{registry}');
+             CREATE EXTERNAL TABLE orders_out STORED AS KAFKA OPTIONS ('subscribe' '{output}',
+               'format' 'avro', 'schema.registry.url' '{registry}', 'avroSchema' '{ORDER_SCHEMA}');
+             CREATE EXTERNAL TABLE lake (id BIGINT, customer VARCHAR, placed TIMESTAMP,
+               status VARCHAR, city VARCHAR, tags VARCHAR[], amount DECIMAL(10, 2))
+               STORED AS PARQUET LOCATION '{lake}';
+             CREATE EXTERNAL TABLE pg (id BIGINT, customer VARCHAR, price DOUBLE,
+               placed TIMESTAMP, status VARCHAR, city VARCHAR, day DATE)
+               STORED AS JDBC LOCATION 'postgres://postgres@127.0.0.1:5432/test'
+               OPTIONS ('table' '{pg_table}')"
+        ),
+    )
+    .await;
+
+    let result = run(
+        &engine,
+        &format!("SELECT {COLUMNS} FROM orders_now ORDER BY _partition, _offset"),
+    )
+    .await;
+    assert_eq!(
+        lines(&result.batches),
+        vec![
+            "1|ann||3|9.5|1.25|true|2024-01-01T00:00:00Z||NEW|{city: Paris, zip: 75001}|[a, b]|{x: 1}|2024-01-01|12.34|6f1c3a529f0e4b3e8f7a1d2c3b4a5e6f|00ff",
+            "||||||||||||||||",
+            "4|dee||0|1.0|2.0|false|1970-01-01T00:00:00.001Z|1970-01-01T00:00:00Z|NEW|{city: Metz, zip: }|[p, q, r]|{z: 0}|2024-10-04|0.00|12345678123442349234123456789abc|ff",
+            "2|bo|leave at the door|-7|0.25|0.5|false|2024-01-01T00:00:01.500Z|2024-01-02T00:00:00.123Z|SHIPPED|{city: Lyon, zip: }|[]|{}|1970-01-01|-0.01|00000000000040008000000000000000|",
+            "3000000000|çé 😀||2147483647|-1e300|3.5|true|1970-01-01T00:00:00Z||PAID|{city: Nice, zip: 06000}|[x]|{k: -5, m: 9007199254740993}|1969-12-31|99999999.99|ffffffffffff4fffbfffffffffffffff|0001",
+        ],
+        "columns from the subject's latest schema; a tombstone is a row of nulls"
+    );
+
+    let cp = |name: &str| dir.path().join(name).display().to_string();
+    run(
+        &engine,
+        &format!(
+            "CREATE STREAMING QUERY to_avro WITH ('trigger' 'availableNow', 'checkpoint' '{}')
+               AS INSERT INTO orders_out SELECT {COLUMNS} FROM orders WHERE id IS NOT NULL;
+             CREATE STREAMING QUERY to_lake WITH ('trigger' 'availableNow', 'checkpoint' '{}')
+               AS INSERT INTO lake SELECT id, customer, placed, status, address['city'] AS city,
+                 tags, amount FROM orders WHERE id IS NOT NULL;
+             CREATE STREAMING QUERY to_pg WITH ('trigger' 'availableNow', 'checkpoint' '{}')
+               AS INSERT INTO pg SELECT id, customer, price, placed, status,
+                 address['city'] AS city, day FROM orders WHERE id IS NOT NULL",
+            cp("to_avro"),
+            cp("to_lake"),
+            cp("to_pg")
+        ),
+    )
+    .await;
+    for name in ["to_avro", "to_lake", "to_pg"] {
+        let query = engine.query(name).unwrap();
+        query
+            .await_termination()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+
+    let read_back = consume_avro(&bootstrap, &registry, &output, 4);
+    let mut written: Vec<String> = consume_avro(&bootstrap, &registry, &input, 5)
+        .into_iter()
+        .filter(|r| r != "null")
+        .collect();
+    written.sort();
+    assert_eq!(
+        read_back, written,
+        "what weir re-encoded reads back, through Confluent's deserializer, exactly as what \
+         Python wrote"
+    );
+
+    let parquet = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, json, pyarrow.parquet as pq
+rows = sorted(pq.read_table(sys.argv[1]).to_pylist(), key=lambda r: r['id'])
+for r in rows:
+    r['placed'] = r['placed'].isoformat()
+    r['amount'] = str(r['amount'])
+    print(json.dumps(r, sort_keys=True, ensure_ascii=False))",
+            &lake,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        parquet.status.success(),
+        "pyarrow: {}",
+        String::from_utf8_lossy(&parquet.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(parquet.stdout).unwrap().lines().collect::<Vec<_>>(),
+        vec![
+            r#"{"amount": "12.34", "city": "Paris", "customer": "ann", "id": 1, "placed": "2024-01-01T00:00:00", "status": "NEW", "tags": ["a", "b"]}"#,
+            r#"{"amount": "-0.01", "city": "Lyon", "customer": "bo", "id": 2, "placed": "2024-01-01T00:00:01.500000", "status": "SHIPPED", "tags": []}"#,
+            r#"{"amount": "0.00", "city": "Metz", "customer": "dee", "id": 4, "placed": "1970-01-01T00:00:00.001000", "status": "NEW", "tags": ["p", "q", "r"]}"#,
+            r#"{"amount": "99999999.99", "city": "Nice", "customer": "çé 😀", "id": 3000000000, "placed": "1970-01-01T00:00:00", "status": "PAID", "tags": ["x"]}"#,
+        ],
+        "the Parquet files as pyarrow reads them"
+    );
+
+    let psql = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-tAF|",
+            "-c",
+            &format!("SELECT id, customer, price, placed, status, city, day FROM {pg_table} ORDER BY id"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        psql.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&psql.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(psql.stdout).unwrap().lines().collect::<Vec<_>>(),
+        vec![
+            "1|ann|9.5|2024-01-01 00:00:00|NEW|Paris|2024-01-01",
+            "2|bo|0.25|2024-01-01 00:00:01.5|SHIPPED|Lyon|1970-01-01",
+            "4|dee|1|1970-01-01 00:00:00.001|NEW|Metz|2024-10-04",
+            "3000000000|çé 😀|-1e+300|1970-01-01 00:00:00|PAID|Nice|1969-12-31",
+        ],
+        "the PostgreSQL rows as psql reads them"
+    );
+}
