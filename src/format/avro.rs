@@ -42,6 +42,8 @@ pub struct AvroCodec {
     framing: Framing,
     /// The schema writer schemas are resolved against, when there is one.
     reader: Option<String>,
+    /// Where the reader schema came from, for errors.
+    reader_origin: String,
     /// The registry subject: where the reader schema came from, and where writing registers.
     subject: Option<String>,
     /// The `avroSchema` option, which writing uses as its schema.
@@ -64,7 +66,12 @@ impl AvroCodec {
             let schema = options.schema.clone().ok_or_else(|| {
                 plan("'format' 'avro' needs 'avroSchema' or 'schema.registry.url'".to_string())
             })?;
-            return Ok(Self::new(Framing::Plain(schema.clone()), Some(schema), None, options));
+            return Ok(Self::new(
+                Framing::Plain(schema.clone()),
+                Some(schema),
+                None,
+                options,
+            ));
         };
         let client = Arc::new(RegistryClient::new(registry).map_err(plan)?);
         let subject = options.subject.clone().or(default_subject);
@@ -79,8 +86,20 @@ impl AvroCodec {
                 client.shown_url()
             );
         }
-        let reader = options.schema.clone().or(latest.map(|l| l.schema));
-        Ok(Self::new(Framing::Registry(client), reader, subject, options))
+        let (reader, origin) = match (&options.schema, latest, &subject) {
+            (Some(given), _, _) => (Some(given.clone()), "option 'avroSchema'".to_string()),
+            (None, Some(latest), Some(subject)) => (
+                Some(latest.schema),
+                format!(
+                    "the latest schema of subject '{subject}' (id {})",
+                    latest.id
+                ),
+            ),
+            _ => (None, String::new()),
+        };
+        let mut codec = Self::new(Framing::Registry(client), reader, subject, options);
+        codec.reader_origin = origin;
+        Ok(codec)
     }
 
     fn new(
@@ -92,6 +111,7 @@ impl AvroCodec {
         Self {
             framing,
             reader,
+            reader_origin: "option 'avroSchema'".to_string(),
             subject,
             given_schema: options.schema.clone(),
             writers: Mutex::default(),
@@ -130,7 +150,12 @@ impl AvroCodec {
     /// Fails when the reader schema cannot fill the `declared` columns.
     pub fn check_declared(&self, declared: &SchemaRef) -> Result<(), String> {
         match &self.reader {
-            Some(reader) => check_schema(reader, declared),
+            Some(reader) => check_schema(reader, declared).map_err(|e| {
+                format!(
+                    "{} does not fit the table's columns: {e}",
+                    self.reader_origin
+                )
+            }),
             None => Ok(()),
         }
     }
@@ -183,17 +208,20 @@ impl AvroCodec {
     }
 
     fn check_writer(&self, id: u32, schema: &str) -> Result<(), DataFusionError> {
-        decoder(schema, self.reader.as_deref(), 1).map_err(|e| {
-            DataFusionError::Execution(format!(
-                "values written with schema id {id} cannot be read with the table's reader \
-                 schema{}: {e}",
-                self.subject
-                    .as_ref()
-                    .map(|s| format!(" (the latest of subject '{s}', or 'avroSchema')"))
-                    .unwrap_or_default()
-            ))
-        })?;
-        Ok(())
+        let Err(e) = decoder(schema, self.reader.as_deref(), 1) else {
+            return Ok(());
+        };
+        let at_fault = self
+            .reader
+            .as_deref()
+            .and_then(|reader| field_at_fault(schema, reader))
+            .map(|field| format!("field '{field}': "))
+            .unwrap_or_default();
+        Err(DataFusionError::Execution(format!(
+            "values written with schema id {id} cannot be read with the table's reader schema, \
+             {}: {at_fault}{e}",
+            self.reader_origin
+        )))
     }
 
     fn lock_writers(
@@ -209,16 +237,18 @@ impl AvroCodec {
     fn writer_of(&self, id: u32) -> Result<Arc<str>, ArrowError> {
         match &self.framing {
             Framing::Plain(schema) => Ok(schema.as_str().into()),
-            Framing::Registry(client) => match self.writers.lock().ok().and_then(|w| w.get(&id).cloned()) {
-                Some(Ok(schema)) => Ok(schema),
-                Some(Err(e)) => Err(ArrowError::ParseError(format!(
-                    "its schema id {id} is unknown: {e}"
-                ))),
-                None => Err(ArrowError::ParseError(format!(
-                    "its schema id {id} was not fetched from the registry at {}",
-                    client.shown_url()
-                ))),
-            },
+            Framing::Registry(client) => {
+                match self.writers.lock().ok().and_then(|w| w.get(&id).cloned()) {
+                    Some(Ok(schema)) => Ok(schema),
+                    Some(Err(e)) => Err(ArrowError::ParseError(format!(
+                        "its schema id {id} is unknown: {e}"
+                    ))),
+                    None => Err(ArrowError::ParseError(format!(
+                        "its schema id {id} was not fetched from the registry at {}",
+                        client.shown_url()
+                    ))),
+                }
+            }
         }
     }
 
@@ -292,6 +322,20 @@ impl AvroCodec {
     }
 }
 
+/// The first top-level field of `reader` that `writer` cannot be resolved to, tried alone.
+fn field_at_fault(writer: &str, reader: &str) -> Option<String> {
+    let parsed: serde_json::Value = serde_json::from_str(reader).ok()?;
+    let fields = parsed.get("fields")?.as_array()?;
+    fields.iter().find_map(|field| {
+        let mut alone = parsed.clone();
+        alone["fields"] = serde_json::Value::Array(vec![field.clone()]);
+        decoder(writer, Some(&alone.to_string()), 1)
+            .is_err()
+            .then(|| field.get("name")?.as_str().map(str::to_string))
+            .flatten()
+    })
+}
+
 /// The schema id of a registry-framed value, and its Avro body.
 fn split_frame(value: &[u8]) -> Result<(u32, &[u8]), ArrowError> {
     if value.len() < FRAME.len() {
@@ -336,7 +380,9 @@ fn decoder(writer: &str, reader: Option<&str>, rows: usize) -> Result<Decoder, A
 /// The Arrow columns an Avro record `schema` decodes into.
 pub(super) fn columns_of(schema: &str) -> Result<SchemaRef, String> {
     check_record(schema)?;
-    Ok(decoder(schema, None, 1).map_err(|e| e.to_string())?.schema())
+    Ok(decoder(schema, None, 1)
+        .map_err(|e| e.to_string())?
+        .schema())
 }
 
 fn check_record(schema: &str) -> Result<(), String> {
@@ -347,6 +393,12 @@ fn check_record(schema: &str) -> Result<(), String> {
             "its top level must be a record (\"type\": \"record\"), whose fields are the columns"
                 .to_string(),
         );
+    }
+    if !parsed
+        .get("fields")
+        .is_some_and(serde_json::Value::is_array)
+    {
+        return Err("its record has no \"fields\" list".to_string());
     }
     Ok(())
 }
@@ -428,7 +480,8 @@ fn decode_one(decoder: &mut Decoder, value: &[u8]) -> Result<(), ArrowError> {
     }
     let taken = decoder.decode(value).map_err(|e| {
         ArrowError::ParseError(format!(
-            "the value is not one Avro record of the schema: {e}"
+            "the value is not one Avro record of its schema (it may be cut short or written \
+             with another schema): {e}"
         ))
     })?;
     let records = room - decoder.capacity();
@@ -505,7 +558,12 @@ mod tests {
 
     fn codec(schema: &str) -> AvroCodec {
         let schema = schema.to_string();
-        AvroCodec::new(Framing::Plain(schema.clone()), Some(schema.clone()), None, &plain(&schema))
+        AvroCodec::new(
+            Framing::Plain(schema.clone()),
+            Some(schema.clone()),
+            None,
+            &plain(&schema),
+        )
     }
 
     fn decode(

@@ -52,7 +52,10 @@ impl AvroWriter {
         let mut metadata = HashMap::new();
         metadata.insert(SCHEMA_METADATA_KEY.to_string(), schema.clone());
         let columns = columns_of(&schema).map_err(plan)?;
-        let columns = Arc::new(Schema::new_with_metadata(columns.fields().clone(), metadata));
+        let columns = Arc::new(Schema::new_with_metadata(
+            columns.fields().clone(),
+            metadata,
+        ));
         if let Some((_, None)) = codec.registry() {
             return Err(plan(
                 "the registry subject to register the schema under is unknown: set the table \
@@ -191,8 +194,10 @@ impl AvroWriter {
                 })? as i32),
             });
         }
-        let dictionary =
-            DictionaryArray::<Int32Type>::try_new(Int32Array::from(keys), Arc::new(StringArray::from(symbols)))?;
+        let dictionary = DictionaryArray::<Int32Type>::try_new(
+            Int32Array::from(keys),
+            Arc::new(StringArray::from(symbols)),
+        )?;
         Ok(Arc::new(dictionary))
     }
 

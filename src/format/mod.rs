@@ -77,11 +77,9 @@ impl ValueDecoder {
             let codec = avro.as_ref().ok_or_else(|| {
                 DataFusionError::Internal("an Avro table without its codec".to_string())
             })?;
-            codec.check_declared(&schema).map_err(|e| {
-                DataFusionError::Plan(format!(
-                    "the Avro schema does not fit the table's columns: {e}"
-                ))
-            })?;
+            codec
+                .check_declared(&schema)
+                .map_err(DataFusionError::Plan)?;
         }
         Ok(Self {
             format,
@@ -344,7 +342,8 @@ mod tests {
 
     #[test]
     fn json_batch_decodes_in_one_pass() {
-        let d = ValueDecoder::new(ValueFormat::Json, schema(), MalformedMode::FailFast, None).unwrap();
+        let d =
+            ValueDecoder::new(ValueFormat::Json, schema(), MalformedMode::FailFast, None).unwrap();
         let v = values(&[
             Some(r#"{"id":1,"name":"a"}"#),
             None,
@@ -365,7 +364,8 @@ mod tests {
 
     #[test]
     fn bad_json_names_the_record() {
-        let d = ValueDecoder::new(ValueFormat::Json, schema(), MalformedMode::FailFast, None).unwrap();
+        let d =
+            ValueDecoder::new(ValueFormat::Json, schema(), MalformedMode::FailFast, None).unwrap();
         for bad in [
             r#"{"id":"x"}"#,
             r#"{"id":1"#,
@@ -383,8 +383,13 @@ mod tests {
     #[test]
     fn dropmalformed_and_permissive() {
         let v = values(&[Some(r#"{"id":1}"#), Some("garbage"), Some(r#"{"id":3}"#)]);
-        let d =
-            ValueDecoder::new(ValueFormat::Json, schema(), MalformedMode::DropMalformed, None).unwrap();
+        let d = ValueDecoder::new(
+            ValueFormat::Json,
+            schema(),
+            MalformedMode::DropMalformed,
+            None,
+        )
+        .unwrap();
         let out = d.decode(&v, &locate).unwrap();
         assert_eq!(ids(&out.batch), vec![Some(1), Some(3)]);
         assert_eq!(out.malformed, 1);
@@ -392,7 +397,8 @@ mod tests {
             out.kept.unwrap().iter().collect::<Vec<_>>(),
             vec![Some(true), Some(false), Some(true)]
         );
-        let d = ValueDecoder::new(ValueFormat::Json, schema(), MalformedMode::Permissive, None).unwrap();
+        let d = ValueDecoder::new(ValueFormat::Json, schema(), MalformedMode::Permissive, None)
+            .unwrap();
         let out = d.decode(&v, &locate).unwrap();
         assert_eq!(ids(&out.batch), vec![Some(1), None, Some(3)]);
         assert_eq!(out.malformed, 1);
@@ -432,7 +438,13 @@ mod tests {
         let e = d.decode(&v, &locate).unwrap_err().to_string();
         assert!(e.contains("offset 102"), "{e}");
         assert!(
-            ValueDecoder::new(ValueFormat::RawValue, schema(), MalformedMode::FailFast, None).is_err()
+            ValueDecoder::new(
+                ValueFormat::RawValue,
+                schema(),
+                MalformedMode::FailFast,
+                None
+            )
+            .is_err()
         );
     }
 

@@ -106,9 +106,8 @@ impl RegistryClient {
     /// unreadable CA file.
     pub fn new(options: &RegistryOptions) -> Result<Self, String> {
         let shown = redact_url_credentials(&options.url);
-        let parsed = url::Url::parse(&options.url).map_err(|e| {
-            format!("'schema.registry.url' ('{shown}') is not a URL: {e}")
-        })?;
+        let parsed = url::Url::parse(&options.url)
+            .map_err(|e| format!("'schema.registry.url' ('{shown}') is not a URL: {e}"))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(format!(
                 "'schema.registry.url' ('{shown}') must start with http:// or https://"
@@ -119,8 +118,9 @@ impl RegistryClient {
             Some(info) => match info.split_once(':') {
                 Some((user, password)) => Some((user.to_string(), password.to_string())),
                 None => {
-                    return Err("'schema.registry.basic.auth.user.info' must be USER:PASSWORD"
-                        .to_string());
+                    return Err(
+                        "'schema.registry.basic.auth.user.info' must be USER:PASSWORD".to_string(),
+                    );
                 }
             },
         };
@@ -132,7 +132,9 @@ impl RegistryClient {
                 format!("cannot read 'schema.registry.ssl.ca.location' ('{path}'): {e}")
             })?;
             let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                format!("'schema.registry.ssl.ca.location' ('{path}') holds no PEM certificate: {e}")
+                format!(
+                    "'schema.registry.ssl.ca.location' ('{path}') holds no PEM certificate: {e}"
+                )
             })?;
             for certificate in certificates {
                 builder = builder.add_root_certificate(certificate);
@@ -252,7 +254,10 @@ impl RegistryClient {
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.base))
-            .header(reqwest::header::ACCEPT, format!("{CONTENT_TYPE}, application/json"));
+            .header(
+                reqwest::header::ACCEPT,
+                format!("{CONTENT_TYPE}, application/json"),
+            );
         if let Some((user, password)) = &self.user_info {
             request = request.basic_auth(user, Some(password));
         }
@@ -271,7 +276,10 @@ impl RegistryClient {
             .await
             .map_err(|e| Transient(without_url(e)))?;
         if status.is_server_error() {
-            return Err(Transient(format!("HTTP {status}: {}", error_message(&text))));
+            return Err(Transient(format!(
+                "HTTP {status}: {}",
+                error_message(&text)
+            )));
         }
         let what = format!("{method} {path}");
         if status == reqwest::StatusCode::NOT_FOUND {
@@ -282,8 +290,7 @@ impl RegistryClient {
                 error_message(&text)
             ))));
         }
-        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN
-        {
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Ok(Err(RegistryError::Failed(format!(
                 "the schema registry at {} refused {what} (HTTP {status}): check \
                  'schema.registry.basic.auth.user.info'",

@@ -1115,7 +1115,13 @@ fn parse_avro_options(bag: &mut OptionBag) -> Result<GivenAvroOptions> {
         None => None,
         Some(v) => match v.trim().parse::<u32>() {
             Ok(n) if n <= 20 => Some(n),
-            _ => return bad_value("schema.registry.max.retries", &v, "a whole number from 0 to 20"),
+            _ => {
+                return bad_value(
+                    "schema.registry.max.retries",
+                    &v,
+                    "a whole number from 0 to 20",
+                );
+            }
         },
     };
     Ok(GivenAvroOptions {
@@ -1136,8 +1142,14 @@ impl GivenAvroOptions {
             (self.schema.is_some(), "avroSchema"),
             (self.url.is_some(), "schema.registry.url"),
             (self.subject.is_some(), "subject"),
-            (self.user_info.is_some(), "schema.registry.basic.auth.user.info"),
-            (self.ca_location.is_some(), "schema.registry.ssl.ca.location"),
+            (
+                self.user_info.is_some(),
+                "schema.registry.basic.auth.user.info",
+            ),
+            (
+                self.ca_location.is_some(),
+                "schema.registry.ssl.ca.location",
+            ),
             (self.timeout.is_some(), "schema.registry.request.timeout.ms"),
             (self.retries.is_some(), "schema.registry.max.retries"),
         ]
@@ -1149,8 +1161,14 @@ impl GivenAvroOptions {
         let Some(url) = self.url else {
             let registry_only = [
                 (self.subject.is_some(), "subject"),
-                (self.user_info.is_some(), "schema.registry.basic.auth.user.info"),
-                (self.ca_location.is_some(), "schema.registry.ssl.ca.location"),
+                (
+                    self.user_info.is_some(),
+                    "schema.registry.basic.auth.user.info",
+                ),
+                (
+                    self.ca_location.is_some(),
+                    "schema.registry.ssl.ca.location",
+                ),
                 (self.timeout.is_some(), "schema.registry.request.timeout.ms"),
                 (self.retries.is_some(), "schema.registry.max.retries"),
             ];

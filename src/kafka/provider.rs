@@ -340,8 +340,11 @@ impl TableProviderFactory for KafkaTableFactory {
             .read()
             .map_err(|_| DataFusionError::Internal("session settings lock poisoned".to_string()))?
             .clone();
-        let options =
-            KafkaTableOptions::parse(&kafka_options(cmd), declared.is_some(), default_bootstrap.as_deref())?;
+        let options = KafkaTableOptions::parse(
+            &kafka_options(cmd),
+            declared.is_some(),
+            default_bootstrap.as_deref(),
+        )?;
         let avro = match &options.format {
             ValueFormat::Avro(avro) => {
                 let subject = options.sink_topic.as_ref().map(|t| format!("{t}-value"));

@@ -96,9 +96,13 @@ impl RecordColumns {
             }
             ValueFormat::Json => ValueColumns::Json(declared_indices()),
             ValueFormat::Avro(_) => {
-                let codec = source.decoder.as_ref().and_then(|d| d.avro()).ok_or_else(|| {
-                    DataFusionError::Internal("an Avro table without its codec".to_string())
-                })?;
+                let codec = source
+                    .decoder
+                    .as_ref()
+                    .and_then(|d| d.avro())
+                    .ok_or_else(|| {
+                        DataFusionError::Internal("an Avro table without its codec".to_string())
+                    })?;
                 let declared = layout.declared.as_ref().ok_or_else(|| {
                     DataFusionError::Internal("an Avro table without columns".to_string())
                 })?;

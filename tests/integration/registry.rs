@@ -61,7 +61,9 @@ fn registry(test: &str) -> Option<String> {
                 std::env::var_os("WEIR_REQUIRE_REGISTRY").is_none(),
                 "{test} needs a schema registry: eval \"$(bash tests/registry/start.sh)\""
             );
-            eprintln!("skipped {test}: start a registry with eval \"$(bash tests/registry/start.sh)\"");
+            eprintln!(
+                "skipped {test}: start a registry with eval \"$(bash tests/registry/start.sh)\""
+            );
             None
         }
     }
@@ -95,7 +97,13 @@ fn serde(bootstrap: &str, registry: &str, args: &[&str], input: &str) -> String 
 }
 
 /// Produces `records` (JSON lines by partition) with Confluent's AvroSerializer.
-fn produce_avro(bootstrap: &str, registry: &str, topic: &str, schema: &str, records: &[(i32, &str)]) {
+fn produce_avro(
+    bootstrap: &str,
+    registry: &str,
+    topic: &str,
+    schema: &str,
+    records: &[(i32, &str)],
+) {
     for partition in [0, 1] {
         let lines: Vec<&str> = records
             .iter()
@@ -109,7 +117,15 @@ fn produce_avro(bootstrap: &str, registry: &str, topic: &str, schema: &str, reco
         serde(
             bootstrap,
             registry,
-            &["produce", "--topic", topic, "--schema", schema, "--partition", &partition],
+            &[
+                "produce",
+                "--topic",
+                topic,
+                "--schema",
+                schema,
+                "--partition",
+                &partition,
+            ],
             &lines.join("\n"),
         );
     }
@@ -243,7 +259,10 @@ for r in rows:
         String::from_utf8_lossy(&parquet.stderr)
     );
     assert_eq!(
-        String::from_utf8(parquet.stdout).unwrap().lines().collect::<Vec<_>>(),
+        String::from_utf8(parquet.stdout)
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>(),
         vec![
             r#"{"amount": "12.34", "city": "Paris", "customer": "ann", "id": 1, "placed": "2024-01-01T00:00:00", "status": "NEW", "tags": ["a", "b"]}"#,
             r#"{"amount": "-0.01", "city": "Lyon", "customer": "bo", "id": 2, "placed": "2024-01-01T00:00:01.500000", "status": "SHIPPED", "tags": []}"#,
@@ -263,7 +282,9 @@ for r in rows:
             "test",
             "-tAF|",
             "-c",
-            &format!("SELECT id, customer, price, placed, status, city, day FROM {pg_table} ORDER BY id"),
+            &format!(
+                "SELECT id, customer, price, placed, status, city, day FROM {pg_table} ORDER BY id"
+            ),
         ])
         .output()
         .unwrap();
@@ -273,7 +294,10 @@ for r in rows:
         String::from_utf8_lossy(&psql.stderr)
     );
     assert_eq!(
-        String::from_utf8(psql.stdout).unwrap().lines().collect::<Vec<_>>(),
+        String::from_utf8(psql.stdout)
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>(),
         vec![
             "1|ann|9.5|2024-01-01 00:00:00|NEW|Paris|2024-01-01",
             "2|bo|0.25|2024-01-01 00:00:01.5|SHIPPED|Lyon|1970-01-01",
@@ -281,5 +305,294 @@ for r in rows:
             "3000000000|çé 😀|-1e+300|1970-01-01 00:00:00|PAID|Nice|1969-12-31",
         ],
         "the PostgreSQL rows as psql reads them"
+    );
+}
+
+/// Version 1 of an evolving subject, and version 2: `name` removed, `score` promoted from int
+/// to long, `tier` added with a default (a BACKWARD-compatible change, which the registry
+/// checks).
+const V1: &str = r#"{"type": "record", "name": "Player", "fields": [
+ {"name": "id", "type": "long"}, {"name": "name", "type": "string", "default": "?"},
+ {"name": "score", "type": "int"}]}"#;
+const V2: &str = r#"{"type": "record", "name": "Player", "fields": [
+ {"name": "id", "type": "long"}, {"name": "score", "type": "long"},
+ {"name": "tier", "type": "string", "default": "basic"}]}"#;
+
+#[tokio::test]
+async fn avro_schemas_evolve_both_ways_and_an_incompatible_one_is_named() {
+    let Some(registry) = registry("the schema evolution test") else {
+        return;
+    };
+    let mut broker = Broker::for_test();
+    let bootstrap = broker.bootstrap();
+    let topic = unique("players");
+    broker.create_topic(&topic, 1);
+    produce_avro(
+        &bootstrap,
+        &registry,
+        &topic,
+        V1,
+        &[(0, r#"{"id": 1, "name": "ann", "score": 7}"#)],
+    );
+    produce_avro(
+        &bootstrap,
+        &registry,
+        &topic,
+        V2,
+        &[(0, r#"{"id": 2, "score": 5000000000, "tier": "gold"}"#)],
+    );
+    let engine = broker.engine();
+    let options = format!(
+        "'subscribe' '{topic}', 'startingOffsets' 'earliest', 'endingOffsets' 'latest',
+         'format' 'avro', 'schema.registry.url' '{registry}'"
+    );
+    let result = run(
+        &engine,
+        &format!(
+            "CREATE EXTERNAL TABLE latest STORED AS KAFKA OPTIONS ({options});
+             SELECT * EXCEPT (_key, _value, _topic, _partition, _timestamp, _timestampType) FROM latest"
+        ),
+    )
+    .await;
+    assert_eq!(
+        lines(&result.batches),
+        vec!["1|7|basic|0", "2|5000000000|gold|1"],
+        "the latest schema (v2) reads v1's record: name skipped, score promoted, tier defaulted"
+    );
+    let old_reader = V1.replace("\"int\"", "\"long\"");
+    let result = run(
+        &engine,
+        &format!(
+            "CREATE EXTERNAL TABLE old (id BIGINT, name VARCHAR) STORED AS KAFKA
+               OPTIONS ({options}, 'avroSchema' '{old_reader}');
+             SELECT id, name FROM old"
+        ),
+    )
+    .await;
+    assert_eq!(
+        lines(&result.batches),
+        vec!["1|ann", "2|?"],
+        "an older reader schema reads v2's record with name's default"
+    );
+    let e = fails(
+        &engine,
+        &format!(
+            "CREATE EXTERNAL TABLE narrow (id BIGINT) STORED AS KAFKA
+               OPTIONS ({options}, 'avroSchema' '{V1}');
+             SELECT id FROM narrow"
+        ),
+    )
+    .await;
+    assert!(
+        e.contains("values written with schema id")
+            && e.contains("cannot be read with the table's reader schema, option 'avroSchema': field 'score': ")
+            && e.contains("Illegal promotion Long to Int"),
+        "a long cannot be read as an int: the error names the schema id and the field: {e}"
+    );
+}
+
+/// A record as Kafka holds it, produced without any serializer.
+fn raw(partition: i32, value: &[u8]) -> super::common::Record<'_> {
+    super::common::Record {
+        partition,
+        key: None,
+        value: Some(value),
+        headers: &[],
+    }
+}
+
+#[tokio::test]
+async fn values_that_are_not_registry_avro_follow_the_mode_and_are_named() {
+    let Some(registry) = registry("the bad values test") else {
+        return;
+    };
+    let mut broker = Broker::for_test();
+    let bootstrap = broker.bootstrap();
+    let topic = unique("bad-avro");
+    broker.create_topic(&topic, 1);
+    produce_avro(
+        &bootstrap,
+        &registry,
+        &topic,
+        V1,
+        &[(0, r#"{"id": 1, "name": "ann", "score": 7}"#)],
+    );
+    let engine = broker.engine();
+    let good = run(
+        &engine,
+        &format!(
+            "CREATE EXTERNAL TABLE probe STORED AS KAFKA OPTIONS ('subscribe' '{topic}',
+               'startingOffsets' 'earliest', 'endingOffsets' 'latest');
+             SELECT value FROM probe"
+        ),
+    )
+    .await;
+    let good = good.batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::BinaryArray>()
+        .unwrap()
+        .value(0)
+        .to_vec();
+    let mut wrong_magic = good.clone();
+    wrong_magic[0] = 1;
+    let truncated = good[..good.len() - 1].to_vec();
+    let mut unknown_id = good.clone();
+    unknown_id[1..5].copy_from_slice(&987_654_321u32.to_be_bytes());
+    super::common::produce(
+        &bootstrap,
+        &topic,
+        &[
+            raw(0, &wrong_magic),
+            raw(0, &truncated),
+            raw(0, &unknown_id),
+            raw(0, b"\0\0"),
+            raw(0, &good),
+        ],
+    );
+    let table = |name: &str, mode: &str| {
+        format!(
+            "CREATE EXTERNAL TABLE {name} STORED AS KAFKA OPTIONS ('subscribe' '{topic}',
+               'startingOffsets' 'earliest', 'endingOffsets' 'latest', 'format' 'avro',
+               'schema.registry.url' '{registry}', 'mode' '{mode}')"
+        )
+    };
+    run(&engine, &table("failing", "FAILFAST")).await;
+    for (offset, problem) in [
+        (1, "not the registry's magic byte 0"),
+        (2, "is not one Avro record of its schema"),
+        (3, "schema id 987654321 is unknown"),
+        (4, "shorter than the registry's 5-byte frame"),
+    ] {
+        let e = fails(
+            &engine,
+            &format!("SELECT id FROM failing WHERE _offset >= {offset}"),
+        )
+        .await;
+        assert!(
+            e.contains(&format!("topic '{topic}' partition 0 offset {offset}"))
+                && e.contains(problem),
+            "offset {offset}: {e}"
+        );
+    }
+    run(&engine, &table("dropping", "DROPMALFORMED")).await;
+    let result = run(&engine, "SELECT _offset, id, name FROM dropping").await;
+    assert_eq!(lines(&result.batches), vec!["0|1|ann", "5|1|ann"]);
+    run(&engine, &table("keeping", "PERMISSIVE")).await;
+    let result = run(&engine, "SELECT _offset, id FROM keeping").await;
+    assert_eq!(
+        lines(&result.batches),
+        vec!["0|1", "1|", "2|", "3|", "4|", "5|1"]
+    );
+}
+
+#[tokio::test]
+async fn a_registry_that_cannot_be_used_fails_at_create_without_showing_secrets() {
+    let Some(registry) = registry("the registry access test") else {
+        return;
+    };
+    let broker = Broker::for_test();
+    let engine = broker.engine();
+    let create = |name: &str, url: &str, extra: &str| {
+        format!(
+            "CREATE EXTERNAL TABLE {name} STORED AS KAFKA OPTIONS ('subscribe' 't-{name}',
+               'format' 'avro', 'schema.registry.url' '{url}' {extra})"
+        )
+    };
+    let e = fails(
+        &engine,
+        &create(
+            "unreachable",
+            "http://weir:hunter2@127.0.0.1:1/apis/ccompat/v7",
+            ", 'schema.registry.max.retries' '1'",
+        ),
+    )
+    .await;
+    assert!(
+        e.contains("http://weir:********@127.0.0.1:1/apis/ccompat/v7") && !e.contains("hunter2"),
+        "the URL is named, its password is not: {e}"
+    );
+    let e = fails(&engine, &create("nosubject", &registry, "")).await;
+    assert!(
+        e.contains("the subject 't-nosubject-value' has no schema")
+            && e.contains("declare the columns"),
+        "{e}"
+    );
+    let e = fails(&engine, &create("notaurl", "registry:8081", "")).await;
+    assert!(e.contains("must start with http:// or https://"), "{e}");
+    let e = fails(
+        &engine,
+        &create("stray", &registry, ", 'csv.delimiter' ';'")
+            .replace("'format' 'avro'", "'format' 'json'"),
+    )
+    .await;
+    assert!(e.contains("only applies to 'format' 'csv'"), "{e}");
+    let e = fails(
+        &engine,
+        "CREATE EXTERNAL TABLE orphan (id BIGINT) STORED AS KAFKA OPTIONS ('subscribe' 't',
+           'format' 'avro', 'avroSchema' '{\"type\": \"record\", \"name\": \"R\", \"fields\": []}',
+           'subject' 's')",
+    )
+    .await;
+    assert!(
+        e.contains("option 'subject' needs 'schema.registry.url'"),
+        "{e}"
+    );
+
+    let (Ok(secured), Ok(user_info)) = (
+        std::env::var("WEIR_TEST_SCHEMA_REGISTRY_AUTH"),
+        std::env::var("WEIR_TEST_SCHEMA_REGISTRY_USER_INFO"),
+    ) else {
+        assert!(
+            std::env::var_os("WEIR_REQUIRE_REGISTRY").is_none(),
+            "the basic-auth registry is required: eval \"$(bash tests/registry/start.sh)\""
+        );
+        return;
+    };
+    let e = fails(&engine, &create("anonymous", &secured, "")).await;
+    assert!(
+        e.contains("HTTP 401") && e.contains("schema.registry.basic.auth.user.info"),
+        "{e}"
+    );
+    let wrong = format!(", 'schema.registry.basic.auth.user.info' 'weir:not-{user_info}'");
+    let e = fails(&engine, &create("wrong", &secured, &wrong)).await;
+    assert!(e.contains("HTTP 401") && !e.contains("not-weir"), "{e}");
+
+    let mut broker = broker;
+    let bootstrap = broker.bootstrap();
+    let topic = unique("secured");
+    broker.create_topic(&topic, 1);
+    serde(
+        &bootstrap,
+        &secured,
+        &[
+            "produce",
+            "--topic",
+            &topic,
+            "--schema",
+            V1,
+            "--user-info",
+            &user_info,
+        ],
+        r#"{"id": 9, "name": "zed", "score": 1}"#,
+    );
+    let (_, password) = user_info.split_once(':').unwrap();
+    let result = run(
+        &engine,
+        &format!(
+            "CREATE EXTERNAL TABLE secured STORED AS KAFKA OPTIONS ('subscribe' '{topic}',
+               'startingOffsets' 'earliest', 'endingOffsets' 'latest', 'format' 'avro',
+               'schema.registry.url' '{secured}',
+               'schema.registry.basic.auth.user.info' '{user_info}');
+             SELECT id, name, score FROM secured"
+        ),
+    )
+    .await;
+    assert_eq!(lines(&result.batches), vec!["9|zed|1"]);
+    let (_, options) = engine.describe("secured").await.unwrap();
+    let described = format!("{options:?}");
+    assert!(
+        described.contains("schema.registry.basic.auth.user.info") && !described.contains(password),
+        "\\d shows the option, not its value: {described}"
     );
 }
