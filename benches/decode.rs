@@ -1,14 +1,15 @@
-//! JSON value decoding: weir's batch decoder over Kafka values against the C3 ceiling of
+//! Value decoding: weir's batch decoder over Kafka values against the C3 ceiling of
 //! `../shared/docs/benchmarks.md` (arrow-json over the same payloads as one contiguous buffer),
-//! measured alternately in the same run. `cargo bench --bench decode`.
+//! and over the same records as Avro values, measured alternately in the same run.
+//! `cargo bench --bench decode`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::BinaryArray;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use weir::format::ValueDecoder;
-use weir::kafka::options::{MalformedMode, ValueFormat};
+use weir::format::{AvroCodec, ValueDecoder};
+use weir::kafka::options::{AvroOptions, MalformedMode, ValueFormat};
 
 const RECORDS: usize = 200_000;
 const BATCH: usize = 8192;
@@ -38,6 +39,51 @@ fn payloads() -> Vec<Vec<u8>> {
             .into_bytes()
         })
         .collect()
+}
+
+const AVRO_SCHEMA: &str = r#"{"type": "record", "name": "Bid", "fields": [
+  {"name": "auction", "type": "long"}, {"name": "bidder", "type": "long"},
+  {"name": "price", "type": "long"}, {"name": "channel", "type": "string"},
+  {"name": "extra", "type": "string"}]}"#;
+
+/// The JSON payload `json` as Avro binary of [`AVRO_SCHEMA`].
+fn avro_payload(json: &[u8]) -> Vec<u8> {
+    fn long(n: i64, out: &mut Vec<u8>) {
+        let mut z = ((n << 1) ^ (n >> 63)) as u64;
+        while z >= 0x80 {
+            out.push((z as u8) | 0x80);
+            z >>= 7;
+        }
+        out.push(z as u8);
+    }
+    let record: serde_json::Value = serde_json::from_slice(json).unwrap();
+    let mut out = Vec::with_capacity(48);
+    for field in ["auction", "bidder", "price"] {
+        long(record[field].as_i64().unwrap(), &mut out);
+    }
+    for field in ["channel", "extra"] {
+        let text = record[field].as_str().unwrap();
+        long(text.len() as i64, &mut out);
+        out.extend_from_slice(text.as_bytes());
+    }
+    out
+}
+
+fn avro_decoder() -> ValueDecoder {
+    let options = AvroOptions {
+        schema: Some(AVRO_SCHEMA.to_string()),
+        registry: None,
+        subject: None,
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let codec = runtime.block_on(AvroCodec::open(&options, None)).unwrap();
+    ValueDecoder::new(
+        ValueFormat::Avro(options),
+        schema(),
+        MalformedMode::FailFast,
+        Some(Arc::new(codec)),
+    )
+    .unwrap()
 }
 
 /// C3: arrow-json over newline-delimited payloads already in one buffer.
@@ -84,11 +130,21 @@ fn main() {
         .chunks(BATCH)
         .map(|c| BinaryArray::from(c.iter().map(|p| Some(p.as_slice())).collect::<Vec<_>>()))
         .collect();
-    let decoder = ValueDecoder::new(ValueFormat::Json, schema(), MalformedMode::FailFast).unwrap();
+    let decoder =
+        ValueDecoder::new(ValueFormat::Json, schema(), MalformedMode::FailFast, None).unwrap();
+
+    let avro_payloads: Vec<Vec<u8>> = payloads.iter().map(|p| avro_payload(p)).collect();
+    let avro_bytes: usize = avro_payloads.iter().map(Vec::len).sum();
+    let avro_batches: Vec<BinaryArray> = avro_payloads
+        .chunks(BATCH)
+        .map(|c| BinaryArray::from(c.iter().map(|p| Some(p.as_slice())).collect::<Vec<_>>()))
+        .collect();
+    let avro = avro_decoder();
 
     assert_eq!(ceiling(&buffer), RECORDS);
     assert_eq!(weir_decode(&batches, &decoder), RECORDS);
-    let (mut c3, mut ours) = (vec![], vec![]);
+    assert_eq!(weir_decode(&avro_batches, &avro), RECORDS);
+    let (mut c3, mut ours, mut ours_avro) = (vec![], vec![], vec![]);
     for _ in 0..RUNS {
         let t = Instant::now();
         assert_eq!(ceiling(&buffer), RECORDS);
@@ -96,6 +152,9 @@ fn main() {
         let t = Instant::now();
         assert_eq!(weir_decode(&batches, &decoder), RECORDS);
         ours.push(RECORDS as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        assert_eq!(weir_decode(&avro_batches, &avro), RECORDS);
+        ours_avro.push(RECORDS as f64 / t.elapsed().as_secs_f64());
     }
     let ratios: Vec<f64> = ours.iter().zip(&c3).map(|(w, c)| w / c).collect();
     let range = |v: &[f64]| {
@@ -105,12 +164,14 @@ fn main() {
         )
     };
     println!(
-        "JSON decode, {RECORDS} records of {} B on average, {RUNS} alternating runs",
-        bytes / RECORDS
+        "JSON decode, {RECORDS} records of {} B on average ({} B as Avro), {RUNS} alternating runs",
+        bytes / RECORDS,
+        avro_bytes / RECORDS
     );
     for (name, v) in [
         ("C3 arrow-json, one buffer", &c3),
         ("weir ValueDecoder", &ours),
+        ("weir ValueDecoder, Avro", &ours_avro),
     ] {
         let (lo, hi) = range(v);
         println!(
@@ -123,5 +184,12 @@ fn main() {
         "{:28} median {:>10.3}            (min {lo:.3}, max {hi:.3})",
         "weir / C3",
         median(ratios.clone())
+    );
+    let avro_vs_json: Vec<f64> = ours_avro.iter().zip(&ours).map(|(a, j)| a / j).collect();
+    let (lo, hi) = range(&avro_vs_json);
+    println!(
+        "{:28} median {:>10.3}            (min {lo:.3}, max {hi:.3})",
+        "weir Avro / weir JSON",
+        median(avro_vs_json.clone())
     );
 }

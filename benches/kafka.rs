@@ -2,7 +2,8 @@
 //! a broker in its own process (`weir broker`), topics pre-loaded once, then in the same run,
 //! alternating, the ceilings C0 (bare rdkafka consumer) and C1 (C0 plus copying keys and values
 //! into Arrow builders) and weir on W1 (`SELECT *` into a discard sink), W1k (the same into a
-//! Kafka topic), W2 (JSON decode, filter, projection), W3 and W3k (streaming 10 s tumbling
+//! Kafka topic), W2 (JSON decode, filter, projection), W2a (W2 over the same records as Avro
+//! values), W3 and W3k (streaming 10 s tumbling
 //! windows with count/sum/max by 100 and 100 000 keys, event-time watermark), Nexmark q0–q2 (batch
 //! queries) and q5, q7 (streaming queries), each in a child process whose CPU time (user + sys) is
 //! its own.
@@ -24,9 +25,14 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 const PARTITIONS: i32 = 64;
-const WORKLOADS: [&str; 12] = [
-    "C0", "C1", "W1", "W1k", "W2", "W3", "W3k", "q0", "q1", "q2", "q5", "q7",
+const WORKLOADS: [&str; 13] = [
+    "C0", "C1", "W1", "W1k", "W2", "W2a", "W3", "W3k", "q0", "q1", "q2", "q5", "q7",
 ];
+/// The Avro schema of W2a's values: the fields of W2's JSON.
+const AVRO_SCHEMA: &str = r#"{"type": "record", "name": "W2", "fields": [
+  {"name": "id", "type": "long"}, {"name": "name", "type": "string"},
+  {"name": "v", "type": "long"}, {"name": "city", "type": "string"},
+  {"name": "ts", "type": "string"}, {"name": "pad", "type": "string"}]}"#;
 /// Records per batch of the streaming workloads.
 const STREAM_BATCH: u64 = 100_000;
 
@@ -163,6 +169,32 @@ fn json_value(i: u64) -> Vec<u8> {
     v
 }
 
+/// W2's record `i` as Avro binary of [`AVRO_SCHEMA`]: zig-zag varints and length-prefixed
+/// strings, the same values as [`json_value`].
+fn avro_value(i: u64) -> Vec<u8> {
+    fn long(n: i64, out: &mut Vec<u8>) {
+        let mut z = ((n << 1) ^ (n >> 63)) as u64;
+        while z >= 0x80 {
+            out.push((z as u8) | 0x80);
+            z >>= 7;
+        }
+        out.push(z as u8);
+    }
+    fn string(s: &str, out: &mut Vec<u8>) {
+        long(s.len() as i64, out);
+        out.extend_from_slice(s.as_bytes());
+    }
+    let json: serde_json::Value = serde_json::from_slice(&json_value(i)).unwrap();
+    let mut out = Vec::with_capacity(100);
+    long(json["id"].as_i64().unwrap(), &mut out);
+    string(json["name"].as_str().unwrap(), &mut out);
+    long(json["v"].as_i64().unwrap(), &mut out);
+    string(json["city"].as_str().unwrap(), &mut out);
+    string(json["ts"].as_str().unwrap(), &mut out);
+    string(json["pad"].as_str().unwrap(), &mut out);
+    out
+}
+
 struct Sample {
     records: u64,
     wall: f64,
@@ -198,7 +230,7 @@ fn orchestrate() {
     let runs = env_number("WEIR_BENCH_RUNS", 5) as usize;
     let mut broker = Broker::start();
     let bootstrap = broker.bootstrap.clone();
-    for topic in ["raw", "json", "nexmark_events", "sink"] {
+    for topic in ["raw", "json", "avro", "nexmark_events", "sink"] {
         broker.create_topic(topic);
     }
     let loading = Instant::now();
@@ -208,6 +240,9 @@ fn orchestrate() {
     });
     produce_all(&p, "json", records, |i| {
         (format!("k{}", i % 1000).into_bytes(), json_value(i))
+    });
+    produce_all(&p, "avro", records, |i| {
+        (format!("k{}", i % 1000).into_bytes(), avro_value(i))
     });
     drop(p);
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -233,13 +268,14 @@ fn orchestrate() {
             .unwrap();
     });
     eprintln!(
-        "pre-loaded 3 × {records} records in {:.1} s",
+        "pre-loaded 4 × {records} records in {:.1} s",
         loading.elapsed().as_secs_f64()
     );
 
     let topic_of = |w: &str| match w {
         "C0" | "C1" | "W1" | "W1k" => "raw",
         "W2" | "W3" | "W3k" => "json",
+        "W2a" => "avro",
         _ => "nexmark_events",
     };
     let chosen = std::env::var("WEIR_BENCH_WORKLOADS").unwrap_or_default();
@@ -434,6 +470,16 @@ fn weir_query(workload: &str, bootstrap: &str, topic: &str) -> u64 {
                     .sql(&format!(
                         "CREATE EXTERNAL TABLE t (id BIGINT, name VARCHAR, v BIGINT, city VARCHAR) STORED AS KAFKA
                          OPTIONS ('subscribe' '{topic}', 'format' 'json', 'endingOffsets' 'latest')"
+                    ))
+                    .await
+                    .unwrap();
+                "SELECT id, name FROM t WHERE v % 10 = 0".to_string()
+            }
+            "W2a" => {
+                engine
+                    .sql(&format!(
+                        "CREATE EXTERNAL TABLE t (id BIGINT, name VARCHAR, v BIGINT, city VARCHAR) STORED AS KAFKA
+                         OPTIONS ('subscribe' '{topic}', 'format' 'avro', 'avroSchema' '{AVRO_SCHEMA}', 'endingOffsets' 'latest')"
                     ))
                     .await
                     .unwrap();

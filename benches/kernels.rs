@@ -104,7 +104,8 @@ fn json_decode(c: &mut Criterion) {
             .map(|v| Some(v.as_slice()))
             .collect::<Vec<_>>(),
     );
-    let decoder = ValueDecoder::new(ValueFormat::Json, schema, MalformedMode::FailFast).unwrap();
+    let decoder =
+        ValueDecoder::new(ValueFormat::Json, schema, MalformedMode::FailFast, None).unwrap();
     let locate = |i: usize| format!("record {i}");
     let mut group = c.benchmark_group("json_decode");
     group.throughput(Throughput::Elements(RECORDS as u64));

@@ -50,8 +50,11 @@ pub struct AvroCodec {
     given_schema: Option<String>,
     /// Writer schemas by id, checked against the reader schema; `Err` for an id the registry
     /// does not have (its values are undecodable).
-    writers: Mutex<HashMap<u32, Result<Arc<str>, String>>>,
+    writers: Mutex<WriterSchemas>,
 }
+
+/// Writer schemas by registry id; `Err` says why an id has none.
+type WriterSchemas = HashMap<u32, Result<Arc<str>, String>>;
 
 impl AvroCodec {
     /// The codec of a table with these options; `default_subject` is `<topic>-value` when the
@@ -224,10 +227,7 @@ impl AvroCodec {
         )))
     }
 
-    fn lock_writers(
-        &self,
-    ) -> Result<std::sync::MutexGuard<'_, HashMap<u32, Result<Arc<str>, String>>>, DataFusionError>
-    {
+    fn lock_writers(&self) -> Result<std::sync::MutexGuard<'_, WriterSchemas>, DataFusionError> {
         self.writers
             .lock()
             .map_err(|_| DataFusionError::Internal("Avro schema cache poisoned".to_string()))
