@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use arrow::array::BinaryArray;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use weir::format::{AvroCodec, ValueDecoder};
+use weir::format::{SchemaCodec, ValueDecoder};
 use weir::kafka::options::{AvroOptions, MalformedMode, ValueFormat};
 
 const RECORDS: usize = 200_000;
@@ -75,15 +75,12 @@ fn avro_decoder() -> ValueDecoder {
         registry: None,
         subject: None,
     };
+    let format = ValueFormat::Avro(options);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let codec = runtime.block_on(AvroCodec::open(&options, None)).unwrap();
-    ValueDecoder::new(
-        ValueFormat::Avro(options),
-        schema(),
-        MalformedMode::FailFast,
-        Some(Arc::new(codec)),
-    )
-    .unwrap()
+    let codec = runtime
+        .block_on(SchemaCodec::open(&format, None, None))
+        .unwrap();
+    ValueDecoder::new(format, schema(), MalformedMode::FailFast, codec).unwrap()
 }
 
 /// C3: arrow-json over newline-delimited payloads already in one buffer.

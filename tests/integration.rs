@@ -15,6 +15,7 @@ mod integration {
     pub mod jdbc;
     pub mod kafka_sink;
     pub mod nexmark;
+    pub mod protobuf;
     pub mod real_kafka;
     pub mod registry;
     pub mod s3;

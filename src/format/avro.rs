@@ -6,34 +6,41 @@
 //! arrow-avro, one pass per writer schema, and fits the columns to the table's declared ones by
 //! name. Writing is in [`super::avro_encode`].
 //!
-//! arrow-avro reads framed values only, so a plain value is fed after a frame naming schema 0
-//! without copying the value.
+//! arrow-avro reads framed values only, so each value is fed after a frame naming schema 0, the
+//! one decoder's only schema, without copying the value.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use arrow::array::{Array, ArrayRef, BinaryArray, RecordBatch, UInt32Array, new_null_array};
-use arrow::compute::{CastOptions, can_cast_types, cast_with_options, concat_batches, take};
-use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
+use arrow::array::{BinaryArray, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow_avro::reader::{Decoder, ReaderBuilder};
 use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
 use datafusion::error::DataFusionError;
 
-use super::registry::{RegistryClient, RegistryError};
+use super::columns::{Members, check_fields, conform, decode_in_groups};
+use super::registry::{
+    RegisteredSchema, RegistryClient, RegistryError, SchemaType, block_on, lookup_outcome,
+    split_frame, subject_for, unknown_ids,
+};
 use crate::kafka::options::AvroOptions;
 
-/// Confluent's framing of a value written with schema id 0.
-const FRAME: [u8; 5] = [0, 0, 0, 0, 0];
+/// The frame arrow-avro reads before each value: Confluent's, naming schema id 0.
+const ID_ZERO_FRAME: [u8; 5] = [0, 0, 0, 0, 0];
 
 /// Where the writer schema of each value comes from.
 #[derive(Debug)]
 enum Framing {
-    /// Plain Avro binary, all written with this schema.
-    Plain(String),
+    /// Plain Avro binary, all written with the reader schema (`avroSchema`).
+    Plain,
     /// Registry framing: each value names its schema's id.
     Registry(Arc<RegistryClient>),
 }
+
+/// Writer schemas by registry id, each checked against the reader schema; `Err` says why an id
+/// has none (the registry lacks it), for this batch only.
+type WriterSchemas = HashMap<u32, Result<Arc<str>, String>>;
 
 /// How a table's Avro values are read (and written): their framing, the reader schema, and
 /// the registry's schemas seen so far.
@@ -44,52 +51,46 @@ pub struct AvroCodec {
     reader: Option<String>,
     /// Where the reader schema came from, for errors.
     reader_origin: String,
-    /// The registry subject: where the reader schema came from, and where writing registers.
-    subject: Option<String>,
-    /// The `avroSchema` option, which writing uses as its schema.
+    /// The `avroSchema` option.
     given_schema: Option<String>,
-    /// Writer schemas by id, checked against the reader schema; `Err` for an id the registry
-    /// does not have (its values are undecodable).
+    /// The registry subject read from: `subject`, else `<topic>-value` of the one topic read.
+    subject: Option<String>,
+    /// The registry subject written to: `subject`, else `<topic>-value` of the sink topic.
+    write_subject: Option<String>,
     writers: Mutex<WriterSchemas>,
 }
 
-/// Writer schemas by registry id; `Err` says why an id has none.
-type WriterSchemas = HashMap<u32, Result<Arc<str>, String>>;
-
 impl AvroCodec {
-    /// The codec of a table with these options; `default_subject` is `<topic>-value` when the
-    /// table has one topic. With a registry, this asks it for the subject's latest schema (so
-    /// an unreachable registry fails here, naming it).
+    /// The codec of a table with these options; `read_topic` is the one topic the table reads
+    /// and `write_topic` the one it writes, when there is one. With a registry, this asks it for
+    /// the read subject's latest schema (so an unreachable registry fails here, naming it).
     pub async fn open(
         options: &AvroOptions,
-        default_subject: Option<String>,
+        read_topic: Option<&str>,
+        write_topic: Option<&str>,
     ) -> Result<Self, DataFusionError> {
         let plan = |e: String| DataFusionError::Plan(e);
+        let subject_of = |topic| subject_for(options.subject.as_deref(), topic);
+        let (subject, write_subject) = (subject_of(read_topic), subject_of(write_topic));
         let Some(registry) = &options.registry else {
             let schema = options.schema.clone().ok_or_else(|| {
                 plan("'format' 'avro' needs 'avroSchema' or 'schema.registry.url'".to_string())
             })?;
-            return Ok(Self::new(
-                Framing::Plain(schema.clone()),
-                Some(schema),
-                None,
-                options,
-            ));
+            return Ok(Self {
+                framing: Framing::Plain,
+                reader: Some(schema),
+                reader_origin: "option 'avroSchema'".to_string(),
+                given_schema: options.schema.clone(),
+                subject: None,
+                write_subject: None,
+                writers: Mutex::default(),
+            });
         };
         let client = Arc::new(RegistryClient::new(registry).map_err(plan)?);
-        let subject = options.subject.clone().or(default_subject);
-        let latest = match &subject {
-            Some(subject) => client.latest(subject).await,
-            None => client.check_reachable().await.map(|()| None),
-        }
-        .map_err(|e| plan(format!("cannot use the schema registry: {e}")))?;
-        if let (Some(subject), None, None) = (&options.subject, &latest, &options.schema) {
-            log::info!(
-                "subject '{subject}' has no schema in the registry at {} yet",
-                client.shown_url()
-            );
-        }
-        let (reader, origin) = match (&options.schema, latest, &subject) {
+        let latest = latest_of(&client, subject.as_deref())
+            .await
+            .map_err(|e| plan(format!("cannot use the schema registry: {e}")))?;
+        let (reader, reader_origin) = match (&options.schema, latest, &subject) {
             (Some(given), _, _) => (Some(given.clone()), "option 'avroSchema'".to_string()),
             (None, Some(latest), Some(subject)) => (
                 Some(latest.schema),
@@ -100,25 +101,15 @@ impl AvroCodec {
             ),
             _ => (None, String::new()),
         };
-        let mut codec = Self::new(Framing::Registry(client), reader, subject, options);
-        codec.reader_origin = origin;
-        Ok(codec)
-    }
-
-    fn new(
-        framing: Framing,
-        reader: Option<String>,
-        subject: Option<String>,
-        options: &AvroOptions,
-    ) -> Self {
-        Self {
-            framing,
+        Ok(Self {
+            framing: Framing::Registry(client),
             reader,
-            reader_origin: "option 'avroSchema'".to_string(),
-            subject,
+            reader_origin,
             given_schema: options.schema.clone(),
+            subject,
+            write_subject,
             writers: Mutex::default(),
-        }
+        })
     }
 
     /// The columns the reader schema gives a table that declares none: its top-level fields,
@@ -163,71 +154,75 @@ impl AvroCodec {
         }
     }
 
-    /// The schema written records carry: `avroSchema`, else one made from `declared`.
-    pub(super) fn writer_schema(&self) -> Option<&str> {
+    /// The `avroSchema` option.
+    pub(super) fn given_schema(&self) -> Option<&str> {
         self.given_schema.as_deref()
     }
 
-    /// The registry and subject writing registers under, when the values are framed.
+    /// The registry and the subject writing registers under, when the values are framed.
     pub(super) fn registry(&self) -> Option<(&RegistryClient, Option<&str>)> {
         match &self.framing {
-            Framing::Registry(client) => Some((client, self.subject.as_deref())),
-            Framing::Plain(_) => None,
+            Framing::Registry(client) => Some((client, self.write_subject.as_deref())),
+            Framing::Plain => None,
         }
     }
 
-    /// Fetches the writer schema of every framed value whose id is new, and checks it against
-    /// the reader schema. An id the registry lacks leaves its values undecodable; a registry
-    /// that cannot answer, or a writer schema the reader schema cannot read, fails.
-    pub fn prepare(&self, values: &BinaryArray) -> Result<(), DataFusionError> {
+    /// Fetches the writer schema of every framed value whose id is new (or was missing from
+    /// the registry before), and checks it against the reader schema, or against the
+    /// `declared` columns when there is none. An id the registry lacks leaves its values
+    /// undecodable; a registry that cannot answer, or a writer schema that cannot be read,
+    /// fails naming the first record that carries it (`locate(i)`).
+    pub fn prepare(
+        &self,
+        values: &BinaryArray,
+        declared: &SchemaRef,
+        locate: &dyn Fn(usize) -> String,
+    ) -> Result<(), DataFusionError> {
         let Framing::Registry(client) = &self.framing else {
             return Ok(());
         };
-        let mut new_ids: Vec<u32> = vec![];
-        {
+        let unknown = {
             let known = self.lock_writers()?;
-            for value in values.iter().flatten() {
-                if let Ok((id, _)) = split_frame(value)
-                    && !known.contains_key(&id)
-                    && !new_ids.contains(&id)
-                {
-                    new_ids.push(id);
-                }
-            }
-        }
-        for id in new_ids {
-            let fetched = block_on(client.schema_by_id(id))?;
-            let entry = match fetched {
-                Ok(schema) => {
-                    self.check_writer(id, &schema)?;
+            unknown_ids(values, |id| matches!(known.get(&id), Some(Ok(_))))
+        };
+        for (id, first) in unknown {
+            let first = locate(first);
+            let fetched = block_on(client.schema_by_id(id, SchemaType::Avro))?;
+            let entry = match lookup_outcome(fetched, id, &first)? {
+                Ok(registered) => {
+                    let schema: Arc<str> = registered.schema.as_str().into();
+                    self.check_writer(id, &schema, declared).map_err(|e| {
+                        DataFusionError::Execution(format!("{e} (first at {first})"))
+                    })?;
                     Ok(schema)
                 }
-                Err(RegistryError::NotFound(e)) => Err(e),
-                Err(RegistryError::Failed(e)) => return Err(DataFusionError::Execution(e)),
+                Err(e) => Err(e),
             };
             self.lock_writers()?.insert(id, entry);
         }
         Ok(())
     }
 
-    fn check_writer(&self, id: u32, schema: &str) -> Result<(), DataFusionError> {
-        let Err(e) = decoder(schema, self.reader.as_deref(), 1) else {
+    fn check_writer(&self, id: u32, schema: &str, declared: &SchemaRef) -> Result<(), String> {
+        let Some(reader) = &self.reader else {
+            return check_schema(schema, declared).map_err(|e| {
+                format!("values written with schema id {id} cannot fill the table's columns: {e}")
+            });
+        };
+        let Err(e) = decoder(schema, Some(reader), 1) else {
             return Ok(());
         };
-        let at_fault = self
-            .reader
-            .as_deref()
-            .and_then(|reader| field_at_fault(schema, reader))
+        let at_fault = field_at_fault(schema, reader)
             .map(|field| format!("field '{field}': "))
             .unwrap_or_default();
-        Err(DataFusionError::Execution(format!(
+        Err(format!(
             "values written with schema id {id} cannot be read with the table's reader schema, \
              {}: {at_fault}{e}",
             self.reader_origin
-        )))
+        ))
     }
 
-    fn lock_writers(&self) -> Result<std::sync::MutexGuard<'_, WriterSchemas>, DataFusionError> {
+    fn lock_writers(&self) -> Result<MutexGuard<'_, WriterSchemas>, DataFusionError> {
         self.writers
             .lock()
             .map_err(|_| DataFusionError::Internal("Avro schema cache poisoned".to_string()))
@@ -235,27 +230,30 @@ impl AvroCodec {
 
     /// The writer schema of a value framed with `id`.
     fn writer_of(&self, id: u32) -> Result<Arc<str>, ArrowError> {
-        match &self.framing {
-            Framing::Plain(schema) => Ok(schema.as_str().into()),
-            Framing::Registry(client) => {
-                match self.writers.lock().ok().and_then(|w| w.get(&id).cloned()) {
-                    Some(Ok(schema)) => Ok(schema),
-                    Some(Err(e)) => Err(ArrowError::ParseError(format!(
-                        "its schema id {id} is unknown: {e}"
-                    ))),
-                    None => Err(ArrowError::ParseError(format!(
-                        "its schema id {id} was not fetched from the registry at {}",
-                        client.shown_url()
-                    ))),
-                }
-            }
+        let Framing::Registry(client) = &self.framing else {
+            return self.reader.as_deref().map(Arc::from).ok_or_else(|| {
+                ArrowError::SchemaError("plain Avro without its schema".to_string())
+            });
+        };
+        let known = self
+            .lock_writers()
+            .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+        match known.get(&id) {
+            Some(Ok(schema)) => Ok(Arc::clone(schema)),
+            Some(Err(e)) => Err(ArrowError::ParseError(format!(
+                "its schema id {id} is unknown: {e}"
+            ))),
+            None => Err(ArrowError::ParseError(format!(
+                "its schema id {id} was not fetched from the registry at {}",
+                client.shown_url()
+            ))),
         }
     }
 
     /// The writer schema's id and the Avro body of `value` (id 0 for plain values).
     fn frame<'a>(&self, value: &'a [u8]) -> Result<(u32, &'a [u8]), ArrowError> {
         match self.framing {
-            Framing::Plain(_) => Ok((0, value)),
+            Framing::Plain => Ok((0, value)),
             Framing::Registry(_) => split_frame(value),
         }
     }
@@ -268,58 +266,42 @@ impl AvroCodec {
         nulled: &dyn Fn(usize) -> bool,
         declared: &SchemaRef,
     ) -> Result<RecordBatch, ArrowError> {
-        let mut groups: Vec<(u32, Vec<usize>)> = vec![];
-        let mut rows: Vec<Option<u32>> = Vec::with_capacity(values.len());
-        let mut frames = Vec::with_capacity(values.len());
-        for i in 0..values.len() {
-            if nulled(i) {
-                frames.push(None);
-                continue;
-            }
-            let (id, body) = self.frame(values.value(i))?;
-            match groups.iter_mut().find(|(g, _)| *g == id) {
-                Some((_, members)) => members.push(i),
-                None => groups.push((id, vec![i])),
-            }
-            frames.push(Some(body));
-        }
-        let mut decoded = Vec::with_capacity(groups.len());
-        let mut position = vec![0u32; values.len()];
-        let mut next = 0u32;
-        for (id, members) in &groups {
-            let writer = self.writer_of(*id)?;
-            let mut decoder = decoder(&writer, self.reader.as_deref(), members.len())?;
-            for &i in members {
-                let body = frames[i].ok_or_else(|| {
-                    ArrowError::ParseError("a nulled value was grouped".to_string())
-                })?;
-                decode_one(&mut decoder, body)?;
-                position[i] = next;
-                next += 1;
-            }
-            let batch = flush_exactly(&mut decoder, members.len())?;
-            decoded.push(conform(&batch.schema(), batch.columns(), declared)?);
-        }
-        for i in 0..values.len() {
-            rows.push(frames[i].map(|_| position[i]));
-        }
-        if decoded.is_empty() {
-            let columns = declared
-                .fields()
-                .iter()
-                .map(|f| new_null_array(f.data_type(), values.len()))
-                .collect();
-            return RecordBatch::try_new(Arc::clone(declared), columns);
-        }
-        let all = concat_batches(declared, &decoded)?;
-        let rows = UInt32Array::from(rows);
-        let spread = all
-            .columns()
-            .iter()
-            .map(|column| take(column, &rows, None))
-            .collect::<Result<Vec<ArrayRef>, ArrowError>>()?;
-        RecordBatch::try_new(Arc::clone(declared), spread)
+        let frame = |value| self.frame(value);
+        let decode_group = |id: &u32, members: &Members| self.decode_group(*id, members, declared);
+        decode_in_groups(values, nulled, declared, frame, decode_group)
     }
+
+    /// The bodies of `members`, all written with schema `id`, as rows of `declared`.
+    fn decode_group(
+        &self,
+        id: u32,
+        members: &[(usize, &[u8])],
+        declared: &SchemaRef,
+    ) -> Result<RecordBatch, ArrowError> {
+        let writer = self.writer_of(id)?;
+        let mut decoder = decoder(&writer, self.reader.as_deref(), members.len())?;
+        for (_, body) in members {
+            decode_one(&mut decoder, body)?;
+        }
+        let batch = flush_exactly(&mut decoder, members.len())?;
+        conform(&batch.schema(), batch.columns(), batch.num_rows(), declared)
+    }
+}
+
+/// The latest schema of `subject`, or `None` when it has none; without a subject, only checks
+/// that the registry answers.
+async fn latest_of(
+    client: &RegistryClient,
+    subject: Option<&str>,
+) -> Result<Option<RegisteredSchema>, RegistryError> {
+    let latest = match subject {
+        Some(subject) => client.latest(subject, SchemaType::Avro).await?,
+        None => None,
+    };
+    if latest.is_none() {
+        client.check_reachable().await?;
+    }
+    Ok(latest)
 }
 
 /// The first top-level field of `reader` that `writer` cannot be resolved to, tried alone.
@@ -334,32 +316,6 @@ fn field_at_fault(writer: &str, reader: &str) -> Option<String> {
             .then(|| field.get("name")?.as_str().map(str::to_string))
             .flatten()
     })
-}
-
-/// The schema id of a registry-framed value, and its Avro body.
-fn split_frame(value: &[u8]) -> Result<(u32, &[u8]), ArrowError> {
-    if value.len() < FRAME.len() {
-        return Err(ArrowError::ParseError(format!(
-            "the value is {} bytes, shorter than the registry's 5-byte frame",
-            value.len()
-        )));
-    }
-    if value[0] != 0 {
-        return Err(ArrowError::ParseError(format!(
-            "the value starts with byte {:#04x}, not the registry's magic byte 0",
-            value[0]
-        )));
-    }
-    let id = u32::from_be_bytes([value[1], value[2], value[3], value[4]]);
-    Ok((id, &value[FRAME.len()..]))
-}
-
-/// Runs a registry request from the scan's blocking reader thread.
-fn block_on<T>(request: impl Future<Output = T>) -> Result<T, DataFusionError> {
-    let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-        DataFusionError::Internal("a registry lookup outside the engine's runtime".to_string())
-    })?;
-    Ok(runtime.block_on(request))
 }
 
 /// A decoder of values framed with schema id 0, written with `writer` and read as `reader`
@@ -408,52 +364,7 @@ fn check_record(schema: &str) -> Result<(), String> {
 /// cast, a NOT NULL column without a field, a declared struct field the record lacks.
 fn check_schema(writer_schema: &str, declared: &SchemaRef) -> Result<(), String> {
     let written = columns_of(writer_schema)?;
-    check_fields(written.fields(), declared.fields(), "")
-}
-
-fn check_fields(written: &Fields, declared: &Fields, path: &str) -> Result<(), String> {
-    for field in declared {
-        let name = format!("{path}{}", field.name());
-        let Some(found) = find(written, field.name()) else {
-            if field.is_nullable() && path.is_empty() {
-                continue;
-            }
-            return Err(format!(
-                "the record has no field '{name}', which the table declares"
-            ));
-        };
-        let from = written[found].data_type();
-        match (from, field.data_type()) {
-            (DataType::Struct(inner), DataType::Struct(wanted)) => {
-                let exact: Vec<_> = wanted
-                    .iter()
-                    .filter(|w| inner.find(w.name()).is_some())
-                    .collect();
-                if exact.len() != wanted.len() {
-                    return Err(format!(
-                        "the fields of struct '{name}' must be named exactly as in the record"
-                    ));
-                }
-                check_fields(inner, wanted, &format!("{name}."))?;
-            }
-            (from, to) if !can_cast_types(from, to) => {
-                return Err(format!(
-                    "field '{name}' cannot be read as the declared {to} (the record holds {from})"
-                ));
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// The position of the field named `name`, exactly or else ignoring case.
-fn find(fields: &Fields, name: &str) -> Option<usize> {
-    fields.iter().position(|f| f.name() == name).or_else(|| {
-        fields
-            .iter()
-            .position(|f| f.name().eq_ignore_ascii_case(name))
-    })
+    check_fields(written.fields(), declared.fields())
 }
 
 /// The `rows` rows the decoder holds; fails when it holds another number.
@@ -472,8 +383,8 @@ fn flush_exactly(decoder: &mut Decoder, rows: usize) -> Result<RecordBatch, Arro
 /// one, and the value is used up.
 fn decode_one(decoder: &mut Decoder, value: &[u8]) -> Result<(), ArrowError> {
     let room = decoder.capacity();
-    let framed = decoder.decode(&FRAME).map_err(ArrowError::from)?;
-    if framed != FRAME.len() || decoder.capacity() != room {
+    let framed = decoder.decode(&ID_ZERO_FRAME).map_err(ArrowError::from)?;
+    if framed != ID_ZERO_FRAME.len() || decoder.capacity() != room {
         return Err(ArrowError::ParseError(
             "the Avro decoder did not take the value's frame".to_string(),
         ));
@@ -505,48 +416,11 @@ fn decode_one(decoder: &mut Decoder, value: &[u8]) -> Result<(), ArrowError> {
     Ok(())
 }
 
-/// The declared columns among the `columns` decoded as `written`, found by name: cast to their
-/// declared types; a nullable column the writer's schema lacks is null.
-fn conform(
-    written: &Schema,
-    columns: &[ArrayRef],
-    declared: &SchemaRef,
-) -> Result<RecordBatch, ArrowError> {
-    let strict = CastOptions {
-        safe: false,
-        ..Default::default()
-    };
-    let rows = columns.first().map_or(0, |c| c.len());
-    let conformed = declared
-        .fields()
-        .iter()
-        .map(|field| {
-            let found = find(written.fields(), field.name());
-            match found {
-                Some(i) => cast_with_options(&columns[i], field.data_type(), &strict).map_err(|e| {
-                    ArrowError::CastError(format!(
-                        "field '{}' is {} in the Avro schema and cannot be read as the declared {}: {e}",
-                        field.name(),
-                        written.field(i).data_type(),
-                        field.data_type()
-                    ))
-                }),
-                None if field.is_nullable() => Ok(new_null_array(field.data_type(), rows)),
-                None => Err(ArrowError::SchemaError(format!(
-                    "the Avro schema has no field '{}', which the table declares NOT NULL",
-                    field.name()
-                ))),
-            }
-        })
-        .collect::<Result<Vec<ArrayRef>, ArrowError>>()?;
-    RecordBatch::try_new(Arc::clone(declared), conformed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Int64Array, StringArray};
-    use arrow::datatypes::Field;
+    use arrow::array::{Array, Int64Array, StringArray};
+    use arrow::datatypes::{Field, Fields};
 
     fn plain(schema: &str) -> AvroOptions {
         AvroOptions {
@@ -557,13 +431,15 @@ mod tests {
     }
 
     fn codec(schema: &str) -> AvroCodec {
-        let schema = schema.to_string();
-        AvroCodec::new(
-            Framing::Plain(schema.clone()),
-            Some(schema.clone()),
-            None,
-            &plain(&schema),
-        )
+        AvroCodec {
+            framing: Framing::Plain,
+            reader: Some(schema.to_string()),
+            reader_origin: "option 'avroSchema'".to_string(),
+            given_schema: Some(schema.to_string()),
+            subject: None,
+            write_subject: None,
+            writers: Mutex::default(),
+        }
     }
 
     fn decode(
@@ -644,7 +520,7 @@ mod tests {
     #[test]
     fn a_value_holding_two_records_fails_the_batch_and_is_found_alone() {
         let mut two = click(2, None, 0);
-        two.extend_from_slice(&FRAME);
+        two.extend_from_slice(&ID_ZERO_FRAME);
         two.extend(click(99, None, 0));
         let values = BinaryArray::from(vec![
             Some(click(1, None, 0).as_slice()),
@@ -658,7 +534,7 @@ mod tests {
             crate::kafka::options::ValueFormat::Avro(plain(SCHEMA)),
             declared(true),
             crate::kafka::options::MalformedMode::Permissive,
-            Some(Arc::new(codec(SCHEMA))),
+            Some(crate::format::SchemaCodec::Avro(Arc::new(codec(SCHEMA)))),
         )
         .unwrap();
         let decoded = decoder.decode(&values, &|i| format!("offset {i}")).unwrap();

@@ -2,9 +2,10 @@
 //! arrow-avro; plain Avro binary, or framed with the schema's registry id after registering it
 //! under the table's subject.
 //!
-//! The schema is the table's `avroSchema` when given, else one made from the declared columns:
-//! a record named after the table, nullable columns as unions with null, and timestamps as
-//! `timestamp-micros` (what Spark writes and every Avro library reads).
+//! The schema is the table's `avroSchema` when given, else the subject's latest schema, else one
+//! made from the declared columns: a record named after the table, nullable columns as unions
+//! with null, and timestamps as `timestamp-micros` (what Spark writes and every Avro library
+//! reads).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,78 +24,119 @@ use arrow_avro::writer::{Encoder, WriterBuilder};
 use datafusion::error::{DataFusionError, Result};
 
 use super::avro::{AvroCodec, columns_of};
+use super::columns::find;
+use super::registry::{RegistryError, SchemaType};
 
 /// Encodes a table's declared columns as its Avro values.
 #[derive(Debug)]
 pub struct AvroWriter {
     codec: Arc<AvroCodec>,
     table: String,
-    /// The schema as Avro JSON.
-    schema: String,
-    /// The Arrow columns the schema encodes, with the schema in their metadata.
+    declared: SchemaRef,
+    /// The schema and its id, once [`AvroWriter::ready`] has settled them.
+    prepared: tokio::sync::OnceCell<Prepared>,
+}
+
+/// The schema values are written with.
+#[derive(Debug)]
+struct Prepared {
+    /// The registry id values are framed with; `None` for plain values.
+    id: Option<u32>,
+    /// The Arrow columns the schema encodes, with the schema (Avro JSON) in their metadata.
     columns: SchemaRef,
-    /// The schema's registry id, once registered.
-    registered: tokio::sync::OnceCell<u32>,
 }
 
 impl AvroWriter {
-    /// The writer of `table`'s `declared` columns.
+    /// The writer of `table`'s `declared` columns; fails when a registry subject to write
+    /// under is unknown.
     pub fn try_new(codec: Arc<AvroCodec>, table: &str, declared: &SchemaRef) -> Result<Self> {
-        let schema = match codec.writer_schema() {
-            Some(given) => given.to_string(),
-            None => schema_of(table, declared)?,
-        };
-        let plan = |e: String| {
-            DataFusionError::Plan(format!(
-                "cannot write Avro values to Kafka table '{table}': {e}"
-            ))
-        };
-        let mut metadata = HashMap::new();
-        metadata.insert(SCHEMA_METADATA_KEY.to_string(), schema.clone());
-        let columns = columns_of(&schema).map_err(plan)?;
-        let columns = Arc::new(Schema::new_with_metadata(
-            columns.fields().clone(),
-            metadata,
-        ));
         if let Some((_, None)) = codec.registry() {
-            return Err(plan(
-                "the registry subject to register the schema under is unknown: set the table \
-                 option 'subject' (or 'topic', for the default <topic>-value)"
-                    .to_string(),
-            ));
+            return Err(DataFusionError::Plan(format!(
+                "cannot write Avro values to Kafka table '{table}': the registry subject to \
+                 write under is unknown; set the table option 'subject' (or 'topic', for the \
+                 default <topic>-value)"
+            )));
         }
         Ok(Self {
             codec,
             table: table.to_string(),
-            schema,
-            columns,
-            registered: tokio::sync::OnceCell::new(),
+            declared: Arc::clone(declared),
+            prepared: tokio::sync::OnceCell::new(),
         })
     }
 
-    /// Registers the schema under the table's subject, once, when the values are framed.
+    /// Settles the schema, once: `avroSchema` (registered under the subject, with a registry);
+    /// else the subject's latest schema, as Confluent's `use.latest.version` does; else one
+    /// made from the declared columns, registered under the subject.
     pub async fn ready(&self) -> Result<()> {
-        let Some((client, Some(subject))) = self.codec.registry() else {
-            return Ok(());
-        };
-        self.registered
-            .get_or_try_init(|| async {
-                client.register(subject, &self.schema).await.map_err(|e| {
-                    DataFusionError::Execution(format!(
-                        "cannot register the Avro schema of Kafka table '{}' under subject \
-                         '{subject}': {e}",
-                        self.table
-                    ))
-                })
-            })
-            .await?;
+        self.prepared.get_or_try_init(|| self.prepare()).await?;
         Ok(())
+    }
+
+    async fn prepare(&self) -> Result<Prepared> {
+        let Some((client, Some(subject))) = self.codec.registry() else {
+            let schema = match self.codec.given_schema() {
+                Some(given) => given.to_string(),
+                None => schema_of(&self.table, &self.declared)?,
+            };
+            return self.prepared(None, &schema);
+        };
+        let failed = |e: RegistryError| {
+            DataFusionError::Execution(format!(
+                "cannot settle the Avro schema of Kafka table '{}' under subject '{subject}': {e}",
+                self.table
+            ))
+        };
+        let (id, schema) = match self.codec.given_schema() {
+            Some(given) => {
+                let id = client.register(subject, SchemaType::Avro, given, &[]);
+                (id.await.map_err(failed)?, given.to_string())
+            }
+            None => match client
+                .latest(subject, SchemaType::Avro)
+                .await
+                .map_err(failed)?
+            {
+                Some(latest) => (latest.id, latest.schema),
+                None => {
+                    let derived = schema_of(&self.table, &self.declared)?;
+                    let id = client.register(subject, SchemaType::Avro, &derived, &[]);
+                    (id.await.map_err(failed)?, derived)
+                }
+            },
+        };
+        log::info!(
+            "Kafka table '{}' writes Avro with schema id {id} of subject '{subject}'",
+            self.table
+        );
+        self.prepared(Some(id), &schema)
+    }
+
+    fn prepared(&self, id: Option<u32>, schema: &str) -> Result<Prepared> {
+        let columns = columns_of(schema).map_err(|e| {
+            DataFusionError::Plan(format!(
+                "cannot write Avro values to Kafka table '{}': {e}",
+                self.table
+            ))
+        })?;
+        let mut metadata = HashMap::new();
+        metadata.insert(SCHEMA_METADATA_KEY.to_string(), schema.to_string());
+        let columns = Arc::new(Schema::new_with_metadata(
+            columns.fields().clone(),
+            metadata,
+        ));
+        Ok(Prepared { id, columns })
     }
 
     /// One value per row of `batch` (the declared columns, by name).
     pub fn encode(&self, batch: &RecordBatch) -> Result<BinaryArray> {
-        let fitted = self.fit(batch)?;
-        let mut encoder = self.encoder()?;
+        let prepared = self.prepared.get().ok_or_else(|| {
+            DataFusionError::Internal(
+                "Avro values encoded before their schema was settled".to_string(),
+            )
+        })?;
+        let fitted = self.fit(batch, &prepared.columns)?;
+        let mut encoder = self.encoder(prepared)?;
         encoder.encode(&fitted).map_err(|e| self.failed(e))?;
         let rows = encoder.flush();
         let offsets = rows
@@ -115,39 +157,38 @@ impl AvroWriter {
         ))
     }
 
-    fn encoder(&self) -> Result<Encoder> {
-        let builder = WriterBuilder::new(self.columns.as_ref().clone());
-        let built = match self.registered.get() {
+    fn encoder(&self, prepared: &Prepared) -> Result<Encoder> {
+        let builder = WriterBuilder::new(prepared.columns.as_ref().clone());
+        let built = match prepared.id {
             Some(id) => builder
-                .with_fingerprint_strategy(FingerprintStrategy::Id(*id))
+                .with_fingerprint_strategy(FingerprintStrategy::Id(id))
                 .build_encoder::<AvroSoeFormat>(),
-            None if self.codec.registry().is_some() => {
-                return Err(DataFusionError::Internal(
-                    "Avro values encoded before their schema was registered".to_string(),
-                ));
-            }
             None => builder.build_encoder::<AvroBinaryFormat>(),
         };
         built.map_err(|e| self.failed(e))
     }
 
     /// `batch`'s columns cast to the schema's, by name; a nullable field the rows lack is null.
-    fn fit(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+    fn fit(&self, batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
         let strict = CastOptions {
             safe: false,
             ..Default::default()
         };
-        let mut columns = Vec::with_capacity(self.columns.fields().len());
-        for field in self.columns.fields() {
-            let found = batch
-                .schema()
-                .fields()
-                .iter()
-                .position(|f| f.name().eq_ignore_ascii_case(field.name()));
-            let column = match found {
+        let mut columns = Vec::with_capacity(schema.fields().len());
+        for field in schema.fields() {
+            let column = match find(batch.schema().fields(), field.name()) {
                 Some(i) => match field.metadata().get(AVRO_ENUM_SYMBOLS_METADATA_KEY) {
                     Some(symbols) => self.enum_column(batch.column(i), field.name(), symbols)?,
-                    None => cast_with_options(batch.column(i), field.data_type(), &strict)?,
+                    None => cast_with_options(batch.column(i), field.data_type(), &strict)
+                        .map_err(|e| {
+                            DataFusionError::Execution(format!(
+                                "column '{}' of Kafka table '{}' cannot be written as the Avro \
+                                 schema's {}: {e}",
+                                field.name(),
+                                self.table,
+                                field.data_type()
+                            ))
+                        })?,
                 },
                 None if field.is_nullable() => {
                     arrow::array::new_null_array(field.data_type(), batch.num_rows())
@@ -171,7 +212,7 @@ impl AvroWriter {
             }
             columns.push(column);
         }
-        Ok(RecordBatch::try_new(Arc::clone(&self.columns), columns)?)
+        Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
     }
 
     /// `column` as the Avro enum `name` with `symbols` (a JSON list): the dictionary of all
@@ -269,5 +310,33 @@ fn record_name(table: &str) -> String {
         format!("_{name}")
     } else {
         name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schema_made_from_columns_names_the_table_defaults_nulls_and_writes_microseconds() {
+        let declared = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("note", DataType::Utf8View, true),
+            Field::new("at", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+        ]));
+        let schema: serde_json::Value =
+            serde_json::from_str(&schema_of("2024 orders-out", &declared).unwrap()).unwrap();
+        assert_eq!(schema["name"], "_2024_orders_out");
+        assert_eq!(schema["fields"][0]["type"], "long");
+        assert!(schema["fields"][0].get("default").is_none());
+        assert_eq!(
+            schema["fields"][1]["type"],
+            serde_json::json!(["null", "string"])
+        );
+        assert_eq!(schema["fields"][1]["default"], serde_json::Value::Null);
+        assert_eq!(
+            schema["fields"][2]["type"][1]["logicalType"],
+            "timestamp-micros"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! Record values ⇄ Arrow columns: vectorised decoding of a whole batch of Kafka values into the
-//! declared columns of a table (JSON, CSV, Avro, raw), and JSON and Avro encoding of rows for
-//! the Kafka sink.
+//! declared columns of a table (JSON, CSV, raw, Avro, Protobuf), and JSON, Avro and Protobuf
+//! encoding of rows for the Kafka sink.
 //!
 //! A batch decodes in one pass. Only when that pass fails, or yields a different number of rows
 //! than there are records, is the batch decoded record by record to find the records at fault,
@@ -16,12 +16,16 @@ use datafusion::error::{DataFusionError, Result};
 
 use crate::kafka::options::{MalformedMode, ValueFormat};
 
-pub mod avro;
+mod avro;
 mod avro_encode;
+mod columns;
+mod protobuf;
+mod protobuf_arrow;
+mod protobuf_encode;
 pub mod registry;
+mod schemas;
 
-pub use avro::AvroCodec;
-pub use avro_encode::AvroWriter;
+pub use schemas::{RowEncoder, SchemaCodec};
 
 /// The declared columns of a batch of records.
 #[derive(Debug)]
@@ -40,18 +44,18 @@ pub struct ValueDecoder {
     format: ValueFormat,
     schema: SchemaRef,
     mode: MalformedMode,
-    /// The codec of 'format' 'avro'.
-    avro: Option<Arc<AvroCodec>>,
+    /// The codec of 'format' 'avro' and 'protobuf'.
+    codec: Option<SchemaCodec>,
 }
 
 impl ValueDecoder {
-    /// A decoder of `format` into `schema` (the declared columns); `avro` is the codec of
-    /// 'format' 'avro'.
+    /// A decoder of `format` into `schema` (the declared columns); `codec` is the codec of
+    /// 'format' 'avro' and 'protobuf'.
     pub fn new(
         format: ValueFormat,
         schema: SchemaRef,
         mode: MalformedMode,
-        avro: Option<Arc<AvroCodec>>,
+        codec: Option<SchemaCodec>,
     ) -> Result<Self> {
         if format == ValueFormat::RawValue {
             let fields = schema.fields();
@@ -73,9 +77,9 @@ impl ValueDecoder {
                 ));
             }
         }
-        if let ValueFormat::Avro(_) = &format {
-            let codec = avro.as_ref().ok_or_else(|| {
-                DataFusionError::Internal("an Avro table without its codec".to_string())
+        if matches!(format, ValueFormat::Avro(_) | ValueFormat::Protobuf(_)) {
+            let codec = codec.as_ref().ok_or_else(|| {
+                DataFusionError::Internal("a table without its schema's codec".to_string())
             })?;
             codec
                 .check_declared(&schema)
@@ -85,13 +89,13 @@ impl ValueDecoder {
             format,
             schema,
             mode,
-            avro,
+            codec,
         })
     }
 
-    /// The codec of 'format' 'avro'.
-    pub fn avro(&self) -> Option<&Arc<AvroCodec>> {
-        self.avro.as_ref()
+    /// The codec of 'format' 'avro' and 'protobuf'.
+    pub fn codec(&self) -> Option<&SchemaCodec> {
+        self.codec.as_ref()
     }
 
     /// Decodes `values` (one per record; null for a tombstone, which decodes to null columns).
@@ -101,8 +105,8 @@ impl ValueDecoder {
         values: &BinaryArray,
         locate: &dyn Fn(usize) -> String,
     ) -> Result<Decoded> {
-        if let Some(avro) = &self.avro {
-            avro.prepare(values)?;
+        if let Some(codec) = &self.codec {
+            codec.prepare(values, &self.schema, locate)?;
         }
         if let Ok(batch) = self.decode_all(values, None)
             && batch.num_rows() == values.len()
@@ -181,10 +185,10 @@ impl ValueDecoder {
                 let column = cast_with_options(&values, self.schema.field(0).data_type(), &strict)?;
                 RecordBatch::try_new(Arc::clone(&self.schema), vec![column])
             }
-            ValueFormat::Avro(_) => match &self.avro {
-                Some(avro) => avro.decode(values, &nulled, &self.schema),
+            ValueFormat::Avro(_) | ValueFormat::Protobuf(_) => match &self.codec {
+                Some(codec) => codec.decode(values, &nulled, &self.schema),
                 None => Err(ArrowError::InvalidArgumentError(
-                    "an Avro table without its codec".to_string(),
+                    "a table without its schema's codec".to_string(),
                 )),
             },
             ValueFormat::RawRecord => Err(ArrowError::InvalidArgumentError(
@@ -264,6 +268,7 @@ impl ValueDecoder {
             ValueFormat::Json => "json",
             ValueFormat::Csv { .. } => "csv",
             ValueFormat::Avro(_) => "avro",
+            ValueFormat::Protobuf(_) => "protobuf",
             ValueFormat::RawValue | ValueFormat::RawRecord => "raw",
         }
     }

@@ -1,6 +1,7 @@
 //! A client of a Confluent-compatible Schema Registry (Confluent's REST API; Apicurio serves it
-//! under `/apis/ccompat/v7`): schemas by id, a subject's latest schema, and registration, with
-//! basic auth, a CA for TLS, a timeout per request and retries of transient failures.
+//! under `/apis/ccompat/v7`): schemas by id, a subject's versions, and registration, with
+//! basic auth, a CA for TLS, a timeout per request and retries of transient failures; and the
+//! registry's framing of values.
 //!
 //! Schemas by id are immutable, so each is fetched once and kept. Errors name the registry by
 //! its URL with any password replaced, and never show the basic-auth credentials.
@@ -9,6 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arrow::array::BinaryArray;
+use arrow::error::ArrowError;
+use datafusion::error::DataFusionError;
 use serde::Deserialize;
 
 use crate::redact::redact_url_credentials;
@@ -48,13 +52,47 @@ pub enum RegistryError {
     Failed(String),
 }
 
+/// The kinds of schema weir reads from a registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaType {
+    /// Avro schema JSON (the registry's default type).
+    Avro,
+    /// A Protobuf file, as `.proto` text or a base64 `FileDescriptorProto`.
+    Protobuf,
+}
+
+impl SchemaType {
+    fn name(self) -> &'static str {
+        match self {
+            SchemaType::Avro => "AVRO",
+            SchemaType::Protobuf => "PROTOBUF",
+        }
+    }
+}
+
+/// Another schema a schema imports: a Protobuf file by its import path, found in the registry
+/// under a subject and version.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct Reference {
+    /// The name the schema imports it by (a `.proto` file path).
+    pub name: String,
+    /// The subject it is registered under.
+    pub subject: String,
+    /// Its version under that subject.
+    pub version: i64,
+}
+
 /// A schema as the registry holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegisteredSchema {
     /// The schema's id, which framed records carry.
     pub id: u32,
-    /// The schema text (Avro schema JSON).
+    /// The schema text.
     pub schema: String,
+    /// The schemas it references.
+    pub references: Vec<Reference>,
+    /// Its version under the subject it was asked for by, when asked by subject.
+    pub version: Option<i64>,
 }
 
 /// A registry client; cheap to share behind an `Arc`.
@@ -64,7 +102,7 @@ pub struct RegistryClient {
     shown: String,
     user_info: Option<(String, String)>,
     retries: u32,
-    by_id: Mutex<HashMap<u32, Arc<str>>>,
+    by_id: Mutex<HashMap<u32, Arc<RegisteredSchema>>>,
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -73,19 +111,49 @@ impl std::fmt::Debug for RegistryClient {
     }
 }
 
+/// The answer to `GET /schemas/ids/{id}` and `GET /subjects/{s}/versions/{v}` (which adds the
+/// id).
 #[derive(Deserialize)]
 struct SchemaAnswer {
+    id: Option<u32>,
+    version: Option<i64>,
     schema: String,
     #[serde(rename = "schemaType")]
     schema_type: Option<String>,
+    #[serde(default)]
+    references: Vec<Reference>,
+}
+
+impl SchemaAnswer {
+    /// The schema, when it is of `kind`; `id` when the answer does not say it.
+    fn into_schema(
+        self,
+        kind: SchemaType,
+        id: Option<u32>,
+        what: &str,
+    ) -> Result<RegisteredSchema, RegistryError> {
+        let found = self.schema_type.as_deref().unwrap_or("AVRO");
+        if !found.eq_ignore_ascii_case(kind.name()) {
+            return Err(RegistryError::Failed(format!(
+                "{what} is a {found} schema, not {}",
+                kind.name()
+            )));
+        }
+        let id = self.id.or(id).ok_or_else(|| {
+            RegistryError::Failed(format!("the registry's answer for {what} has no id"))
+        })?;
+        Ok(RegisteredSchema {
+            id,
+            schema: self.schema,
+            references: self.references,
+            version: self.version,
+        })
+    }
 }
 
 #[derive(Deserialize)]
-struct VersionAnswer {
-    id: u32,
-    schema: String,
-    #[serde(rename = "schemaType")]
-    schema_type: Option<String>,
+struct VersionNumber {
+    version: i64,
 }
 
 #[derive(Deserialize)]
@@ -99,20 +167,31 @@ struct ErrorAnswer {
     message: Option<String>,
 }
 
+/// The registry's JSON content type.
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
 impl RegistryClient {
     /// A client of the registry `options` names; fails on a malformed URL or user info, or an
     /// unreadable CA file.
     pub fn new(options: &RegistryOptions) -> Result<Self, String> {
-        let shown = redact_url_credentials(&options.url);
-        let parsed = url::Url::parse(&options.url)
-            .map_err(|e| format!("'schema.registry.url' ('{shown}') is not a URL: {e}"))?;
+        let parsed = url::Url::parse(options.url.trim()).map_err(|e| {
+            format!("'schema.registry.url' is not a URL ({e}); give one like http://registry:8081")
+        })?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(format!(
-                "'schema.registry.url' ('{shown}') must start with http:// or https://"
-            ));
+            return Err("'schema.registry.url' must start with http:// or https://".to_string());
         }
+        if parsed.password().is_some() && options.user_info.is_some() {
+            return Err(
+                "give the registry's credentials either in 'schema.registry.url' or in \
+                 'schema.registry.basic.auth.user.info', not both"
+                    .to_string(),
+            );
+        }
+        let mut shown_url = parsed.clone();
+        if shown_url.password().is_some() {
+            let _ = shown_url.set_password(Some(crate::redact::REDACTED));
+        }
+        let shown = shown_url.as_str().trim_end_matches('/').to_string();
         let user_info = match &options.user_info {
             None => None,
             Some(info) => match info.split_once(':') {
@@ -145,7 +224,7 @@ impl RegistryClient {
             .map_err(|e| format!("cannot make an HTTP client for the schema registry: {e}"))?;
         Ok(Self {
             http,
-            base: options.url.trim_end_matches('/').to_string(),
+            base: parsed.as_str().trim_end_matches('/').to_string(),
             shown,
             user_info,
             retries: options.retries,
@@ -158,46 +237,58 @@ impl RegistryClient {
         &self.shown
     }
 
-    /// The schema with id `id` (fetched once, then kept).
-    pub async fn schema_by_id(&self, id: u32) -> Result<Arc<str>, RegistryError> {
+    /// The schema with id `id`, which must be of `kind` (fetched once, then kept).
+    pub async fn schema_by_id(
+        &self,
+        id: u32,
+        kind: SchemaType,
+    ) -> Result<Arc<RegisteredSchema>, RegistryError> {
         if let Some(schema) = self.cached(id) {
             return Ok(schema);
         }
+        let what = format!("schema id {id}");
         let answer: SchemaAnswer = self
             .request(reqwest::Method::GET, &format!("/schemas/ids/{id}"), None)
             .await?;
-        check_avro(answer.schema_type.as_deref(), &format!("schema id {id}"))?;
-        let schema: Arc<str> = answer.schema.into();
+        let schema = Arc::new(answer.into_schema(kind, Some(id), &what)?);
         if let Ok(mut cache) = self.by_id.lock() {
             cache.insert(id, Arc::clone(&schema));
         }
         Ok(schema)
     }
 
-    fn cached(&self, id: u32) -> Option<Arc<str>> {
+    fn cached(&self, id: u32) -> Option<Arc<RegisteredSchema>> {
         self.by_id.lock().ok()?.get(&id).cloned()
     }
 
-    /// The latest schema registered under `subject`, or `None` when there is no such subject.
-    pub async fn latest(&self, subject: &str) -> Result<Option<RegisteredSchema>, RegistryError> {
-        let path = format!("/subjects/{}/versions/latest", encode(subject));
-        match self
-            .request::<VersionAnswer>(reqwest::Method::GET, &path, None)
-            .await
-        {
-            Ok(answer) => {
-                check_avro(
-                    answer.schema_type.as_deref(),
-                    &format!("the latest schema of subject '{subject}'"),
-                )?;
-                Ok(Some(RegisteredSchema {
-                    id: answer.id,
-                    schema: answer.schema,
-                }))
-            }
+    /// The latest schema registered under `subject`, of `kind`, or `None` when there is no
+    /// such subject.
+    pub async fn latest(
+        &self,
+        subject: &str,
+        kind: SchemaType,
+    ) -> Result<Option<RegisteredSchema>, RegistryError> {
+        match self.version(subject, "latest", kind).await {
+            Ok(schema) => Ok(Some(schema)),
             Err(RegistryError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Version `version` (a number, or `latest`) of `subject`, of `kind`.
+    pub async fn version(
+        &self,
+        subject: &str,
+        version: &str,
+        kind: SchemaType,
+    ) -> Result<RegisteredSchema, RegistryError> {
+        let path = format!("/subjects/{}/versions/{version}", path_segment(subject));
+        let answer: SchemaAnswer = self.request(reqwest::Method::GET, &path, None).await?;
+        answer.into_schema(
+            kind,
+            None,
+            &format!("version {version} of subject '{subject}'"),
+        )
     }
 
     /// Fails unless the registry answers a listing of its subjects.
@@ -207,14 +298,41 @@ impl RegistryClient {
             .map(|_| ())
     }
 
-    /// Registers the Avro `schema` under `subject` (or finds it there) and returns its id.
-    pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
-        let body = serde_json::json!({"schema": schema, "schemaType": "AVRO", "references": []});
-        let path = format!("/subjects/{}/versions", encode(subject));
+    /// Registers `schema` of `kind`, which imports `references`, under `subject` (or finds it
+    /// there) and returns its id.
+    pub async fn register(
+        &self,
+        subject: &str,
+        kind: SchemaType,
+        schema: &str,
+        references: &[Reference],
+    ) -> Result<u32, RegistryError> {
+        let body = serde_json::json!({
+            "schema": schema, "schemaType": kind.name(), "references": references
+        });
+        let path = format!("/subjects/{}/versions", path_segment(subject));
         let answer: IdAnswer = self
             .request(reqwest::Method::POST, &path, Some(&body))
             .await?;
         Ok(answer.id)
+    }
+
+    /// The version under `subject` of `schema` of `kind`, which must be registered there.
+    pub async fn version_of(
+        &self,
+        subject: &str,
+        kind: SchemaType,
+        schema: &str,
+        references: &[Reference],
+    ) -> Result<i64, RegistryError> {
+        let body = serde_json::json!({
+            "schema": schema, "schemaType": kind.name(), "references": references
+        });
+        let path = format!("/subjects/{}", path_segment(subject));
+        let answer: VersionNumber = self
+            .request(reqwest::Method::POST, &path, Some(&body))
+            .await?;
+        Ok(answer.version)
     }
 
     /// Sends one request, again after a transient failure, and parses the JSON answer.
@@ -281,36 +399,129 @@ impl RegistryClient {
                 error_message(&text)
             )));
         }
-        let what = format!("{method} {path}");
-        if status == reqwest::StatusCode::NOT_FOUND {
-            return Ok(Err(RegistryError::NotFound(format!(
-                "the schema registry at {} has no {}: {}",
+        Ok(self.read_answer(status, &text, &format!("{method} {path}")))
+    }
+
+    /// The answer `text` with `status` to the request `what`, parsed, or what it says failed.
+    fn read_answer<T: serde::de::DeserializeOwned>(
+        &self,
+        status: reqwest::StatusCode,
+        text: &str,
+        what: &str,
+    ) -> Result<T, RegistryError> {
+        use reqwest::StatusCode;
+        if status == StatusCode::NOT_FOUND && is_not_found_code(text) {
+            return Err(RegistryError::NotFound(format!(
+                "the schema registry at {} answered {what} with: {}",
                 self.shown,
-                path.trim_start_matches('/'),
-                error_message(&text)
-            ))));
+                error_message(text)
+            )));
         }
-        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-            return Ok(Err(RegistryError::Failed(format!(
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(RegistryError::Failed(format!(
                 "the schema registry at {} refused {what} (HTTP {status}): check \
                  'schema.registry.basic.auth.user.info'",
                 self.shown
-            ))));
+            )));
+        }
+        if status == StatusCode::NOT_FOUND {
+            return Err(RegistryError::Failed(format!(
+                "{} does not serve {what} (HTTP 404): is 'schema.registry.url' the registry's \
+                 API (Apicurio's ends in /apis/ccompat/v7)?",
+                self.shown
+            )));
         }
         if !status.is_success() {
-            return Ok(Err(RegistryError::Failed(format!(
+            return Err(RegistryError::Failed(format!(
                 "the schema registry at {} refused {what} (HTTP {status}): {}",
                 self.shown,
-                error_message(&text)
-            ))));
+                error_message(text)
+            )));
         }
-        Ok(serde_json::from_str(&text).map_err(|e| {
+        serde_json::from_str(text).map_err(|e| {
             RegistryError::Failed(format!(
                 "the schema registry at {} answered {what} with something unexpected: {e}",
                 self.shown
             ))
-        }))
+        })
     }
+}
+
+/// Whether a 404 answer carries one of Confluent's "no such subject, version or schema" codes
+/// (40401, 40402, 40403), not a 404 of a server that is not a registry.
+fn is_not_found_code(body: &str) -> bool {
+    serde_json::from_str::<ErrorAnswer>(body)
+        .is_ok_and(|answer| matches!(answer.error_code, Some(40401..=40403)))
+}
+
+/// The schema id of a value in the registry's framing (magic byte 0, a 4-byte big-endian id),
+/// and the rest of the value.
+pub fn split_frame(value: &[u8]) -> Result<(u32, &[u8]), ArrowError> {
+    if value.len() < 5 {
+        return Err(ArrowError::ParseError(format!(
+            "the value is {} bytes, shorter than the registry's 5-byte frame",
+            value.len()
+        )));
+    }
+    if value[0] != 0 {
+        return Err(ArrowError::ParseError(format!(
+            "the value starts with byte {:#04x}, not the registry's magic byte 0",
+            value[0]
+        )));
+    }
+    let id = u32::from_be_bytes([value[1], value[2], value[3], value[4]]);
+    Ok((id, &value[5..]))
+}
+
+/// The registry subject of a table's values: `given` (the `subject` option), else `topic`'s by
+/// Confluent's topic name strategy, `<topic>-value`.
+pub fn subject_for(given: Option<&str>, topic: Option<&str>) -> Option<String> {
+    given
+        .map(str::to_string)
+        .or_else(|| topic.map(|t| format!("{t}-value")))
+}
+
+/// The schema ids of the framed `values` for which `is_known` does not hold, each with the
+/// index of its first value.
+pub fn unknown_ids(values: &BinaryArray, is_known: impl Fn(u32) -> bool) -> Vec<(u32, usize)> {
+    let mut ids: Vec<(u32, usize)> = vec![];
+    for (i, value) in values.iter().enumerate() {
+        if let Some(Ok((id, _))) = value.map(split_frame)
+            && !is_known(id)
+            && !ids.iter().any(|(seen, _)| *seen == id)
+        {
+            ids.push((id, i));
+        }
+    }
+    ids
+}
+
+/// What looking up schema `id` for a batch gave: the schema, or why the registry lacks it (its
+/// values are then undecodable, and it is asked for again next batch); a registry that could
+/// not answer fails, naming `first`, the first record with the id.
+pub fn lookup_outcome<T>(
+    fetched: Result<T, RegistryError>,
+    id: u32,
+    first: &str,
+) -> Result<Result<T, String>, DataFusionError> {
+    match fetched {
+        Ok(schema) => Ok(Ok(schema)),
+        Err(RegistryError::NotFound(e)) => {
+            log::warn!("schema id {id} (first at {first}) is unknown: {e}");
+            Ok(Err(e))
+        }
+        Err(RegistryError::Failed(e)) => Err(DataFusionError::Execution(format!(
+            "cannot read the schema of {first}: {e}"
+        ))),
+    }
+}
+
+/// Runs a registry request from a scan's blocking reader thread.
+pub fn block_on<T>(request: impl Future<Output = T>) -> Result<T, DataFusionError> {
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+        DataFusionError::Internal("a registry lookup outside the engine's runtime".to_string())
+    })?;
+    Ok(runtime.block_on(request))
 }
 
 /// A failure in transit or a 5xx answer, worth another try.
@@ -342,19 +553,71 @@ fn error_message(body: &str) -> String {
     }
 }
 
-fn check_avro(schema_type: Option<&str>, what: &str) -> Result<(), RegistryError> {
-    match schema_type {
-        None => Ok(()),
-        Some(t) if t.eq_ignore_ascii_case("AVRO") => Ok(()),
-        Some(other) => Err(RegistryError::Failed(format!(
-            "{what} is a {other} schema, not Avro"
-        ))),
-    }
-}
-
 /// `subject` as one URL path segment.
-fn encode(subject: &str) -> String {
+fn path_segment(subject: &str) -> String {
     url::form_urlencoded::byte_serialize(subject.as_bytes())
         .collect::<String>()
         .replace('+', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(url: &str, user_info: Option<&str>) -> RegistryOptions {
+        RegistryOptions {
+            url: url.to_string(),
+            user_info: user_info.map(str::to_string),
+            ca_location: None,
+            timeout: Duration::from_secs(1),
+            retries: 0,
+        }
+    }
+
+    #[test]
+    fn urls_are_checked_and_shown_without_their_password() {
+        let client = RegistryClient::new(&options("http://u:hunter2@registry:8081/apis/", None));
+        assert_eq!(
+            client.unwrap().shown_url(),
+            "http://u:********@registry:8081/apis"
+        );
+        for bad in [
+            "u:hunter2@registry:8081",
+            "registry:8081",
+            "ftp://registry",
+            "not a url",
+        ] {
+            let e = RegistryClient::new(&options(bad, None)).unwrap_err();
+            assert!(
+                e.contains("'schema.registry.url'") && !e.contains("hunter2"),
+                "{bad}: {e}"
+            );
+        }
+        let e = RegistryClient::new(&options("http://u:p@registry", Some("u:p"))).unwrap_err();
+        assert!(e.contains("not both"), "{e}");
+        let e = RegistryClient::new(&options("http://registry", Some("no-colon"))).unwrap_err();
+        assert!(
+            e.contains("USER:PASSWORD") && !e.contains("no-colon"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn only_confluents_codes_make_a_404_a_missing_schema() {
+        assert!(is_not_found_code(
+            r#"{"error_code":40403,"message":"Schema 9 not found."}"#
+        ));
+        assert!(is_not_found_code(
+            r#"{"error_code":40401,"message":"Subject 's' not found."}"#
+        ));
+        assert!(!is_not_found_code("<html>Not Found</html>"));
+        assert!(!is_not_found_code(
+            r#"{"error_code":404,"message":"HTTP 404 Not Found"}"#
+        ));
+        assert_eq!(
+            error_message(r#"{"error_code":40403,"message":"Schema 9 not found."}"#),
+            "Schema 9 not found. (error code 40403)"
+        );
+        assert_eq!(path_segment("a b/c"), "a%20b%2Fc");
+    }
 }

@@ -103,7 +103,7 @@ pub const KAFKA_TABLE_OPTIONS: &[OptionDoc] = &[
     OptionDoc {
         name: "format",
         default: "raw without declared columns",
-        meaning: "How record values are decoded into the declared columns and encoded from them: json, csv (reading only), avro (with avroSchema or schema.registry.url), or raw (one declared string or binary column holding the value).",
+        meaning: "How record values are decoded into the declared columns and encoded from them: json, csv (reading only), avro (with avroSchema or schema.registry.url), protobuf (with protobuf.descriptorFile or schema.registry.url), or raw (one declared string or binary column holding the value).",
     },
     OptionDoc {
         name: "avroSchema",
@@ -113,7 +113,7 @@ pub const KAFKA_TABLE_OPTIONS: &[OptionDoc] = &[
     OptionDoc {
         name: "schema.registry.url",
         default: "none",
-        meaning: "With 'format' 'avro': a Confluent-compatible Schema Registry. Values are framed (magic byte 0, a 4-byte schema id, the Avro binary); each id's schema is fetched once. Writing registers the table's schema under the subject.",
+        meaning: "With 'format' 'avro' or 'protobuf': a Confluent-compatible Schema Registry. Values are framed (magic byte 0, a 4-byte schema id, Protobuf's message indexes, the payload); each id's schema is fetched once. Writing registers the table's schema under the subject, or uses the subject's latest.",
     },
     OptionDoc {
         name: "subject",
@@ -139,6 +139,16 @@ pub const KAFKA_TABLE_OPTIONS: &[OptionDoc] = &[
         name: "schema.registry.max.retries",
         default: "3",
         meaning: "How many more times a registry request that failed in transit or with a 5xx answer is tried, with a growing pause.",
+    },
+    OptionDoc {
+        name: "protobuf.descriptorFile",
+        default: "none",
+        meaning: "With 'format' 'protobuf': a compiled descriptor set (protoc --include_imports --descriptor_set_out) holding the values' message type (Spark's descFilePath). With a registry, writing registers its file under the subject.",
+    },
+    OptionDoc {
+        name: "protobuf.message",
+        default: "the one message of the subject's latest schema",
+        meaning: "With 'format' 'protobuf': the full name of the values' message type (such as shop.Order); its fields are the table's columns.",
     },
     OptionDoc {
         name: "mode",
@@ -319,6 +329,22 @@ pub enum ValueFormat {
     },
     /// The value is Avro binary: plain, with a known schema, or framed for a schema registry.
     Avro(AvroOptions),
+    /// The value is a Protobuf message: of a type in a descriptor file, or framed for a schema
+    /// registry.
+    Protobuf(ProtobufOptions),
+}
+
+/// Where the message types of a table's Protobuf values come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtobufOptions {
+    /// `protobuf.descriptorFile`: a compiled `FileDescriptorSet`.
+    pub descriptor_file: Option<String>,
+    /// `protobuf.message`: the full name of the table's message type.
+    pub message: Option<String>,
+    /// The registry of framed values.
+    pub registry: Option<RegistryOptions>,
+    /// The registry subject (`subject`), when given.
+    pub subject: Option<String>,
 }
 
 /// Where the schemas of a table's Avro values come from.
@@ -680,6 +706,15 @@ impl KafkaTableOptions {
         config
     }
 
+    /// The one topic the table reads, when it reads exactly one.
+    pub fn single_read_topic(&self) -> Option<&str> {
+        match &self.topics {
+            TopicSelection::Subscribe(list) if list.len() == 1 => Some(&list[0]),
+            TopicSelection::Assign(map) if map.len() == 1 => map.keys().next().map(String::as_str),
+            _ => None,
+        }
+    }
+
     /// The options as given (with their documented names, and secrets redacted), plus the
     /// brokers when they came from the session default; for `\d name`.
     pub fn describe(&self) -> &[(String, String)] {
@@ -1036,7 +1071,7 @@ fn parse_partition_map(name: &str, value: &str) -> Result<BTreeMap<TopicPartitio
 
 fn parse_format(bag: &mut OptionBag, has_declared_columns: bool) -> Result<ValueFormat> {
     let delimiter = bag.take("csv.delimiter");
-    let avro = parse_avro_options(bag)?;
+    let given = parse_schema_options(bag)?;
     let format = bag.take("format");
     let named = format.as_deref().map(|f| f.trim().to_ascii_lowercase());
     if let Some(d) = &delimiter
@@ -1046,23 +1081,18 @@ fn parse_format(bag: &mut OptionBag, has_declared_columns: bool) -> Result<Value
             "option 'csv.delimiter' ('{d}') only applies to 'format' 'csv'"
         )));
     }
-    if let Some(given) = avro.given()
-        && named.as_deref() != Some("avro")
-    {
-        return Err(DataFusionError::Plan(format!(
-            "option '{given}' only applies to 'format' 'avro'"
-        )));
-    }
+    given.check_applies_to(named.as_deref())?;
     let parsed = match named {
         None if has_declared_columns => {
             return Err(DataFusionError::Plan(
                 "a Kafka table with declared columns needs the option 'format' (json, csv, \
-                 avro or raw) to say how record values decode into them"
+                 avro, protobuf or raw) to say how record values decode into them"
                     .to_string(),
             ));
         }
         None => ValueFormat::RawRecord,
-        Some(f) if f == "avro" => avro.into_format()?,
+        Some(f) if f == "avro" => given.into_avro()?,
+        Some(f) if f == "protobuf" => given.into_protobuf()?,
         Some(f) if !has_declared_columns => {
             return Err(DataFusionError::Plan(format!(
                 "option 'format' is '{f}' but the table declares no columns to decode values \
@@ -1080,15 +1110,17 @@ fn parse_format(bag: &mut OptionBag, has_declared_columns: bool) -> Result<Value
                 };
                 ValueFormat::Csv { delimiter }
             }
-            other => return bad_value("format", other, "json, csv, avro or raw"),
+            other => return bad_value("format", other, "json, csv, avro, protobuf or raw"),
         },
     };
     Ok(parsed)
 }
 
-/// The Avro and registry options as given, before the format is known.
-struct GivenAvroOptions {
+/// The Avro, Protobuf and registry options as given, before the format is known.
+struct GivenSchemaOptions {
     schema: Option<String>,
+    descriptor_file: Option<String>,
+    message: Option<String>,
     url: Option<String>,
     subject: Option<String>,
     user_info: Option<String>,
@@ -1097,7 +1129,7 @@ struct GivenAvroOptions {
     retries: Option<u32>,
 }
 
-fn parse_avro_options(bag: &mut OptionBag) -> Result<GivenAvroOptions> {
+fn parse_schema_options(bag: &mut OptionBag) -> Result<GivenSchemaOptions> {
     let timeout = match bag.take("schema.registry.request.timeout.ms") {
         None => None,
         Some(v) => match v.trim().parse::<u64>() {
@@ -1124,8 +1156,10 @@ fn parse_avro_options(bag: &mut OptionBag) -> Result<GivenAvroOptions> {
             }
         },
     };
-    Ok(GivenAvroOptions {
+    Ok(GivenSchemaOptions {
         schema: bag.take("avroSchema"),
+        descriptor_file: bag.take("protobuf.descriptorFile"),
+        message: bag.take("protobuf.message"),
         url: bag.take("schema.registry.url"),
         subject: bag.take("subject"),
         user_info: bag.take("schema.registry.basic.auth.user.info"),
@@ -1135,12 +1169,100 @@ fn parse_avro_options(bag: &mut OptionBag) -> Result<GivenAvroOptions> {
     })
 }
 
-impl GivenAvroOptions {
-    /// The name of one given option, if any was.
-    fn given(&self) -> Option<&'static str> {
+impl GivenSchemaOptions {
+    /// Fails when an option is given that the format `named` does not take.
+    fn check_applies_to(&self, named: Option<&str>) -> Result<()> {
+        let avro = named == Some("avro");
+        let protobuf = named == Some("protobuf");
+        let misplaced = [
+            (self.schema.is_some() && !avro, "avroSchema", "'avro'"),
+            (
+                self.descriptor_file.is_some() && !protobuf,
+                "protobuf.descriptorFile",
+                "'protobuf'",
+            ),
+            (
+                self.message.is_some() && !protobuf,
+                "protobuf.message",
+                "'protobuf'",
+            ),
+            (
+                self.url.is_some() && !avro && !protobuf,
+                "schema.registry.url",
+                "'avro' and 'protobuf'",
+            ),
+        ];
+        if let Some((_, name, formats)) = misplaced.iter().find(|(wrong, _, _)| *wrong) {
+            return Err(DataFusionError::Plan(format!(
+                "option '{name}' only applies to 'format' {formats}"
+            )));
+        }
+        match self.registry_only() {
+            Some(given) if !avro && !protobuf => Err(DataFusionError::Plan(format!(
+                "option '{given}' only applies to 'format' 'avro' and 'protobuf'"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The registry, when `schema.registry.url` is given; fails when an option that needs one
+    /// is given without it.
+    fn registry(&mut self) -> Result<Option<RegistryOptions>> {
+        let Some(url) = self.url.take() else {
+            if let Some(given) = self.registry_only() {
+                return Err(DataFusionError::Plan(format!(
+                    "option '{given}' needs 'schema.registry.url'"
+                )));
+            }
+            return Ok(None);
+        };
+        Ok(Some(RegistryOptions {
+            url,
+            user_info: self.user_info.take(),
+            ca_location: self.ca_location.take(),
+            timeout: self.timeout.unwrap_or(Duration::from_secs(10)),
+            retries: self.retries.unwrap_or(3),
+        }))
+    }
+
+    fn into_avro(mut self) -> Result<ValueFormat> {
+        let registry = self.registry()?;
+        if self.schema.is_none() && registry.is_none() {
+            return Err(DataFusionError::Plan(
+                "'format' 'avro' needs the option 'avroSchema' (the schema the values were \
+                 written with, as Avro schema JSON) or 'schema.registry.url' (a registry whose \
+                 schema ids frame the values)"
+                    .to_string(),
+            ));
+        }
+        Ok(ValueFormat::Avro(AvroOptions {
+            schema: self.schema,
+            registry,
+            subject: self.subject,
+        }))
+    }
+
+    fn into_protobuf(mut self) -> Result<ValueFormat> {
+        let registry = self.registry()?;
+        if self.descriptor_file.is_none() && registry.is_none() {
+            return Err(DataFusionError::Plan(
+                "'format' 'protobuf' needs the option 'protobuf.descriptorFile' (a compiled \
+                 descriptor set, with 'protobuf.message') or 'schema.registry.url' (a registry \
+                 whose schema ids frame the values)"
+                    .to_string(),
+            ));
+        }
+        Ok(ValueFormat::Protobuf(ProtobufOptions {
+            descriptor_file: self.descriptor_file,
+            message: self.message,
+            registry,
+            subject: self.subject,
+        }))
+    }
+
+    /// The name of one given option that only applies with a registry, if any was.
+    fn registry_only(&self) -> Option<&'static str> {
         [
-            (self.schema.is_some(), "avroSchema"),
-            (self.url.is_some(), "schema.registry.url"),
             (self.subject.is_some(), "subject"),
             (
                 self.user_info.is_some(),
@@ -1155,53 +1277,6 @@ impl GivenAvroOptions {
         ]
         .into_iter()
         .find_map(|(given, name)| given.then_some(name))
-    }
-
-    fn into_format(self) -> Result<ValueFormat> {
-        let Some(url) = self.url else {
-            let registry_only = [
-                (self.subject.is_some(), "subject"),
-                (
-                    self.user_info.is_some(),
-                    "schema.registry.basic.auth.user.info",
-                ),
-                (
-                    self.ca_location.is_some(),
-                    "schema.registry.ssl.ca.location",
-                ),
-                (self.timeout.is_some(), "schema.registry.request.timeout.ms"),
-                (self.retries.is_some(), "schema.registry.max.retries"),
-            ];
-            if let Some((_, given)) = registry_only.iter().find(|(given, _)| *given) {
-                return Err(DataFusionError::Plan(format!(
-                    "option '{given}' needs 'schema.registry.url'"
-                )));
-            }
-            return match self.schema {
-                Some(schema) => Ok(ValueFormat::Avro(AvroOptions {
-                    schema: Some(schema),
-                    registry: None,
-                    subject: None,
-                })),
-                None => Err(DataFusionError::Plan(
-                    "'format' 'avro' needs the option 'avroSchema' (the schema the values were \
-                     written with, as Avro schema JSON) or 'schema.registry.url' (a registry \
-                     whose schema ids frame the values)"
-                        .to_string(),
-                )),
-            };
-        };
-        Ok(ValueFormat::Avro(AvroOptions {
-            schema: self.schema,
-            registry: Some(RegistryOptions {
-                url,
-                user_info: self.user_info,
-                ca_location: self.ca_location,
-                timeout: self.timeout.unwrap_or(Duration::from_secs(10)),
-                retries: self.retries.unwrap_or(3),
-            }),
-            subject: self.subject,
-        }))
     }
 }
 
@@ -1513,7 +1588,7 @@ mod tests {
         let e = parse_with(&[("subscribe", "t"), ("format", "xml")], true)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("json, csv, avro or raw"), "{e}");
+        assert!(e.contains("json, csv, avro, protobuf or raw"), "{e}");
         let e = parse_with(&[("subscribe", "t"), ("format", "avro")], true)
             .unwrap_err()
             .to_string();

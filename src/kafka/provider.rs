@@ -33,7 +33,7 @@ use super::pushdown::{can_narrow, narrowing_of};
 use super::records::{Produced, check_produced, produced_by_logical};
 use super::scan::{KafkaScanExec, ScanKind, ScanSource};
 use super::sink::KafkaSink;
-use crate::format::{AvroCodec, ValueDecoder};
+use crate::format::{SchemaCodec, ValueDecoder};
 
 /// A Kafka table: bounded when it has an end, a stream otherwise.
 #[derive(Debug, Clone)]
@@ -44,13 +44,13 @@ pub struct KafkaTable {
 }
 
 impl KafkaTable {
-    /// A table named `name` with these options (names in any case) and declared columns;
-    /// `session` compiles the `watermark` expression.
+    /// A table named `name` with these options and columns (declared, or from the Avro
+    /// codec's schema); `session` compiles the `watermark` expression.
     pub fn try_new(
         name: &str,
         options: KafkaTableOptions,
         declared: Option<SchemaRef>,
-        avro: Option<Arc<AvroCodec>>,
+        codec: Option<SchemaCodec>,
         session: &dyn Session,
     ) -> Result<Self> {
         let layout = TableLayout::new(declared, options.include_headers)?;
@@ -60,7 +60,7 @@ impl KafkaTable {
                 format.clone(),
                 Arc::clone(schema),
                 options.malformed,
-                avro,
+                codec,
             )?),
         };
         let event_time = match (&options.watermark, &layout.declared) {
@@ -345,18 +345,13 @@ impl TableProviderFactory for KafkaTableFactory {
             declared.is_some(),
             default_bootstrap.as_deref(),
         )?;
-        let avro = match &options.format {
-            ValueFormat::Avro(avro) => {
-                let subject = options.sink_topic.as_ref().map(|t| format!("{t}-value"));
-                Some(Arc::new(AvroCodec::open(avro, subject).await?))
-            }
-            _ => None,
-        };
-        let declared = match (declared, &avro) {
+        let (read, write) = (options.single_read_topic(), options.sink_topic.as_deref());
+        let codec = SchemaCodec::open(&options.format, read, write).await?;
+        let declared = match (declared, &codec) {
             (None, Some(codec)) => Some(codec.columns().map_err(DataFusionError::Plan)?),
             (declared, _) => declared,
         };
-        let table = KafkaTable::try_new(&cmd.name.to_string(), options, declared, avro, state)?;
+        let table = KafkaTable::try_new(&cmd.name.to_string(), options, declared, codec, state)?;
         Ok(Arc::new(table))
     }
 }

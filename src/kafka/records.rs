@@ -25,7 +25,7 @@ use super::layout::{Column, TableLayout, timestamp_type};
 use super::options::ValueFormat;
 use super::readback::{Fingerprint, fingerprint, is_weirs_header};
 use super::scan::ScanSource;
-use crate::format::{AvroWriter, encode_json_rows};
+use crate::format::{RowEncoder, encode_json_rows};
 
 /// Where each part of a record comes from, as column indices of the input.
 #[derive(Debug, Clone)]
@@ -46,8 +46,8 @@ enum ValueColumns {
     Bytes(usize),
     /// The value is these columns as a JSON object.
     Json(Vec<usize>),
-    /// The value is these columns as an Avro record.
-    Avro(Vec<usize>, Arc<AvroWriter>),
+    /// The value is these columns encoded by a schema (Avro, Protobuf).
+    Encoded(Vec<usize>, Arc<RowEncoder>),
 }
 
 fn is_text_or_bytes(t: &DataType) -> bool {
@@ -95,19 +95,19 @@ impl RecordColumns {
                 ValueColumns::Bytes(index)
             }
             ValueFormat::Json => ValueColumns::Json(declared_indices()),
-            ValueFormat::Avro(_) => {
+            ValueFormat::Avro(_) | ValueFormat::Protobuf(_) => {
                 let codec = source
                     .decoder
                     .as_ref()
-                    .and_then(|d| d.avro())
+                    .and_then(|d| d.codec())
                     .ok_or_else(|| {
-                        DataFusionError::Internal("an Avro table without its codec".to_string())
+                        DataFusionError::Internal("a table without its schema's codec".to_string())
                     })?;
                 let declared = layout.declared.as_ref().ok_or_else(|| {
-                    DataFusionError::Internal("an Avro table without columns".to_string())
+                    DataFusionError::Internal("a schema-bound table without columns".to_string())
                 })?;
-                let writer = AvroWriter::try_new(Arc::clone(codec), &source.table, declared)?;
-                ValueColumns::Avro(declared_indices(), Arc::new(writer))
+                let writer = codec.writer(&source.table, declared)?;
+                ValueColumns::Encoded(declared_indices(), Arc::new(writer))
             }
             ValueFormat::Csv { .. } => {
                 return Err(DataFusionError::Plan(format!(
@@ -137,10 +137,11 @@ impl RecordColumns {
         Ok(columns)
     }
 
-    /// Registers the table's Avro schema, once, when its values are framed for a registry.
+    /// Settles the schema the table's values are written with (registering it, with a
+    /// registry), once.
     pub async fn ready(&self) -> Result<()> {
         match &self.value {
-            ValueColumns::Avro(_, writer) => writer.ready().await,
+            ValueColumns::Encoded(_, writer) => writer.ready().await,
             _ => Ok(()),
         }
     }
@@ -349,7 +350,7 @@ impl SinkRecords {
             ValueColumns::Json(indices) => {
                 BinaryArray::from_iter_values(encode_json_rows(&batch.project(indices)?)?)
             }
-            ValueColumns::Avro(indices, writer) => writer.encode(&batch.project(indices)?)?,
+            ValueColumns::Encoded(indices, writer) => writer.encode(&batch.project(indices)?)?,
         };
         let keys = cast_column(batch, columns.key, &DataType::Binary)?
             .map(|a| a.as_binary::<i32>().clone());

@@ -53,7 +53,7 @@ const ORDERS: [(i32, &str); 5] = [
 
 /// The registry of the tests, or `None` (the test is skipped) when none runs and
 /// `WEIR_REQUIRE_REGISTRY` is not set.
-fn registry(test: &str) -> Option<String> {
+pub fn registry(test: &str) -> Option<String> {
     match std::env::var("WEIR_TEST_SCHEMA_REGISTRY") {
         Ok(url) => Some(url),
         Err(_) => {
@@ -70,7 +70,7 @@ fn registry(test: &str) -> Option<String> {
 }
 
 /// Runs `tests/registry/serde.py` with `args` and `input`; its standard output.
-fn serde(bootstrap: &str, registry: &str, args: &[&str], input: &str) -> String {
+pub fn serde(bootstrap: &str, registry: &str, args: &[&str], input: &str) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/registry/serde.py");
     let mut child = Command::new("python3")
         .arg(script)
@@ -143,6 +143,57 @@ fn consume_avro(bootstrap: &str, registry: &str, topic: &str, count: usize) -> V
     let mut records: Vec<String> = out.lines().map(str::to_string).collect();
     records.sort();
     records
+}
+
+/// The rows of the Parquet files under `dir` as pyarrow reads them, sorted by column `key`, one
+/// JSON object each (timestamps and decimals as Python prints them).
+pub fn pyarrow_rows(dir: &str, key: &str) -> Vec<String> {
+    let script = "import sys, json, pyarrow.parquet as pq
+rows = sorted(pq.read_table(sys.argv[1]).to_pylist(), key=lambda r: r[sys.argv[2]])
+for r in rows:
+    print(json.dumps(r, sort_keys=True, ensure_ascii=False, default=str))";
+    let output = Command::new("python3")
+        .args(["-c", script, dir, key])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "pyarrow: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The rows of `query` as psql prints them from the test database, fields joined by '|'.
+pub fn psql_rows(query: &str) -> Vec<String> {
+    let output = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-tAF|",
+            "-c",
+            query,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 /// The columns of the orders, in order.
@@ -240,64 +291,21 @@ async fn avro_from_pythons_serializer_is_queried_and_streamed_to_avro_parquet_an
          Python wrote"
     );
 
-    let parquet = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, json, pyarrow.parquet as pq
-rows = sorted(pq.read_table(sys.argv[1]).to_pylist(), key=lambda r: r['id'])
-for r in rows:
-    r['placed'] = r['placed'].isoformat()
-    r['amount'] = str(r['amount'])
-    print(json.dumps(r, sort_keys=True, ensure_ascii=False))",
-            &lake,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        parquet.status.success(),
-        "pyarrow: {}",
-        String::from_utf8_lossy(&parquet.stderr)
-    );
     assert_eq!(
-        String::from_utf8(parquet.stdout)
-            .unwrap()
-            .lines()
-            .collect::<Vec<_>>(),
+        pyarrow_rows(&lake, "id"),
         vec![
-            r#"{"amount": "12.34", "city": "Paris", "customer": "ann", "id": 1, "placed": "2024-01-01T00:00:00", "status": "NEW", "tags": ["a", "b"]}"#,
-            r#"{"amount": "-0.01", "city": "Lyon", "customer": "bo", "id": 2, "placed": "2024-01-01T00:00:01.500000", "status": "SHIPPED", "tags": []}"#,
-            r#"{"amount": "0.00", "city": "Metz", "customer": "dee", "id": 4, "placed": "1970-01-01T00:00:00.001000", "status": "NEW", "tags": ["p", "q", "r"]}"#,
-            r#"{"amount": "99999999.99", "city": "Nice", "customer": "çé 😀", "id": 3000000000, "placed": "1970-01-01T00:00:00", "status": "PAID", "tags": ["x"]}"#,
+            r#"{"amount": "12.34", "city": "Paris", "customer": "ann", "id": 1, "placed": "2024-01-01 00:00:00", "status": "NEW", "tags": ["a", "b"]}"#,
+            r#"{"amount": "-0.01", "city": "Lyon", "customer": "bo", "id": 2, "placed": "2024-01-01 00:00:01.500000", "status": "SHIPPED", "tags": []}"#,
+            r#"{"amount": "0.00", "city": "Metz", "customer": "dee", "id": 4, "placed": "1970-01-01 00:00:00.001000", "status": "NEW", "tags": ["p", "q", "r"]}"#,
+            r#"{"amount": "99999999.99", "city": "Nice", "customer": "çé 😀", "id": 3000000000, "placed": "1970-01-01 00:00:00", "status": "PAID", "tags": ["x"]}"#,
         ],
         "the Parquet files as pyarrow reads them"
     );
 
-    let psql = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "test",
-            "-tAF|",
-            "-c",
-            &format!(
-                "SELECT id, customer, price, placed, status, city, day FROM {pg_table} ORDER BY id"
-            ),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        psql.status.success(),
-        "psql: {}",
-        String::from_utf8_lossy(&psql.stderr)
-    );
     assert_eq!(
-        String::from_utf8(psql.stdout)
-            .unwrap()
-            .lines()
-            .collect::<Vec<_>>(),
+        psql_rows(&format!(
+            "SELECT id, customer, price, placed, status, city, day FROM {pg_table} ORDER BY id"
+        )),
         vec![
             "1|ann|9.5|2024-01-01 00:00:00|NEW|Paris|2024-01-01",
             "2|bo|0.25|2024-01-01 00:00:01.5|SHIPPED|Lyon|1970-01-01",
@@ -373,6 +381,34 @@ async fn avro_schemas_evolve_both_ways_and_an_incompatible_one_is_named() {
         lines(&result.batches),
         vec!["1|ann", "2|?"],
         "an older reader schema reads v2's record with name's default"
+    );
+    run(
+        &engine,
+        &format!(
+            "CREATE EXTERNAL TABLE players_sink (id BIGINT, score BIGINT, tier VARCHAR)
+               STORED AS KAFKA OPTIONS ('subscribe' '{topic}', 'format' 'avro',
+               'schema.registry.url' '{registry}');
+             INSERT INTO players_sink VALUES (3, 12, 'silver')"
+        ),
+    )
+    .await;
+    let read_back = consume_avro(&bootstrap, &registry, &topic, 3);
+    assert!(
+        read_back.contains(&r#"{"id": 3, "score": 12, "tier": "silver"}"#.to_string()),
+        "{read_back:?}"
+    );
+    let versions = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())",
+            &format!("{registry}/subjects/{topic}-value/versions"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&versions.stdout).trim(),
+        "[1,2]",
+        "weir wrote with the subject's latest schema (v2) and registered nothing new"
     );
     let e = fails(
         &engine,
@@ -518,8 +554,21 @@ async fn a_registry_that_cannot_be_used_fails_at_create_without_showing_secrets(
             && e.contains("declare the columns"),
         "{e}"
     );
-    let e = fails(&engine, &create("notaurl", "registry:8081", "")).await;
-    assert!(e.contains("must start with http:// or https://"), "{e}");
+    let e = fails(
+        &engine,
+        &create("notaurl", "weir:hunter2@registry:8081", ""),
+    )
+    .await;
+    assert!(
+        e.contains("must start with http:// or https://") && !e.contains("hunter2"),
+        "{e}"
+    );
+    let root = registry.trim_end_matches("/apis/ccompat/v7");
+    let e = fails(&engine, &create("wrongpath", root, "")).await;
+    assert!(
+        e.contains("(HTTP 404): is 'schema.registry.url' the registry's API"),
+        "a 404 from a server that is not a registry is not an empty subject: {e}"
+    );
     let e = fails(
         &engine,
         &create("stray", &registry, ", 'csv.delimiter' ';'")
