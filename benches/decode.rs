@@ -9,7 +9,8 @@ use std::time::Instant;
 use arrow::array::BinaryArray;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use weir::format::{SchemaCodec, ValueDecoder};
-use weir::kafka::options::{AvroOptions, MalformedMode, ValueFormat};
+use weir::kafka::formats::{AvroOptions, RecordPart, SubjectNaming, SubjectStrategy, ValueFormat};
+use weir::kafka::options::MalformedMode;
 
 const RECORDS: usize = 200_000;
 const BATCH: usize = 8192;
@@ -73,7 +74,12 @@ fn avro_decoder() -> ValueDecoder {
     let options = AvroOptions {
         schema: Some(AVRO_SCHEMA.to_string()),
         registry: None,
-        subject: None,
+        subject: SubjectNaming {
+            given: None,
+            strategy: SubjectStrategy::TopicName,
+            part: RecordPart::Value,
+        },
+        part: RecordPart::Value,
     };
     let format = ValueFormat::Avro(options);
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -11,9 +11,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rdkafka::message::{OwnedMessage, Timestamp};
 use weir::format::ValueDecoder;
 use weir::kafka::TopicPartition;
+use weir::kafka::formats::ValueFormat;
 use weir::kafka::layout::{Column, TableLayout};
 use weir::kafka::offsets::PartitionRange;
-use weir::kafka::options::{KafkaTableOptions, MalformedMode, ValueFormat};
+use weir::kafka::options::{KafkaTableOptions, MalformedMode};
 use weir::kafka::scan::{BatchBuilder, ScanSource};
 
 const RECORDS: usize = 8192;
@@ -67,7 +68,7 @@ fn messages_to_arrow(c: &mut Criterion) {
     group.throughput(Throughput::Elements(RECORDS as u64));
     group.bench_function("raw_columns_8192", |b| {
         b.iter(|| {
-            let mut builder = BatchBuilder::new(&projection, true, RECORDS);
+            let mut builder = BatchBuilder::new(&projection, true, true, RECORDS);
             for m in &messages {
                 builder.append(m);
             }

@@ -14,6 +14,7 @@ mod integration {
     pub mod formats;
     pub mod jdbc;
     pub mod kafka_sink;
+    pub mod keys;
     pub mod nexmark;
     pub mod protobuf;
     pub mod real_kafka;

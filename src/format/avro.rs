@@ -22,9 +22,9 @@ use datafusion::error::DataFusionError;
 use super::columns::{Members, check_fields, conform, decode_in_groups};
 use super::registry::{
     RegisteredSchema, RegistryClient, RegistryError, SchemaType, block_on, lookup_outcome,
-    split_frame, subject_for, unknown_ids,
+    split_frame, unknown_ids,
 };
-use crate::kafka::options::AvroOptions;
+use crate::kafka::formats::{AvroOptions, RecordPart, SubjectNaming};
 
 /// The frame arrow-avro reads before each value: Confluent's, naming schema id 0.
 const ID_ZERO_FRAME: [u8; 5] = [0, 0, 0, 0, 0];
@@ -53,11 +53,16 @@ pub struct AvroCodec {
     reader_origin: String,
     /// The `avroSchema` option.
     given_schema: Option<String>,
-    /// The registry subject read from: `subject`, else `<topic>-value` of the one topic read.
+    /// The registry subject read from: `subject`, else named by the strategy from the one
+    /// topic read (and `avroSchema`'s name).
     subject: Option<String>,
-    /// The registry subject written to: `subject`, else `<topic>-value` of the sink topic.
-    write_subject: Option<String>,
+    /// How the subject written to is named.
+    naming: SubjectNaming,
+    /// The one topic the table writes, when there is one.
+    write_topic: Option<String>,
     writers: Mutex<WriterSchemas>,
+    /// Whether the codec reads and writes the table's values or its keys.
+    part: RecordPart,
 }
 
 impl AvroCodec {
@@ -70,20 +75,26 @@ impl AvroCodec {
         write_topic: Option<&str>,
     ) -> Result<Self, DataFusionError> {
         let plan = |e: String| DataFusionError::Plan(e);
-        let subject_of = |topic| subject_for(options.subject.as_deref(), topic);
-        let (subject, write_subject) = (subject_of(read_topic), subject_of(write_topic));
+        let given = options.part.option("avroSchema");
+        let record = options.schema.as_deref().and_then(full_name);
+        let subject = options.subject.subject(read_topic, record.as_deref());
         let Some(registry) = &options.registry else {
             let schema = options.schema.clone().ok_or_else(|| {
-                plan("'format' 'avro' needs 'avroSchema' or 'schema.registry.url'".to_string())
+                plan(format!(
+                    "'{}' 'avro' needs '{given}' or 'schema.registry.url'",
+                    options.part.option("format")
+                ))
             })?;
             return Ok(Self {
                 framing: Framing::Plain,
                 reader: Some(schema),
-                reader_origin: "option 'avroSchema'".to_string(),
+                reader_origin: format!("option '{given}'"),
                 given_schema: options.schema.clone(),
                 subject: None,
-                write_subject: None,
+                naming: options.subject.clone(),
+                write_topic: None,
                 writers: Mutex::default(),
+                part: options.part,
             });
         };
         let client = Arc::new(RegistryClient::new(registry).map_err(plan)?);
@@ -91,7 +102,7 @@ impl AvroCodec {
             .await
             .map_err(|e| plan(format!("cannot use the schema registry: {e}")))?;
         let (reader, reader_origin) = match (&options.schema, latest, &subject) {
-            (Some(given), _, _) => (Some(given.clone()), "option 'avroSchema'".to_string()),
+            (Some(schema), _, _) => (Some(schema.clone()), format!("option '{given}'")),
             (None, Some(latest), Some(subject)) => (
                 Some(latest.schema),
                 format!(
@@ -107,9 +118,16 @@ impl AvroCodec {
             reader_origin,
             given_schema: options.schema.clone(),
             subject,
-            write_subject,
+            naming: options.subject.clone(),
+            write_topic: write_topic.map(str::to_string),
             writers: Mutex::default(),
+            part: options.part,
         })
+    }
+
+    /// Whether the codec reads and writes the table's values or its keys.
+    pub fn part(&self) -> RecordPart {
+        self.part
     }
 
     /// The columns the reader schema gives a table that declares none: its top-level fields,
@@ -119,11 +137,15 @@ impl AvroCodec {
             return Err(match &self.subject {
                 Some(subject) => format!(
                     "the subject '{subject}' has no schema in the registry to take the \
-                     table's columns from; declare the columns, or give 'avroSchema'"
+                     table's columns from; declare the columns, or give '{}'",
+                    self.part.option("avroSchema")
                 ),
-                None => "there is no subject to take the table's columns from; set 'subject', \
-                         declare the columns, or give 'avroSchema'"
-                    .to_string(),
+                None => format!(
+                    "there is no subject to take the table's columns from; set '{}', declare \
+                     the columns, or give '{}'",
+                    self.part.option("subject"),
+                    self.part.option("avroSchema")
+                ),
             });
         };
         let written = columns_of(reader)?;
@@ -159,12 +181,24 @@ impl AvroCodec {
         self.given_schema.as_deref()
     }
 
-    /// The registry and the subject writing registers under, when the values are framed.
-    pub(super) fn registry(&self) -> Option<(&RegistryClient, Option<&str>)> {
+    /// The registry, when the values are framed.
+    pub(super) fn registry(&self) -> Option<&RegistryClient> {
         match &self.framing {
-            Framing::Registry(client) => Some((client, self.write_subject.as_deref())),
+            Framing::Registry(client) => Some(client),
             Framing::Plain => None,
         }
+    }
+
+    /// The subject writing registers a schema whose full name is `record` under, when the
+    /// table's options name one.
+    pub(super) fn write_subject(&self, record: Option<&str>) -> Option<String> {
+        self.naming.subject(self.write_topic.as_deref(), record)
+    }
+
+    /// Whether the subject written to depends on the schema written (a record name
+    /// strategy), so that the subject has no latest schema to write with before it.
+    pub(super) fn subject_names_records(&self) -> bool {
+        self.naming.names_records()
     }
 
     /// Fetches the writer schema of every framed value whose id is new (or was missing from
@@ -288,6 +322,19 @@ impl AvroCodec {
     }
 }
 
+/// The full name (`namespace.name`) of the record an Avro schema (JSON) defines, if it is a
+/// named type.
+pub(super) fn full_name(schema: &str) -> Option<String> {
+    let json: serde_json::Value = serde_json::from_str(schema).ok()?;
+    let name = json.get("name")?.as_str()?;
+    match json.get("namespace").and_then(|n| n.as_str()) {
+        Some(namespace) if !namespace.is_empty() && !name.contains('.') => {
+            Some(format!("{namespace}.{name}"))
+        }
+        _ => Some(name.to_string()),
+    }
+}
+
 /// The latest schema of `subject`, or `None` when it has none; without a subject, only checks
 /// that the registry answers.
 async fn latest_of(
@@ -391,7 +438,7 @@ fn decode_one(decoder: &mut Decoder, value: &[u8]) -> Result<(), ArrowError> {
     }
     let taken = decoder.decode(value).map_err(|e| {
         ArrowError::ParseError(format!(
-            "the value is not one Avro record of its schema (it may be cut short or written \
+            "the payload is not one Avro record of its schema (it may be cut short or written \
              with another schema): {e}"
         ))
     })?;
@@ -404,12 +451,12 @@ fn decode_one(decoder: &mut Decoder, value: &[u8]) -> Result<(), ArrowError> {
     }
     if records > 1 {
         return Err(ArrowError::ParseError(
-            "the value holds more than one Avro record".to_string(),
+            "the payload holds more than one Avro record".to_string(),
         ));
     }
     if taken != value.len() {
         return Err(ArrowError::ParseError(format!(
-            "the value holds {} bytes after its Avro record",
+            "the payload holds {} bytes after its Avro record",
             value.len() - taken
         )));
     }
@@ -419,6 +466,7 @@ fn decode_one(decoder: &mut Decoder, value: &[u8]) -> Result<(), ArrowError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kafka::formats::SubjectStrategy;
     use arrow::array::{Array, Int64Array, StringArray};
     use arrow::datatypes::{Field, Fields};
 
@@ -426,7 +474,12 @@ mod tests {
         AvroOptions {
             schema: Some(schema.to_string()),
             registry: None,
-            subject: None,
+            subject: SubjectNaming {
+                given: None,
+                strategy: SubjectStrategy::TopicName,
+                part: RecordPart::Value,
+            },
+            part: RecordPart::Value,
         }
     }
 
@@ -437,8 +490,10 @@ mod tests {
             reader_origin: "option 'avroSchema'".to_string(),
             given_schema: Some(schema.to_string()),
             subject: None,
-            write_subject: None,
+            naming: plain(SCHEMA).subject,
+            write_topic: None,
             writers: Mutex::default(),
+            part: RecordPart::Value,
         }
     }
 
@@ -531,7 +586,7 @@ mod tests {
         let e = decode(SCHEMA, &values, &|i| values.is_null(i), &declared(true)).unwrap_err();
         assert!(e.to_string().contains("more than one Avro record"), "{e}");
         let decoder = crate::format::ValueDecoder::new(
-            crate::kafka::options::ValueFormat::Avro(plain(SCHEMA)),
+            crate::kafka::formats::ValueFormat::Avro(plain(SCHEMA)),
             declared(true),
             crate::kafka::options::MalformedMode::Permissive,
             Some(crate::format::SchemaCodec::Avro(Arc::new(codec(SCHEMA)))),

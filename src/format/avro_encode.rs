@@ -23,9 +23,10 @@ use arrow_avro::writer::format::{AvroBinaryFormat, AvroSoeFormat};
 use arrow_avro::writer::{Encoder, WriterBuilder};
 use datafusion::error::{DataFusionError, Result};
 
-use super::avro::{AvroCodec, columns_of};
+use super::avro::{AvroCodec, columns_of, full_name};
 use super::columns::find;
 use super::registry::{RegistryError, SchemaType};
+use crate::kafka::formats::RecordPart;
 
 /// Encodes a table's declared columns as its Avro values.
 #[derive(Debug)]
@@ -50,34 +51,49 @@ impl AvroWriter {
     /// The writer of `table`'s `declared` columns; fails when a registry subject to write
     /// under is unknown.
     pub fn try_new(codec: Arc<AvroCodec>, table: &str, declared: &SchemaRef) -> Result<Self> {
-        if let Some((_, None)) = codec.registry() {
-            return Err(DataFusionError::Plan(format!(
-                "cannot write Avro values to Kafka table '{table}': the registry subject to \
-                 write under is unknown; set the table option 'subject' (or 'topic', for the \
-                 default <topic>-value)"
-            )));
-        }
-        Ok(Self {
+        let writer = Self {
             codec,
             table: table.to_string(),
             declared: Arc::clone(declared),
             prepared: tokio::sync::OnceCell::new(),
-        })
+        };
+        if writer.codec.registry().is_some() && writer.subject().is_none() {
+            let part = writer.codec.part();
+            return Err(DataFusionError::Plan(format!(
+                "cannot write Avro {}s to Kafka table '{table}': the registry subject to write \
+                 under is unknown; set the table option '{}' (or 'topic', for the default {})",
+                part.name(),
+                part.option("subject"),
+                part.default_subject("<topic>"),
+            )));
+        }
+        Ok(writer)
+    }
+
+    /// The subject written to, named after the schema written: `avroSchema`, else one made
+    /// from the declared columns (which the topic name strategy does not look at).
+    fn subject(&self) -> Option<String> {
+        let record = match self.codec.given_schema() {
+            Some(given) => full_name(given),
+            None => Some(record_name(&self.derived_name())),
+        };
+        self.codec.write_subject(record.as_deref())
     }
 
     /// Settles the schema, once: `avroSchema` (registered under the subject, with a registry);
-    /// else the subject's latest schema, as Confluent's `use.latest.version` does; else one
-    /// made from the declared columns, registered under the subject.
+    /// else, under the topic name strategy, the subject's latest schema, as Confluent's
+    /// `use.latest.version` does; else one made from the declared columns, registered under
+    /// the subject.
     pub async fn ready(&self) -> Result<()> {
         self.prepared.get_or_try_init(|| self.prepare()).await?;
         Ok(())
     }
 
     async fn prepare(&self) -> Result<Prepared> {
-        let Some((client, Some(subject))) = self.codec.registry() else {
+        let (Some(client), Some(subject)) = (self.codec.registry(), self.subject()) else {
             let schema = match self.codec.given_schema() {
                 Some(given) => given.to_string(),
-                None => schema_of(&self.table, &self.declared)?,
+                None => schema_of(&self.derived_name(), &self.declared)?,
             };
             return self.prepared(None, &schema);
         };
@@ -87,23 +103,25 @@ impl AvroWriter {
                 self.table
             ))
         };
-        let (id, schema) = match self.codec.given_schema() {
-            Some(given) => {
-                let id = client.register(subject, SchemaType::Avro, given, &[]);
+        let latest = match self.codec.given_schema() {
+            Some(_) => None,
+            None if self.codec.subject_names_records() => None,
+            None => client
+                .latest(&subject, SchemaType::Avro)
+                .await
+                .map_err(failed)?,
+        };
+        let (id, schema) = match (self.codec.given_schema(), latest) {
+            (_, Some(latest)) => (latest.id, latest.schema),
+            (Some(given), None) => {
+                let id = client.register(&subject, SchemaType::Avro, given, &[]);
                 (id.await.map_err(failed)?, given.to_string())
             }
-            None => match client
-                .latest(subject, SchemaType::Avro)
-                .await
-                .map_err(failed)?
-            {
-                Some(latest) => (latest.id, latest.schema),
-                None => {
-                    let derived = schema_of(&self.table, &self.declared)?;
-                    let id = client.register(subject, SchemaType::Avro, &derived, &[]);
-                    (id.await.map_err(failed)?, derived)
-                }
-            },
+            (None, None) => {
+                let derived = schema_of(&self.derived_name(), &self.declared)?;
+                let id = client.register(&subject, SchemaType::Avro, &derived, &[]);
+                (id.await.map_err(failed)?, derived)
+            }
         };
         log::info!(
             "Kafka table '{}' writes Avro with schema id {id} of subject '{subject}'",
@@ -112,10 +130,19 @@ impl AvroWriter {
         self.prepared(Some(id), &schema)
     }
 
+    /// The name of a schema made from the declared columns: the table's, with `_key` for keys.
+    fn derived_name(&self) -> String {
+        match self.codec.part() {
+            RecordPart::Key => format!("{}_key", self.table),
+            RecordPart::Value => self.table.clone(),
+        }
+    }
+
     fn prepared(&self, id: Option<u32>, schema: &str) -> Result<Prepared> {
         let columns = columns_of(schema).map_err(|e| {
             DataFusionError::Plan(format!(
-                "cannot write Avro values to Kafka table '{}': {e}",
+                "cannot write Avro {}s to Kafka table '{}': {e}",
+                self.codec.part().name(),
                 self.table
             ))
         })?;

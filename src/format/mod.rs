@@ -14,7 +14,8 @@ use arrow::datatypes::{DataType, SchemaRef};
 use arrow::error::ArrowError;
 use datafusion::error::{DataFusionError, Result};
 
-use crate::kafka::options::{MalformedMode, ValueFormat};
+use crate::kafka::formats::{RecordPart, ValueFormat};
+use crate::kafka::options::MalformedMode;
 
 mod avro;
 mod avro_encode;
@@ -22,9 +23,11 @@ mod columns;
 mod protobuf;
 mod protobuf_arrow;
 mod protobuf_encode;
+mod record;
 pub mod registry;
 mod schemas;
 
+pub use record::{PartFormat, RecordDecoder};
 pub use schemas::{RowEncoder, SchemaCodec};
 
 /// The declared columns of a batch of records.
@@ -38,7 +41,7 @@ pub struct Decoded {
     pub malformed: usize,
 }
 
-/// Decodes record values into a table's declared columns.
+/// Decodes record values (or keys) into a table's declared columns.
 #[derive(Debug, Clone)]
 pub struct ValueDecoder {
     format: ValueFormat,
@@ -46,12 +49,43 @@ pub struct ValueDecoder {
     mode: MalformedMode,
     /// The codec of 'format' 'avro' and 'protobuf'.
     codec: Option<SchemaCodec>,
+    /// Whether it decodes values or keys, for messages.
+    part: RecordPart,
+}
+
+/// One row per record of one part (key or value), and which records did not decode.
+#[derive(Debug)]
+pub struct PartRows {
+    /// One row per record; a record that did not decode has a null row.
+    pub batch: RecordBatch,
+    /// Which records did not decode; empty when all did.
+    pub malformed: Vec<bool>,
 }
 
 impl ValueDecoder {
-    /// A decoder of `format` into `schema` (the declared columns); `codec` is the codec of
-    /// 'format' 'avro' and 'protobuf'.
+    /// A decoder of values in `format` into `schema` (the declared columns); `codec` is the
+    /// codec of 'format' 'avro' and 'protobuf'.
     pub fn new(
+        format: ValueFormat,
+        schema: SchemaRef,
+        mode: MalformedMode,
+        codec: Option<SchemaCodec>,
+    ) -> Result<Self> {
+        Self::of_part(RecordPart::Value, format, schema, mode, codec)
+    }
+
+    /// A decoder of keys in `format` into `schema` (the key's columns).
+    pub fn for_keys(
+        format: ValueFormat,
+        schema: SchemaRef,
+        mode: MalformedMode,
+        codec: Option<SchemaCodec>,
+    ) -> Result<Self> {
+        Self::of_part(RecordPart::Key, format, schema, mode, codec)
+    }
+
+    fn of_part(
+        part: RecordPart,
         format: ValueFormat,
         schema: SchemaRef,
         mode: MalformedMode,
@@ -70,26 +104,29 @@ impl ValueDecoder {
                         | DataType::BinaryView
                 );
             if !ok {
-                return Err(DataFusionError::Plan(
-                    "'format' 'raw' needs exactly one declared column, of a string or binary \
-                     type, to hold the value"
-                        .to_string(),
-                ));
+                return Err(DataFusionError::Plan(format!(
+                    "'{}' 'raw' needs exactly one declared column, of a string or binary type, \
+                     to hold the {}",
+                    part.option("format"),
+                    part.name()
+                )));
             }
         }
-        if matches!(format, ValueFormat::Avro(_) | ValueFormat::Protobuf(_)) {
+        if format.has_schema() {
             let codec = codec.as_ref().ok_or_else(|| {
                 DataFusionError::Internal("a table without its schema's codec".to_string())
             })?;
-            codec
-                .check_declared(&schema)
-                .map_err(DataFusionError::Plan)?;
+            codec.check_declared(&schema).map_err(|e| match part {
+                RecordPart::Value => DataFusionError::Plan(e),
+                RecordPart::Key => DataFusionError::Plan(format!("the keys' schema: {e}")),
+            })?;
         }
         Ok(Self {
             format,
             schema,
             mode,
             codec,
+            part,
         })
     }
 
@@ -98,23 +135,34 @@ impl ValueDecoder {
         self.codec.as_ref()
     }
 
-    /// Decodes `values` (one per record; null for a tombstone, which decodes to null columns).
-    /// `locate(i)` names record `i` in error messages.
+    /// Decodes `values` (one per record; null for a tombstone, which decodes to null columns),
+    /// dropping or nulling those that do not decode as the mode says. `locate(i)` names record
+    /// `i` in error messages.
     pub fn decode(
         &self,
         values: &BinaryArray,
         locate: &dyn Fn(usize) -> String,
     ) -> Result<Decoded> {
+        let rows = self.decode_rows(values, locate)?;
+        keep_decoded(rows.batch, &rows.malformed, self.mode)
+    }
+
+    /// Decodes `values` into one row each; those that do not decode fail (FAILFAST) or become
+    /// null rows, and are marked.
+    pub fn decode_rows(
+        &self,
+        values: &BinaryArray,
+        locate: &dyn Fn(usize) -> String,
+    ) -> Result<PartRows> {
         if let Some(codec) = &self.codec {
             codec.prepare(values, &self.schema, locate)?;
         }
         if let Ok(batch) = self.decode_all(values, None)
             && batch.num_rows() == values.len()
         {
-            return Ok(Decoded {
+            return Ok(PartRows {
                 batch,
-                kept: None,
-                malformed: 0,
+                malformed: vec![],
             });
         }
         self.decode_record_by_record(values, locate)
@@ -202,7 +250,7 @@ impl ValueDecoder {
         &self,
         values: &BinaryArray,
         locate: &dyn Fn(usize) -> String,
-    ) -> Result<Decoded> {
+    ) -> Result<PartRows> {
         let mut bad = vec![false; values.len()];
         for (i, is_bad) in bad.iter_mut().enumerate() {
             if values.is_null(i) {
@@ -212,7 +260,7 @@ impl ValueDecoder {
             let problem = match self.decode_all(&single, None) {
                 Ok(batch) if batch.num_rows() == 1 => None,
                 Ok(batch) => Some(format!(
-                    "the value holds {} rows instead of one",
+                    "the payload holds {} rows instead of one",
                     batch.num_rows()
                 )),
                 Err(e) => Some(e.to_string()),
@@ -220,9 +268,10 @@ impl ValueDecoder {
             if let Some(problem) = problem {
                 if self.mode == MalformedMode::FailFast {
                     return Err(DataFusionError::Execution(format!(
-                        "cannot decode the value of {} as {}: {problem}; set the table option \
+                        "cannot decode the {} of {} as {}: {problem}; set the table option \
                          'mode' to DROPMALFORMED to skip such records or PERMISSIVE to keep them \
                          with null columns",
+                        self.part.name(),
                         locate(i),
                         self.format_name(),
                     )));
@@ -230,36 +279,27 @@ impl ValueDecoder {
                 *is_bad = true;
             }
         }
-        let malformed = bad.iter().filter(|b| **b).count();
         let batch = self.decode_all(values, Some(&bad)).map_err(|e| {
             DataFusionError::Execution(format!(
-                "values of {} decode alone but not together as {}: {e}",
+                "{}s of {} decode alone but not together as {}: {e}",
+                self.part.name(),
                 locate(0),
                 self.format_name()
             ))
         })?;
         if batch.num_rows() != values.len() {
             return Err(DataFusionError::Execution(format!(
-                "{} values starting at {} decode into {} rows as {}",
+                "{} {}s starting at {} decode into {} rows as {}",
                 values.len(),
+                self.part.name(),
                 locate(0),
                 batch.num_rows(),
                 self.format_name()
             )));
         }
-        if self.mode == MalformedMode::DropMalformed && malformed > 0 {
-            let kept = BooleanArray::from(bad.iter().map(|b| !b).collect::<Vec<_>>());
-            let batch = filter_record_batch(&batch, &kept)?;
-            return Ok(Decoded {
-                batch,
-                kept: Some(kept),
-                malformed,
-            });
-        }
-        Ok(Decoded {
+        Ok(PartRows {
             batch,
-            kept: None,
-            malformed,
+            malformed: bad,
         })
     }
 
@@ -272,6 +312,30 @@ impl ValueDecoder {
             ValueFormat::RawValue | ValueFormat::RawRecord => "raw",
         }
     }
+}
+
+/// The decoded rows `batch` as `mode` keeps them: under DROPMALFORMED without the rows
+/// `malformed` marks (empty: none), otherwise all of them.
+pub fn keep_decoded(
+    batch: RecordBatch,
+    malformed: &[bool],
+    mode: MalformedMode,
+) -> Result<Decoded> {
+    let count = malformed.iter().filter(|b| **b).count();
+    if mode == MalformedMode::DropMalformed && count > 0 {
+        let kept = BooleanArray::from(malformed.iter().map(|b| !b).collect::<Vec<_>>());
+        let batch = filter_record_batch(&batch, &kept)?;
+        return Ok(Decoded {
+            batch,
+            kept: Some(kept),
+            malformed: count,
+        });
+    }
+    Ok(Decoded {
+        batch,
+        kept: None,
+        malformed: count,
+    })
 }
 
 /// Feeds `buf` to an incremental decoder until it has taken all of it.

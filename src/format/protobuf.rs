@@ -25,9 +25,9 @@ use super::columns::{Members, check_fields, conform, decode_in_groups};
 use super::protobuf_arrow::{MessageColumns, RowsAsMessages, fields_of};
 use super::registry::{
     Reference, RegisteredSchema, RegistryClient, RegistryError, SchemaType, block_on,
-    lookup_outcome, split_frame, subject_for, unknown_ids,
+    lookup_outcome, split_frame, unknown_ids,
 };
-use crate::kafka::options::ProtobufOptions;
+use crate::kafka::formats::{ProtobufOptions, RecordPart};
 
 /// Files by registry schema id, each with its imports; `Err` says why an id has none (the
 /// registry lacks it), for this batch only.
@@ -53,6 +53,8 @@ pub struct ProtobufCodec {
     /// The registry subject written to: `subject`, else `<topic>-value` of the sink topic.
     write_subject: Option<String>,
     writers: Mutex<WriterFiles>,
+    /// Whether the codec reads and writes the table's values or its keys.
+    part: RecordPart,
 }
 
 impl ProtobufCodec {
@@ -65,39 +67,54 @@ impl ProtobufCodec {
         write_topic: Option<&str>,
     ) -> Result<Self> {
         let plan = |e: String| DataFusionError::Plan(e);
-        let subject_of = |topic| subject_for(options.subject.as_deref(), topic);
+        let option = |name| options.part.option(name);
         let client = match &options.registry {
             Some(registry) => Some(Arc::new(RegistryClient::new(registry).map_err(plan)?)),
             None => None,
         };
         let from_file = options.descriptor_file.is_some();
         let message = match (&options.descriptor_file, &client) {
-            (Some(path), _) => message_in_file(path, options.message.as_deref()).map_err(plan)?,
+            (Some(path), _) => {
+                message_in_file(path, options.message.as_deref(), options.part).map_err(plan)?
+            }
             (None, Some(client)) => {
-                let subject = subject_of(read_topic).ok_or_else(|| {
-                    plan(
-                        "there is no subject to read the message type from; set 'subject' or \
-                          'protobuf.descriptorFile'"
-                            .to_string(),
-                    )
+                let subject = options
+                    .subject
+                    .subject(read_topic, options.message.as_deref());
+                let subject = subject.ok_or_else(|| {
+                    plan(format!(
+                        "there is no subject to read the message type from; set '{}' or '{}'",
+                        option("subject"),
+                        option("protobuf.descriptorFile")
+                    ))
                 })?;
-                latest_message(client, &subject, options.message.as_deref()).await?
+                latest_message(client, &subject, options.message.as_deref(), options.part).await?
             }
             (None, None) => {
-                return Err(plan(
-                    "'format' 'protobuf' needs 'protobuf.descriptorFile' or 'schema.registry.url'"
-                        .to_string(),
-                ));
+                return Err(plan(format!(
+                    "'{}' 'protobuf' needs '{}' or 'schema.registry.url'",
+                    option("format"),
+                    option("protobuf.descriptorFile")
+                )));
             }
         };
         fields_of(&message).map_err(plan)?;
+        let write_subject = options
+            .subject
+            .subject(write_topic, Some(message.full_name()));
         Ok(Self {
             framing: client.map_or(Framing::Plain, Framing::Registry),
             message,
             from_file,
-            write_subject: subject_of(write_topic),
+            write_subject,
             writers: Mutex::default(),
+            part: options.part,
         })
+    }
+
+    /// Whether the codec reads and writes the table's values or its keys.
+    pub fn part(&self) -> RecordPart {
+        self.part
     }
 
     /// The columns of the table's message type: its fields, all nullable.
@@ -210,7 +227,7 @@ fn decode_group(
     for (_, payload) in members {
         let decoded = DynamicMessage::decode(message.clone(), *payload).map_err(|e| {
             ArrowError::ParseError(format!(
-                "the value is not a {} message: {e}",
+                "the payload is not a {} message: {e}",
                 message.full_name()
             ))
         })?;
@@ -223,19 +240,26 @@ fn decode_group(
 
 /// The message named `name` in the compiled descriptor file at `path` (a `FileDescriptorSet`,
 /// as `protoc --include_imports --descriptor_set_out` writes).
-fn message_in_file(path: &str, name: Option<&str>) -> Result<MessageDescriptor, String> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| format!("cannot read 'protobuf.descriptorFile' ('{path}'): {e}"))?;
+fn message_in_file(
+    path: &str,
+    name: Option<&str>,
+    part: RecordPart,
+) -> Result<MessageDescriptor, String> {
+    let file_option = part.option("protobuf.descriptorFile");
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read '{file_option}' ('{path}'): {e}"))?;
     let pool = DescriptorPool::decode(bytes.as_slice()).map_err(|e| {
         format!(
-            "'protobuf.descriptorFile' ('{path}') is not a compiled descriptor set (protoc \
+            "'{file_option}' ('{path}') is not a compiled descriptor set (protoc \
              --include_imports --descriptor_set_out): {e}"
         )
     })?;
     let name = name.ok_or_else(|| {
-        "'protobuf.descriptorFile' needs 'protobuf.message': the full name of the values' \
-         message type"
-            .to_string()
+        format!(
+            "'{file_option}' needs '{}': the full name of the {}s' message type",
+            part.option("protobuf.message"),
+            part.name()
+        )
     })?;
     pool.get_message_by_name(name).ok_or_else(|| {
         let known: Vec<String> = pool
@@ -244,7 +268,7 @@ fn message_in_file(path: &str, name: Option<&str>) -> Result<MessageDescriptor, 
             .map(|m| m.full_name().to_string())
             .collect();
         format!(
-            "'protobuf.descriptorFile' ('{path}') has no message '{name}'; it has {}",
+            "'{file_option}' ('{path}') has no message '{name}'; it has {}",
             known.join(", ")
         )
     })
@@ -255,6 +279,7 @@ async fn latest_message(
     client: &RegistryClient,
     subject: &str,
     name: Option<&str>,
+    part: RecordPart,
 ) -> Result<MessageDescriptor> {
     let plan = |e: String| DataFusionError::Plan(format!("cannot use the schema registry: {e}"));
     let latest = client
@@ -264,7 +289,9 @@ async fn latest_message(
         .ok_or_else(|| {
             DataFusionError::Plan(format!(
                 "the subject '{subject}' has no schema in the registry to take the message \
-                 type from; give 'protobuf.descriptorFile' and 'protobuf.message'"
+                 type from; give '{}' and '{}'",
+                part.option("protobuf.descriptorFile"),
+                part.option("protobuf.message")
             ))
         })?;
     let file = load_file(client, &latest)
@@ -288,8 +315,9 @@ async fn latest_message(
                         file.messages().map(|m| m.full_name().to_string()).collect();
                     Err(plan(format!(
                         "the latest schema of '{subject}' has several messages ({}); set \
-                         'protobuf.message' to the one the table holds",
-                        names.join(", ")
+                         '{}' to the one the table holds",
+                        names.join(", "),
+                        part.option("protobuf.message")
                     )))
                 }
             }
@@ -374,7 +402,7 @@ fn message_indexes(rest: &[u8]) -> Result<(Vec<i64>, &[u8]), ArrowError> {
         let mut raw: u64 = 0;
         for shift in (0..64).step_by(7) {
             let byte = *rest.get(at).ok_or_else(|| {
-                ArrowError::ParseError("the value ends inside its message indexes".to_string())
+                ArrowError::ParseError("the payload ends inside its message indexes".to_string())
             })?;
             at += 1;
             raw |= u64::from(byte & 0x7f) << shift;
@@ -389,7 +417,7 @@ fn message_indexes(rest: &[u8]) -> Result<(Vec<i64>, &[u8]), ArrowError> {
     let count = next()?;
     if !(0..=100).contains(&count) {
         return Err(ArrowError::ParseError(format!(
-            "the value's message index count ({count}) is not a count"
+            "the message index count ({count}) is not a count"
         )));
     }
     let indexes = if count == 0 {

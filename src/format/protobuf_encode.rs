@@ -26,10 +26,14 @@ impl ProtobufWriter {
     /// unknown.
     pub fn try_new(codec: Arc<ProtobufCodec>, table: &str) -> Result<Self> {
         if let Some((_, None)) = codec.registry() {
+            let part = codec.part();
             return Err(DataFusionError::Plan(format!(
-                "cannot write Protobuf values to Kafka table '{table}': the registry subject to \
-                 write under is unknown; set the table option 'subject' (or 'topic', for the \
-                 default <topic>-value)"
+                "cannot write Protobuf {}s to Kafka table '{table}': the registry subject to \
+                 write under is unknown; set the table option '{}' (or 'topic', for the default \
+                 {})",
+                part.name(),
+                part.option("subject"),
+                part.default_subject("<topic>"),
             )));
         }
         Ok(Self {
@@ -67,8 +71,9 @@ impl ProtobufWriter {
             latest.map_err(failed)?.map(|l| l.id).ok_or_else(|| {
                 DataFusionError::Execution(format!(
                     "Kafka table '{}' has no Protobuf schema under subject '{subject}' to write \
-                     with; give 'protobuf.descriptorFile'",
-                    self.table
+                     with; give '{}'",
+                    self.table,
+                    self.codec.part().option("protobuf.descriptorFile"),
                 ))
             })?
         };

@@ -473,14 +473,6 @@ pub fn split_frame(value: &[u8]) -> Result<(u32, &[u8]), ArrowError> {
     Ok((id, &value[5..]))
 }
 
-/// The registry subject of a table's values: `given` (the `subject` option), else `topic`'s by
-/// Confluent's topic name strategy, `<topic>-value`.
-pub fn subject_for(given: Option<&str>, topic: Option<&str>) -> Option<String> {
-    given
-        .map(str::to_string)
-        .or_else(|| topic.map(|t| format!("{t}-value")))
-}
-
 /// The schema ids of the framed `values` for which `is_known` does not hold, each with the
 /// index of its first value.
 pub fn unknown_ids(values: &BinaryArray, is_known: impl Fn(u32) -> bool) -> Vec<(u32, usize)> {

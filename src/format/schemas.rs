@@ -13,7 +13,7 @@ use super::avro::AvroCodec;
 use super::avro_encode::AvroWriter;
 use super::protobuf::ProtobufCodec;
 use super::protobuf_encode::ProtobufWriter;
-use crate::kafka::options::ValueFormat;
+use crate::kafka::formats::ValueFormat;
 
 /// How a table's schema-bound values are read.
 #[derive(Debug, Clone)]

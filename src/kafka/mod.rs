@@ -3,6 +3,7 @@
 pub mod client;
 pub mod consumers;
 pub mod exactly_once;
+pub mod formats;
 pub mod layout;
 pub mod offsets;
 pub mod options;

@@ -13,7 +13,7 @@ use datafusion::error::{DataFusionError, Result};
 use rdkafka::ClientConfig;
 use regex::Regex;
 
-use crate::format::registry::RegistryOptions;
+use super::formats::{KeyFormat, ValueFormat, parse_formats};
 use crate::redact;
 
 /// One documented option of a Kafka table.
@@ -149,6 +149,51 @@ pub const KAFKA_TABLE_OPTIONS: &[OptionDoc] = &[
         name: "protobuf.message",
         default: "the one message of the subject's latest schema",
         meaning: "With 'format' 'protobuf': the full name of the values' message type (such as shop.Order); its fields are the table's columns.",
+    },
+    OptionDoc {
+        name: "value.subject.name.strategy",
+        default: "TopicNameStrategy",
+        meaning: "With a registry and no 'subject': how the values' subject is named, as Confluent's serializers do. TopicNameStrategy: <topic>-value; RecordNameStrategy: the full name of the Avro record (avroSchema's, else the table's name) or Protobuf message; TopicRecordNameStrategy: <topic>-<that full name>.",
+    },
+    OptionDoc {
+        name: "key.format",
+        default: "none (keys are the binary _key column)",
+        meaning: "How record keys hold declared columns, as in Flink: raw or string (one column holding the key's bytes or UTF-8 text), json, avro or protobuf (the key.fields columns as one record). The key options are the value options with a key. prefix: key.avroSchema, key.protobuf.descriptorFile, key.protobuf.message, key.subject; the registry options are shared.",
+    },
+    OptionDoc {
+        name: "key.fields",
+        default: "the fields of the key's schema (avro, protobuf); required otherwise",
+        meaning: "With 'key.format': the declared columns the key holds, in order, separated by ';' (as in Flink) or ','. Reading takes them from the key; writing encodes them into it.",
+    },
+    OptionDoc {
+        name: "value.fields-include",
+        default: "ALL",
+        meaning: "With 'key.format': whether values hold every declared column, the key's too (ALL, Flink's default), or only the columns that are not in the key (EXCEPT_KEY).",
+    },
+    OptionDoc {
+        name: "key.avroSchema",
+        default: "none",
+        meaning: "With 'key.format' 'avro': the keys' Avro schema as JSON, as avroSchema is for values.",
+    },
+    OptionDoc {
+        name: "key.protobuf.descriptorFile",
+        default: "none",
+        meaning: "With 'key.format' 'protobuf': a compiled descriptor set holding the keys' message type, as protobuf.descriptorFile is for values.",
+    },
+    OptionDoc {
+        name: "key.protobuf.message",
+        default: "the one message of the key subject's latest schema",
+        meaning: "With 'key.format' 'protobuf': the full name of the keys' message type.",
+    },
+    OptionDoc {
+        name: "key.subject",
+        default: "<topic>-key",
+        meaning: "The registry subject of the keys (Confluent's topic name strategy by default), as subject is for values.",
+    },
+    OptionDoc {
+        name: "key.subject.name.strategy",
+        default: "TopicNameStrategy",
+        meaning: "With a registry and no 'key.subject': how the keys' subject is named, as value.subject.name.strategy does for values (TopicNameStrategy: <topic>-key).",
     },
     OptionDoc {
         name: "mode",
@@ -313,51 +358,6 @@ pub enum TimestampStrategy {
     Latest,
 }
 
-/// How record values are decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ValueFormat {
-    /// No decoding: Spark's raw schema (key, value, topic, partition, …).
-    RawRecord,
-    /// The value is one declared string or binary column.
-    RawValue,
-    /// The value is a JSON object of the declared columns.
-    Json,
-    /// The value is one CSV line of the declared columns.
-    Csv {
-        /// Field delimiter.
-        delimiter: u8,
-    },
-    /// The value is Avro binary: plain, with a known schema, or framed for a schema registry.
-    Avro(AvroOptions),
-    /// The value is a Protobuf message: of a type in a descriptor file, or framed for a schema
-    /// registry.
-    Protobuf(ProtobufOptions),
-}
-
-/// Where the message types of a table's Protobuf values come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProtobufOptions {
-    /// `protobuf.descriptorFile`: a compiled `FileDescriptorSet`.
-    pub descriptor_file: Option<String>,
-    /// `protobuf.message`: the full name of the table's message type.
-    pub message: Option<String>,
-    /// The registry of framed values.
-    pub registry: Option<RegistryOptions>,
-    /// The registry subject (`subject`), when given.
-    pub subject: Option<String>,
-}
-
-/// Where the schemas of a table's Avro values come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AvroOptions {
-    /// `avroSchema`: the writer schema of plain values, or the reader schema with a registry.
-    pub schema: Option<String>,
-    /// The registry of framed values.
-    pub registry: Option<RegistryOptions>,
-    /// The registry subject (`subject`), when given.
-    pub subject: Option<String>,
-}
-
 /// Whether a streaming query's batches into the table are Kafka transactions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transactional {
@@ -437,6 +437,8 @@ pub struct KafkaTableOptions {
     pub group_id: String,
     /// How values are decoded.
     pub format: ValueFormat,
+    /// How keys hold declared columns, when they do (`key.format`).
+    pub key: Option<KeyFormat>,
     /// What a value that does not decode does.
     pub malformed: MalformedMode,
     /// The topic records are written to when they have no topic column value: the `topic`
@@ -502,7 +504,7 @@ impl KafkaTableOptions {
         let group_id_prefix = bag
             .take("groupIdPrefix")
             .unwrap_or_else(|| "weir".to_string());
-        let format = parse_format(&mut bag, has_declared_columns)?;
+        let formats = parse_formats(&mut bag, has_declared_columns)?;
         let malformed = match bag.take("mode") {
             None => MalformedMode::FailFast,
             Some(v) => match v.to_ascii_uppercase().as_str() {
@@ -596,7 +598,8 @@ impl KafkaTableOptions {
             include_headers,
             min_partitions,
             group_id,
-            format,
+            format: formats.value,
+            key: formats.key,
             malformed,
             sink_topic,
             topic_option,
@@ -751,7 +754,7 @@ fn shown_options(
 }
 
 /// A table's options as given, matched without regard to case, taken one by one.
-struct OptionBag {
+pub(super) struct OptionBag {
     /// Lower-case name → (name as given, value).
     entries: BTreeMap<String, (String, String)>,
 }
@@ -773,7 +776,7 @@ impl OptionBag {
         Ok(Self { entries })
     }
 
-    fn take(&mut self, name: &str) -> Option<String> {
+    pub(super) fn take(&mut self, name: &str) -> Option<String> {
         self.entries
             .remove(&name.to_ascii_lowercase())
             .map(|(_, v)| v)
@@ -844,7 +847,7 @@ impl OptionBag {
     }
 }
 
-fn bad_value<T>(name: &str, value: &str, expected: &str) -> Result<T> {
+pub(super) fn bad_value<T>(name: &str, value: &str, expected: &str) -> Result<T> {
     let shown = redact::shown_value(name, value);
     Err(DataFusionError::Plan(format!(
         "option '{name}' has the value '{shown}'; expected {expected}"
@@ -1067,217 +1070,6 @@ fn parse_partition_map(name: &str, value: &str) -> Result<BTreeMap<TopicPartitio
         }
     }
     Ok(out)
-}
-
-fn parse_format(bag: &mut OptionBag, has_declared_columns: bool) -> Result<ValueFormat> {
-    let delimiter = bag.take("csv.delimiter");
-    let given = parse_schema_options(bag)?;
-    let format = bag.take("format");
-    let named = format.as_deref().map(|f| f.trim().to_ascii_lowercase());
-    if let Some(d) = &delimiter
-        && named.as_deref() != Some("csv")
-    {
-        return Err(DataFusionError::Plan(format!(
-            "option 'csv.delimiter' ('{d}') only applies to 'format' 'csv'"
-        )));
-    }
-    given.check_applies_to(named.as_deref())?;
-    let parsed = match named {
-        None if has_declared_columns => {
-            return Err(DataFusionError::Plan(
-                "a Kafka table with declared columns needs the option 'format' (json, csv, \
-                 avro, protobuf or raw) to say how record values decode into them"
-                    .to_string(),
-            ));
-        }
-        None => ValueFormat::RawRecord,
-        Some(f) if f == "avro" => given.into_avro()?,
-        Some(f) if f == "protobuf" => given.into_protobuf()?,
-        Some(f) if !has_declared_columns => {
-            return Err(DataFusionError::Plan(format!(
-                "option 'format' is '{f}' but the table declares no columns to decode values \
-                 into; declare them, as in CREATE EXTERNAL TABLE t (id BIGINT, name VARCHAR) …"
-            )));
-        }
-        Some(f) => match f.as_str() {
-            "json" => ValueFormat::Json,
-            "raw" => ValueFormat::RawValue,
-            "csv" => {
-                let delimiter = match delimiter.as_deref() {
-                    None => b',',
-                    Some(d) if d.len() == 1 => d.as_bytes()[0],
-                    Some(d) => return bad_value("csv.delimiter", d, "a single ASCII character"),
-                };
-                ValueFormat::Csv { delimiter }
-            }
-            other => return bad_value("format", other, "json, csv, avro, protobuf or raw"),
-        },
-    };
-    Ok(parsed)
-}
-
-/// The Avro, Protobuf and registry options as given, before the format is known.
-struct GivenSchemaOptions {
-    schema: Option<String>,
-    descriptor_file: Option<String>,
-    message: Option<String>,
-    url: Option<String>,
-    subject: Option<String>,
-    user_info: Option<String>,
-    ca_location: Option<String>,
-    timeout: Option<Duration>,
-    retries: Option<u32>,
-}
-
-fn parse_schema_options(bag: &mut OptionBag) -> Result<GivenSchemaOptions> {
-    let timeout = match bag.take("schema.registry.request.timeout.ms") {
-        None => None,
-        Some(v) => match v.trim().parse::<u64>() {
-            Ok(ms) if ms > 0 => Some(Duration::from_millis(ms)),
-            _ => {
-                return bad_value(
-                    "schema.registry.request.timeout.ms",
-                    &v,
-                    "a positive number of milliseconds",
-                );
-            }
-        },
-    };
-    let retries = match bag.take("schema.registry.max.retries") {
-        None => None,
-        Some(v) => match v.trim().parse::<u32>() {
-            Ok(n) if n <= 20 => Some(n),
-            _ => {
-                return bad_value(
-                    "schema.registry.max.retries",
-                    &v,
-                    "a whole number from 0 to 20",
-                );
-            }
-        },
-    };
-    Ok(GivenSchemaOptions {
-        schema: bag.take("avroSchema"),
-        descriptor_file: bag.take("protobuf.descriptorFile"),
-        message: bag.take("protobuf.message"),
-        url: bag.take("schema.registry.url"),
-        subject: bag.take("subject"),
-        user_info: bag.take("schema.registry.basic.auth.user.info"),
-        ca_location: bag.take("schema.registry.ssl.ca.location"),
-        timeout,
-        retries,
-    })
-}
-
-impl GivenSchemaOptions {
-    /// Fails when an option is given that the format `named` does not take.
-    fn check_applies_to(&self, named: Option<&str>) -> Result<()> {
-        let avro = named == Some("avro");
-        let protobuf = named == Some("protobuf");
-        let misplaced = [
-            (self.schema.is_some() && !avro, "avroSchema", "'avro'"),
-            (
-                self.descriptor_file.is_some() && !protobuf,
-                "protobuf.descriptorFile",
-                "'protobuf'",
-            ),
-            (
-                self.message.is_some() && !protobuf,
-                "protobuf.message",
-                "'protobuf'",
-            ),
-            (
-                self.url.is_some() && !avro && !protobuf,
-                "schema.registry.url",
-                "'avro' and 'protobuf'",
-            ),
-        ];
-        if let Some((_, name, formats)) = misplaced.iter().find(|(wrong, _, _)| *wrong) {
-            return Err(DataFusionError::Plan(format!(
-                "option '{name}' only applies to 'format' {formats}"
-            )));
-        }
-        match self.registry_only() {
-            Some(given) if !avro && !protobuf => Err(DataFusionError::Plan(format!(
-                "option '{given}' only applies to 'format' 'avro' and 'protobuf'"
-            ))),
-            _ => Ok(()),
-        }
-    }
-
-    /// The registry, when `schema.registry.url` is given; fails when an option that needs one
-    /// is given without it.
-    fn registry(&mut self) -> Result<Option<RegistryOptions>> {
-        let Some(url) = self.url.take() else {
-            if let Some(given) = self.registry_only() {
-                return Err(DataFusionError::Plan(format!(
-                    "option '{given}' needs 'schema.registry.url'"
-                )));
-            }
-            return Ok(None);
-        };
-        Ok(Some(RegistryOptions {
-            url,
-            user_info: self.user_info.take(),
-            ca_location: self.ca_location.take(),
-            timeout: self.timeout.unwrap_or(Duration::from_secs(10)),
-            retries: self.retries.unwrap_or(3),
-        }))
-    }
-
-    fn into_avro(mut self) -> Result<ValueFormat> {
-        let registry = self.registry()?;
-        if self.schema.is_none() && registry.is_none() {
-            return Err(DataFusionError::Plan(
-                "'format' 'avro' needs the option 'avroSchema' (the schema the values were \
-                 written with, as Avro schema JSON) or 'schema.registry.url' (a registry whose \
-                 schema ids frame the values)"
-                    .to_string(),
-            ));
-        }
-        Ok(ValueFormat::Avro(AvroOptions {
-            schema: self.schema,
-            registry,
-            subject: self.subject,
-        }))
-    }
-
-    fn into_protobuf(mut self) -> Result<ValueFormat> {
-        let registry = self.registry()?;
-        if self.descriptor_file.is_none() && registry.is_none() {
-            return Err(DataFusionError::Plan(
-                "'format' 'protobuf' needs the option 'protobuf.descriptorFile' (a compiled \
-                 descriptor set, with 'protobuf.message') or 'schema.registry.url' (a registry \
-                 whose schema ids frame the values)"
-                    .to_string(),
-            ));
-        }
-        Ok(ValueFormat::Protobuf(ProtobufOptions {
-            descriptor_file: self.descriptor_file,
-            message: self.message,
-            registry,
-            subject: self.subject,
-        }))
-    }
-
-    /// The name of one given option that only applies with a registry, if any was.
-    fn registry_only(&self) -> Option<&'static str> {
-        [
-            (self.subject.is_some(), "subject"),
-            (
-                self.user_info.is_some(),
-                "schema.registry.basic.auth.user.info",
-            ),
-            (
-                self.ca_location.is_some(),
-                "schema.registry.ssl.ca.location",
-            ),
-            (self.timeout.is_some(), "schema.registry.request.timeout.ms"),
-            (self.retries.is_some(), "schema.registry.max.retries"),
-        ]
-        .into_iter()
-        .find_map(|(given, name)| given.then_some(name))
-    }
 }
 
 /// Lets librdkafka check every passed-through key, so that a typo fails at CREATE.

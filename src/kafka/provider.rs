@@ -4,8 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use arrow::datatypes::DataType;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProviderFactory};
 use datafusion::common::DFSchema;
@@ -25,15 +24,16 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use super::client::BrokerClient;
 use super::exactly_once::KafkaStreamingSink;
+use super::formats::ValueFormat;
 use super::layout::Column;
 use super::layout::TableLayout;
 use super::offsets::{Narrowing, PartitionRange, narrow_fixed, plan_ranges, split_ranges};
-use super::options::{KafkaTableOptions, ValueFormat};
+use super::options::KafkaTableOptions;
 use super::pushdown::{can_narrow, narrowing_of};
-use super::records::{Produced, check_produced, produced_by_logical};
+use super::records::{Produced, check_produced, produced_by_logical, raw_value_column};
 use super::scan::{KafkaScanExec, ScanKind, ScanSource};
 use super::sink::KafkaSink;
-use crate::format::{SchemaCodec, ValueDecoder};
+use crate::format::{PartFormat, RecordDecoder, SchemaCodec};
 
 /// A Kafka table: bounded when it has an end, a stream otherwise.
 #[derive(Debug, Clone)]
@@ -44,24 +44,20 @@ pub struct KafkaTable {
 }
 
 impl KafkaTable {
-    /// A table named `name` with these options and columns (declared, or from the Avro
-    /// codec's schema); `session` compiles the `watermark` expression.
+    /// A table named `name` with these options and columns (declared, or from the schemas of
+    /// its avro or protobuf values and keys, whose `codecs` these are); `session` compiles the
+    /// `watermark` expression.
     pub fn try_new(
         name: &str,
         options: KafkaTableOptions,
         declared: Option<SchemaRef>,
-        codec: Option<SchemaCodec>,
+        codecs: TableCodecs,
         session: &dyn Session,
     ) -> Result<Self> {
         let layout = TableLayout::new(declared, options.include_headers)?;
         let decoder = match (&options.format, &layout.declared) {
             (ValueFormat::RawRecord, _) | (_, None) => None,
-            (format, Some(schema)) => Some(ValueDecoder::new(
-                format.clone(),
-                Arc::clone(schema),
-                options.malformed,
-                codec,
-            )?),
+            (format, Some(schema)) => Some(record_decoder(&options, format, schema, codecs)?),
         };
         let event_time = match (&options.watermark, &layout.declared) {
             (Some(text), Some(declared)) => Some(compile_watermark(session, name, text, declared)?),
@@ -124,12 +120,10 @@ impl KafkaTable {
     pub fn required_value_column(&self) -> Option<String> {
         match self.source.options.format {
             ValueFormat::RawRecord => Some("value".to_string()),
-            ValueFormat::RawValue => self
-                .source
-                .layout
-                .declared
-                .as_ref()
-                .map(|d| d.field(0).name().clone()),
+            ValueFormat::RawValue => {
+                let declared = self.source.layout.declared.as_ref()?;
+                raw_value_column(&self.source).map(|i| declared.field(i).name().clone())
+            }
             _ => None,
         }
     }
@@ -153,10 +147,18 @@ impl KafkaTable {
     /// The table as the exactly-once sink of a streaming query whose INSERT input is `input`.
     pub fn streaming_sink(&self, input: &LogicalPlan) -> Result<KafkaStreamingSink> {
         let key = self.source.layout.index_of(Column::Key);
+        let key_fields = self
+            .source
+            .options
+            .key
+            .as_ref()
+            .map(|k| k.fields.as_slice());
         let keyed = produced_by_logical(input)?.iter().any(|(name, produced)| {
-            matches!(produced, Produced::Values(_))
-                && key.is_some()
-                && self.source.layout.schema.index_of(name).ok() == key
+            let holds_key = match key_fields {
+                Some(fields) => fields.contains(name),
+                None => key.is_some() && self.source.layout.schema.index_of(name).ok() == key,
+            };
+            matches!(produced, Produced::Values(_)) && holds_key
         });
         KafkaStreamingSink::try_new(
             Arc::clone(&self.source),
@@ -258,6 +260,102 @@ impl TableProvider for KafkaTable {
     }
 }
 
+/// The codecs of a table's avro and protobuf values and keys.
+#[derive(Debug, Default)]
+pub struct TableCodecs {
+    /// The values' codec.
+    pub value: Option<SchemaCodec>,
+    /// The keys' codec (`key.format`).
+    pub key: Option<SchemaCodec>,
+}
+
+impl TableCodecs {
+    /// Opens the codecs `options` call for (asking the registry for the subjects' latest
+    /// schemas, so an unreachable registry fails here).
+    pub async fn open(options: &KafkaTableOptions) -> Result<Self> {
+        let (read, write) = (options.single_read_topic(), options.sink_topic.as_deref());
+        let value = SchemaCodec::open(&options.format, read, write).await?;
+        let key = match &options.key {
+            Some(key) => SchemaCodec::open(&key.format, read, write).await?,
+            None => None,
+        };
+        Ok(Self { value, key })
+    }
+
+    /// The columns of a table that declares none: the key schema's fields, then the value
+    /// schema's fields that the key does not hold; `None` without a value schema.
+    fn columns(&self) -> Result<Option<SchemaRef>> {
+        let Some(value) = &self.value else {
+            return Ok(None);
+        };
+        let value = value.columns().map_err(DataFusionError::Plan)?;
+        let Some(key) = &self.key else {
+            return Ok(Some(value));
+        };
+        let key = key
+            .columns()
+            .map_err(|e| DataFusionError::Plan(format!("the keys' schema: {e}")))?;
+        let mut fields: Vec<FieldRef> = key.fields().iter().cloned().collect();
+        for field in value.fields() {
+            if key.field_with_name(field.name()).is_err() {
+                fields.push(Arc::clone(field));
+            }
+        }
+        Ok(Some(Arc::new(Schema::new(fields))))
+    }
+
+    /// The key columns a table whose `key.fields` is not given holds: its key schema's fields,
+    /// each of which must be one of the `declared` columns.
+    fn key_fields(&self, declared: Option<&SchemaRef>) -> Result<Vec<String>> {
+        let key = self.key.as_ref().ok_or_else(|| {
+            DataFusionError::Plan(
+                "'key.format' needs 'key.fields': the declared columns the key holds".to_string(),
+            )
+        })?;
+        let columns = key
+            .columns()
+            .map_err(|e| DataFusionError::Plan(format!("the keys' schema: {e}")))?;
+        let fields: Vec<String> = columns.fields().iter().map(|f| f.name().clone()).collect();
+        if let Some(declared) = declared
+            && let Some(missing) = fields.iter().find(|f| declared.index_of(f).is_err())
+        {
+            return Err(DataFusionError::Plan(format!(
+                "the keys' schema has the field '{missing}', which the table does not declare; \
+                 declare it, or name the columns the key holds with 'key.fields'"
+            )));
+        }
+        Ok(fields)
+    }
+}
+
+/// The decoder of a table's `declared` columns from its values (in `format`) and keys.
+fn record_decoder(
+    options: &KafkaTableOptions,
+    format: &ValueFormat,
+    declared: &SchemaRef,
+    codecs: TableCodecs,
+) -> Result<RecordDecoder> {
+    let value = PartFormat {
+        format: format.clone(),
+        codec: codecs.value,
+    };
+    let Some(key) = &options.key else {
+        return RecordDecoder::of_values(Arc::clone(declared), options.malformed, value);
+    };
+    let key_part = PartFormat {
+        format: key.format.clone(),
+        codec: codecs.key,
+    };
+    RecordDecoder::of_keys_and_values(
+        Arc::clone(declared),
+        options.malformed,
+        value,
+        key_part,
+        &key.fields,
+        key.value_includes_key,
+    )
+}
+
 /// Compiles a table's `watermark` option: a timestamp expression over its declared columns.
 fn compile_watermark(
     session: &dyn Session,
@@ -340,18 +438,22 @@ impl TableProviderFactory for KafkaTableFactory {
             .read()
             .map_err(|_| DataFusionError::Internal("session settings lock poisoned".to_string()))?
             .clone();
-        let options = KafkaTableOptions::parse(
+        let mut options = KafkaTableOptions::parse(
             &kafka_options(cmd),
             declared.is_some(),
             default_bootstrap.as_deref(),
         )?;
-        let (read, write) = (options.single_read_topic(), options.sink_topic.as_deref());
-        let codec = SchemaCodec::open(&options.format, read, write).await?;
-        let declared = match (declared, &codec) {
-            (None, Some(codec)) => Some(codec.columns().map_err(DataFusionError::Plan)?),
-            (declared, _) => declared,
+        let codecs = TableCodecs::open(&options).await?;
+        let declared = match declared {
+            None => codecs.columns()?,
+            declared => declared,
         };
-        let table = KafkaTable::try_new(&cmd.name.to_string(), options, declared, codec, state)?;
+        if let Some(key) = &mut options.key
+            && key.fields.is_empty()
+        {
+            key.fields = codecs.key_fields(declared.as_ref())?;
+        }
+        let table = KafkaTable::try_new(&cmd.name.to_string(), options, declared, codecs, state)?;
         Ok(Arc::new(table))
     }
 }

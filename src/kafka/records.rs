@@ -14,6 +14,7 @@ use arrow::array::{
     TimestampMillisecondArray,
 };
 
+use arrow::buffer::NullBuffer;
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::error::{DataFusionError, Result};
@@ -21,17 +22,17 @@ use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 
+use super::formats::ValueFormat;
 use super::layout::{Column, TableLayout, timestamp_type};
-use super::options::ValueFormat;
 use super::readback::{Fingerprint, fingerprint, is_weirs_header};
 use super::scan::ScanSource;
-use crate::format::{RowEncoder, encode_json_rows};
+use crate::format::{RowEncoder, SchemaCodec, encode_json_rows};
 
 /// Where each part of a record comes from, as column indices of the input.
 #[derive(Debug, Clone)]
 pub struct RecordColumns {
-    value: ValueColumns,
-    key: Option<usize>,
+    value: PartColumns,
+    key: Option<PartColumns>,
     topic: Option<usize>,
     partition: Option<usize>,
     headers: Option<usize>,
@@ -40,13 +41,14 @@ pub struct RecordColumns {
     topic_overrides: bool,
 }
 
+/// How one part of a record (its value or key) is made from input columns.
 #[derive(Debug, Clone)]
-enum ValueColumns {
-    /// The value is this column's bytes.
+enum PartColumns {
+    /// The part is this column's bytes.
     Bytes(usize),
-    /// The value is these columns as a JSON object.
+    /// The part is these columns as a JSON object.
     Json(Vec<usize>),
-    /// The value is these columns encoded by a schema (Avro, Protobuf).
+    /// The part is these columns encoded by a schema (Avro, Protobuf).
     Encoded(Vec<usize>, Arc<RowEncoder>),
 }
 
@@ -62,6 +64,18 @@ fn is_text_or_bytes(t: &DataType) -> bool {
     )
 }
 
+/// The declared column that holds a 'format' 'raw' table's value: the first that the key
+/// (`key.fields`) does not hold.
+pub fn raw_value_column(source: &ScanSource) -> Option<usize> {
+    let declared = source.layout.declared.as_ref()?;
+    let key_fields = source.options.key.as_ref().map(|k| k.fields.as_slice());
+    (0..declared.fields().len()).find(|i| {
+        !key_fields
+            .unwrap_or_default()
+            .contains(declared.field(*i).name())
+    })
+}
+
 impl RecordColumns {
     /// Finds the record parts among the input columns (`schema`: the table's, as INSERT casts
     /// to it), and checks their types; an error names the table and the column.
@@ -71,56 +85,14 @@ impl RecordColumns {
             let name = layout.schema.field(layout.index_of(column)?).name().clone();
             schema.index_of(&name).ok()
         };
-        let declared_indices = || -> Vec<usize> {
-            layout
-                .columns
-                .iter()
-                .filter(|c| matches!(c, Column::Declared(_)))
-                .filter_map(|c| find(*c))
-                .collect()
-        };
-        let value = match &source.options.format {
-            ValueFormat::RawRecord | ValueFormat::RawValue => {
-                let column = if source.options.format == ValueFormat::RawValue {
-                    Column::Declared(0)
-                } else {
-                    Column::Value
-                };
-                let index = find(column).ok_or_else(|| {
-                    DataFusionError::Plan(format!(
-                        "INSERT INTO Kafka table '{}' needs a value column",
-                        source.table
-                    ))
-                })?;
-                ValueColumns::Bytes(index)
-            }
-            ValueFormat::Json => ValueColumns::Json(declared_indices()),
-            ValueFormat::Avro(_) | ValueFormat::Protobuf(_) => {
-                let codec = source
-                    .decoder
-                    .as_ref()
-                    .and_then(|d| d.codec())
-                    .ok_or_else(|| {
-                        DataFusionError::Internal("a table without its schema's codec".to_string())
-                    })?;
-                let declared = layout.declared.as_ref().ok_or_else(|| {
-                    DataFusionError::Internal("a schema-bound table without columns".to_string())
-                })?;
-                let writer = codec.writer(&source.table, declared)?;
-                ValueColumns::Encoded(declared_indices(), Arc::new(writer))
-            }
-            ValueFormat::Csv { .. } => {
-                return Err(DataFusionError::Plan(format!(
-                    "INSERT INTO Kafka table '{}' with 'format' 'csv' is not supported; declare \
-                     the target table with 'format' 'json' or 'avro', or write a raw value \
-                     column",
-                    source.table,
-                )));
-            }
+        let value = value_columns(source, schema, &find)?;
+        let key = match &source.options.key {
+            None => find(Column::Key).map(PartColumns::Bytes),
+            Some(_) => Some(key_columns(source, schema)?),
         };
         let columns = RecordColumns {
             value,
-            key: find(Column::Key),
+            key,
             topic: find(Column::Topic),
             partition: find(Column::Partition),
             headers: find(Column::Headers),
@@ -137,14 +109,126 @@ impl RecordColumns {
         Ok(columns)
     }
 
-    /// Settles the schema the table's values are written with (registering it, with a
-    /// registry), once.
+    /// Settles the schemas the table's values and keys are written with (registering them,
+    /// with a registry), once.
     pub async fn ready(&self) -> Result<()> {
-        match &self.value {
-            ValueColumns::Encoded(_, writer) => writer.ready().await,
-            _ => Ok(()),
+        for part in std::iter::once(&self.value).chain(&self.key) {
+            if let PartColumns::Encoded(_, writer) = part {
+                writer.ready().await?;
+            }
         }
+        Ok(())
     }
+}
+
+/// The input columns of declared columns `names` (or of them all), in order.
+fn input_indices(
+    source: &ScanSource,
+    schema: &SchemaRef,
+    keep: impl Fn(&str) -> bool,
+) -> Result<(Vec<usize>, SchemaRef)> {
+    let declared = source.layout.declared.as_ref().ok_or_else(|| {
+        DataFusionError::Internal("a table with a value format but no columns".to_string())
+    })?;
+    let chosen: Vec<usize> = (0..declared.fields().len())
+        .filter(|i| keep(declared.field(*i).name()))
+        .collect();
+    let mut indices = Vec::with_capacity(chosen.len());
+    for i in &chosen {
+        let name = declared.field(*i).name();
+        indices.push(schema.index_of(name).map_err(|_| {
+            DataFusionError::Internal(format!("the INSERT input has no column '{name}'"))
+        })?);
+    }
+    Ok((indices, Arc::new(declared.project(&chosen)?)))
+}
+
+fn value_columns(
+    source: &ScanSource,
+    schema: &SchemaRef,
+    find: &dyn Fn(Column) -> Option<usize>,
+) -> Result<PartColumns> {
+    let key = source.options.key.as_ref();
+    let in_value = |name: &str| {
+        key.is_none_or(|k| k.value_includes_key || !k.fields.iter().any(|f| f == name))
+    };
+    Ok(match &source.options.format {
+        ValueFormat::RawRecord | ValueFormat::RawValue => {
+            let column = match source.options.format {
+                ValueFormat::RawValue => raw_value_column(source).map(Column::Declared),
+                _ => Some(Column::Value),
+            };
+            let index = column.and_then(find).ok_or_else(|| {
+                DataFusionError::Plan(format!(
+                    "INSERT INTO Kafka table '{}' needs a value column",
+                    source.table
+                ))
+            })?;
+            PartColumns::Bytes(index)
+        }
+        ValueFormat::Json => PartColumns::Json(input_indices(source, schema, in_value)?.0),
+        ValueFormat::Avro(_) | ValueFormat::Protobuf(_) => {
+            let codec = source.decoder.as_ref().and_then(|d| d.codec());
+            let (indices, declared) = input_indices(source, schema, in_value)?;
+            PartColumns::Encoded(indices, Arc::new(writer(source, codec, &declared)?))
+        }
+        ValueFormat::Csv { .. } => {
+            return Err(DataFusionError::Plan(format!(
+                "INSERT INTO Kafka table '{}' with 'format' 'csv' is not supported; declare \
+                 the target table with 'format' 'json' or 'avro', or write a raw value \
+                 column",
+                source.table,
+            )));
+        }
+    })
+}
+
+/// The columns of the key of a table with `key.format`.
+fn key_columns(source: &ScanSource, schema: &SchemaRef) -> Result<PartColumns> {
+    let key = source.options.key.as_ref().ok_or_else(|| {
+        DataFusionError::Internal("key columns of a table without 'key.format'".to_string())
+    })?;
+    let in_key = |name: &str| key.fields.iter().any(|f| f == name);
+    let (mut indices, declared) = input_indices(source, schema, in_key)?;
+    // The key's columns in key.fields' order, as the key's decoder reads them.
+    let order: Vec<usize> = key
+        .fields
+        .iter()
+        .filter_map(|f| declared.index_of(f).ok())
+        .collect();
+    indices = order.iter().map(|i| indices[*i]).collect();
+    let declared = Arc::new(declared.project(&order)?);
+    Ok(match &key.format {
+        ValueFormat::RawValue => match indices.as_slice() {
+            [index] => PartColumns::Bytes(*index),
+            _ => {
+                return Err(DataFusionError::Plan(
+                    "'key.format' 'raw' holds exactly one column".to_string(),
+                ));
+            }
+        },
+        ValueFormat::Json => PartColumns::Json(indices),
+        ValueFormat::Avro(_) | ValueFormat::Protobuf(_) => {
+            let codec = source.decoder.as_ref().and_then(|d| d.key_codec());
+            PartColumns::Encoded(indices, Arc::new(writer(source, codec, &declared)?))
+        }
+        ValueFormat::Csv { .. } | ValueFormat::RawRecord => {
+            return Err(DataFusionError::Internal(
+                "a key format that cannot be written".to_string(),
+            ));
+        }
+    })
+}
+
+fn writer(
+    source: &ScanSource,
+    codec: Option<&SchemaCodec>,
+    declared: &SchemaRef,
+) -> Result<RowEncoder> {
+    let codec = codec.ok_or_else(|| {
+        DataFusionError::Internal("a table without its schema's codec".to_string())
+    })?;
+    codec.writer(&source.table, declared)
 }
 
 /// What an INSERT gives one column of a Kafka table, before INSERT casts it to the table's type.
@@ -206,8 +290,18 @@ pub fn check_produced(source: &ScanSource, produced: &[(String, Produced)]) -> R
             Column::Value if source.options.format == ValueFormat::RawRecord => {
                 Some(("a string or binary", is_text_or_bytes(data_type)))
             }
-            Column::Declared(0) if source.options.format == ValueFormat::RawValue => {
+            Column::Declared(i)
+                if source.options.format == ValueFormat::RawValue
+                    && raw_value_column(source) == Some(i) =>
+            {
                 Some(("a string or binary", is_text_or_bytes(data_type)))
+            }
+            Column::Key if source.options.key.is_some() => {
+                return Err(DataFusionError::Plan(format!(
+                    "column '{name}' of Kafka table '{table}' is read-only: the table's \
+                     'key.format' encodes each record's key from its 'key.fields' columns; \
+                     leave '{name}' out of the INSERT"
+                )));
             }
             Column::Key => Some(("a string or binary", is_text_or_bytes(data_type))),
             Column::Topic => {
@@ -335,6 +429,46 @@ fn cast_column(
         .transpose()
 }
 
+impl PartColumns {
+    /// One value (or key) per row of `batch`.
+    fn encode(&self, batch: &RecordBatch) -> Result<BinaryArray> {
+        Ok(match self {
+            PartColumns::Bytes(i) => cast(batch.column(*i), &DataType::Binary)?
+                .as_binary::<i32>()
+                .clone(),
+            PartColumns::Json(indices) => {
+                BinaryArray::from_iter_values(encode_json_rows(&batch.project(indices)?)?)
+            }
+            PartColumns::Encoded(indices, writer) => writer.encode(&batch.project(indices)?)?,
+        })
+    }
+}
+
+/// `keys` made of several columns, with no key where all of them are null: such a row is
+/// written without a key, as a record whose key columns are all null is read.
+fn without_empty_keys(
+    keys: BinaryArray,
+    columns: &PartColumns,
+    batch: &RecordBatch,
+) -> Result<BinaryArray> {
+    let indices = match columns {
+        PartColumns::Bytes(_) => return Ok(keys),
+        PartColumns::Json(indices) | PartColumns::Encoded(indices, _) => indices,
+    };
+    let present: Vec<bool> = (0..batch.num_rows())
+        .map(|row| indices.iter().any(|i| batch.column(*i).is_valid(row)))
+        .collect();
+    if present.iter().all(|p| *p) {
+        return Ok(keys);
+    }
+    let (offsets, bytes, _) = keys.into_parts();
+    Ok(BinaryArray::try_new(
+        offsets,
+        bytes,
+        Some(NullBuffer::from(present)),
+    )?)
+}
+
 impl SinkRecords {
     /// The records of `batch`; fails naming the first row without a topic.
     pub fn try_new(
@@ -343,17 +477,11 @@ impl SinkRecords {
         default_topic: Option<&str>,
         table: &str,
     ) -> Result<Self> {
-        let values = match &columns.value {
-            ValueColumns::Bytes(i) => cast(batch.column(*i), &DataType::Binary)?
-                .as_binary::<i32>()
-                .clone(),
-            ValueColumns::Json(indices) => {
-                BinaryArray::from_iter_values(encode_json_rows(&batch.project(indices)?)?)
-            }
-            ValueColumns::Encoded(indices, writer) => writer.encode(&batch.project(indices)?)?,
+        let values = columns.value.encode(batch)?;
+        let keys = match &columns.key {
+            Some(key) => Some(without_empty_keys(key.encode(batch)?, key, batch)?),
+            None => None,
         };
-        let keys = cast_column(batch, columns.key, &DataType::Binary)?
-            .map(|a| a.as_binary::<i32>().clone());
         let given_topics = cast_column(batch, columns.topic, &DataType::Utf8)?
             .map(|a| a.as_string::<i32>().clone());
         let topics = match (given_topics, default_topic) {

@@ -43,7 +43,7 @@ use super::layout::{Column, TableLayout, header_fields, timestamp_type};
 use super::offsets::PartitionRange;
 use super::options::{KafkaTableOptions, TopicPartition};
 use super::read_progress::ReadProgress;
-use crate::format::ValueDecoder;
+use crate::format::RecordDecoder;
 
 /// What every reader of one table shares.
 #[derive(Debug)]
@@ -55,7 +55,7 @@ pub struct ScanSource {
     /// The table's columns.
     pub layout: TableLayout,
     /// The decoder of declared columns, when the table has them.
-    pub decoder: Option<ValueDecoder>,
+    pub decoder: Option<RecordDecoder>,
     /// Each row's watermark candidate (the table's `watermark` option), over the declared
     /// columns.
     pub event_time: Option<Arc<dyn PhysicalExpr>>,
@@ -500,6 +500,12 @@ impl RangeReader {
         // A table with declared columns decodes every record, even for count(*), so that every
         // query sees the same records under the table's 'mode'.
         let needs_value = self.source.decoder.is_some() || self.projection.contains(&Column::Value);
+        let needs_key = self
+            .source
+            .decoder
+            .as_ref()
+            .is_some_and(RecordDecoder::needs_keys)
+            || self.projection.contains(&Column::Key);
         let mut states: Vec<RangeState> = self
             .ranges
             .iter()
@@ -510,6 +516,7 @@ impl RangeReader {
                 rows_sent: 0,
                 batch: BatchBuilder::new(
                     &self.projection,
+                    needs_key,
                     needs_value,
                     self.batch_size.min(range.len() as usize),
                 ),
@@ -740,12 +747,12 @@ pub struct BatchBuilder {
 }
 
 impl BatchBuilder {
-    /// A builder of the `projection` columns (plus values, when `needs_value`, for decoding),
-    /// with room for `capacity` records.
-    pub fn new(projection: &[Column], needs_value: bool, capacity: usize) -> Self {
+    /// A builder of the `projection` columns (plus keys and values, when `needs_key` and
+    /// `needs_value`, for decoding), with room for `capacity` records.
+    pub fn new(projection: &[Column], needs_key: bool, needs_value: bool, capacity: usize) -> Self {
         let wants = |c: Column| projection.contains(&c);
         Self {
-            keys: wants(Column::Key).then(|| BinaryBuilder::with_capacity(capacity, capacity * 16)),
+            keys: needs_key.then(|| BinaryBuilder::with_capacity(capacity, capacity * 16)),
             values: needs_value.then(|| BinaryBuilder::with_capacity(capacity, capacity * 128)),
             offsets: Vec::with_capacity(capacity),
             timestamps: wants(Column::Timestamp).then(|| Vec::with_capacity(capacity)),
@@ -822,6 +829,7 @@ impl BatchBuilder {
         schema: &SchemaRef,
     ) -> Result<BuiltBatch> {
         let offsets = Int64Array::from(std::mem::take(&mut self.offsets));
+        let keys: Option<BinaryArray> = self.keys.as_mut().map(BinaryBuilder::finish);
         let values: Option<BinaryArray> = self.values.as_mut().map(BinaryBuilder::finish);
         let rows = offsets.len();
 
@@ -835,7 +843,7 @@ impl BatchBuilder {
                     offsets.value(i)
                 )
             };
-            decoded = Some(decoder.decode(values, &locate)?);
+            decoded = Some(decoder.decode(keys.as_ref(), values, &locate)?);
         }
         let kept: Option<&BooleanArray> = decoded.as_ref().and_then(|d| d.kept.as_ref());
 
@@ -849,9 +857,9 @@ impl BatchBuilder {
                     columns.push(Arc::clone(decoded.batch.column(*i)));
                     continue;
                 }
-                Column::Key => Arc::new(self.keys.as_mut().map(BinaryBuilder::finish).ok_or_else(
-                    || DataFusionError::Internal("key column without a builder".to_string()),
-                )?),
+                Column::Key => Arc::new(keys.clone().ok_or_else(|| {
+                    DataFusionError::Internal("key column without a builder".to_string())
+                })?),
                 Column::Value => Arc::new(values.clone().ok_or_else(|| {
                     DataFusionError::Internal("value column without a builder".to_string())
                 })?),

@@ -645,3 +645,94 @@ async fn a_registry_that_cannot_be_used_fails_at_create_without_showing_secrets(
         "\\d shows the option, not its value: {described}"
     );
 }
+
+#[tokio::test]
+async fn subjects_are_named_by_confluents_strategies_both_ways() {
+    let Some(registry) = registry("the subject name strategies test") else {
+        return;
+    };
+    let mut broker = Broker::for_test();
+    let bootstrap = broker.bootstrap();
+    let (by_record, by_topic_record, pythons) = (
+        unique("by-record"),
+        unique("by-topic-record"),
+        unique("pythons"),
+    );
+    for topic in [&by_record, &by_topic_record, &pythons] {
+        broker.create_topic(topic, 1);
+    }
+    let namespace = unique("ns").replace('-', "_");
+    let schema = format!(
+        r#"{{"type": "record", "name": "Sale", "namespace": "{namespace}",
+           "fields": [{{"name": "id", "type": "long"}}, {{"name": "item", "type": "string"}}]}}"#
+    );
+    let engine = broker.engine();
+    run(
+        &engine,
+        &format!(
+            "CREATE EXTERNAL TABLE by_record STORED AS KAFKA OPTIONS ('subscribe' '{by_record}',
+               'format' 'avro', 'avroSchema' '{schema}', 'schema.registry.url' '{registry}',
+               'value.subject.name.strategy' 'RecordNameStrategy');
+             CREATE EXTERNAL TABLE by_topic_record (id BIGINT, item VARCHAR) STORED AS KAFKA
+               OPTIONS ('subscribe' '{by_topic_record}', 'format' 'avro',
+               'schema.registry.url' '{registry}',
+               'value.subject.name.strategy'
+                 'io.confluent.kafka.serializers.subject.TopicRecordNameStrategy');
+             INSERT INTO by_record (id, item) VALUES (1, 'pen'), (2, 'ink');
+             INSERT INTO by_topic_record (id, item) VALUES (3, 'cap')"
+        ),
+    )
+    .await;
+    let subjects = serde(&bootstrap, &registry, &["subjects"], "");
+    let subjects: Vec<&str> = subjects.lines().collect();
+    for expected in [
+        format!("{namespace}.Sale"),
+        format!("{by_topic_record}-by_topic_record"),
+    ] {
+        assert!(
+            subjects.contains(&expected.as_str()),
+            "no subject {expected} among {subjects:?}"
+        );
+    }
+    for unexpected in [
+        format!("{by_record}-value"),
+        format!("{by_topic_record}-value"),
+    ] {
+        assert!(!subjects.contains(&unexpected.as_str()), "{unexpected}");
+    }
+    assert_eq!(
+        consume_avro(&bootstrap, &registry, &by_record, 2),
+        vec![
+            r#"{"id": 1, "item": "pen"}"#.to_string(),
+            r#"{"id": 2, "item": "ink"}"#.to_string()
+        ],
+        "Confluent's deserializer reads what weir wrote under the record's subject"
+    );
+    assert_eq!(
+        consume_avro(&bootstrap, &registry, &by_topic_record, 1),
+        vec![r#"{"id": 3, "item": "cap"}"#.to_string()]
+    );
+
+    serde(
+        &bootstrap,
+        &registry,
+        &["produce-proto", "--topic", &pythons, "--strategy", "record"],
+        r#"{"order_id": "41", "amount": 2.5}"#,
+    );
+    let result = run(
+        &engine,
+        &format!(
+            "CREATE EXTERNAL TABLE pythons STORED AS KAFKA OPTIONS ('subscribe' '{pythons}',
+               'startingOffsets' 'earliest', 'endingOffsets' 'latest', 'format' 'protobuf',
+               'protobuf.message' 'weir.test.Order', 'schema.registry.url' '{registry}',
+               'value.subject.name.strategy' 'RecordNameStrategy');
+             SELECT order_id, amount FROM pythons"
+        ),
+    )
+    .await;
+    assert_eq!(
+        lines(&result.batches),
+        vec!["41|2.5"],
+        "the message type is read from the subject named after it"
+    );
+}

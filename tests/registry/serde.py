@@ -4,9 +4,18 @@ serializers, the independent side of weir's Avro and Protobuf tests.
 
     serde.py produce --topic T --schema JSON [--partition P] < records.jsonl
     serde.py consume --topic T --count N > records.jsonl
+    serde.py consume-raw --topic T --count N > records.jsonl
     serde.py produce-proto --topic T [--plain] [--partition P] < orders.jsonl
     serde.py consume-proto --topic T --count N [--plain] > orders.jsonl
     serde.py descriptor-set --out FILE
+    serde.py subjects
+
+produce and produce-proto take --strategy topic|record|topic_record: Confluent's subject name
+strategy of the serializers (topic by default).
+
+Keys: with --key-schema JSON (produce: Avro keys under <topic>-key) or --key-format
+avro|string|json (consume; string and json also produce) or --key-format proto (the
+Protobuf commands: weir.test.Customer keys), each line is a JSON array [key, value].
 
 The Protobuf commands use weir.test.Order of proto/weir/test/order.proto, compiled at start
 with grpcio-tools; records are in Protobuf's JSON mapping (json_format), `null` for a
@@ -33,7 +42,12 @@ import uuid
 import sys
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import (
+    SchemaRegistryClient,
+    record_subject_name_strategy,
+    topic_record_subject_name_strategy,
+    topic_subject_name_strategy,
+)
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
@@ -76,21 +90,52 @@ def to_avro(value, schema):
     return value
 
 
+STRATEGIES = {
+    "topic": topic_subject_name_strategy,
+    "record": record_subject_name_strategy,
+    "topic_record": topic_record_subject_name_strategy,
+}
+
+
+def serializer_conf(args, conf=None):
+    """The serializer's configuration, with --strategy's subject name strategy."""
+    conf = dict(conf or {})
+    conf["subject.name.strategy"] = STRATEGIES[args.strategy]
+    return conf
+
+
+def key_writer(args):
+    """The encoder of produced keys: Avro (--key-schema), UTF-8 text or JSON (--key-format)."""
+    if args.key_schema:
+        schema = json.loads(args.key_schema)
+        serializer = AvroSerializer(registry(args), args.key_schema)
+        ctx = SerializationContext(args.topic, MessageField.KEY)
+        return lambda key: serializer(to_avro(key, schema), ctx)
+    if args.key_format == "string":
+        return lambda key: key.encode("utf-8")
+    if args.key_format == "json":
+        return lambda key: json.dumps(key).encode("utf-8")
+    return None
+
+
 def produce(args):
     schema = json.loads(args.schema)
-    serializer = AvroSerializer(registry(args), args.schema)
+    serializer = AvroSerializer(registry(args), args.schema, conf=serializer_conf(args))
     producer = Producer({"bootstrap.servers": args.bootstrap})
-    subject_topic = args.topic
+    encode_key = key_writer(args)
     for line in sys.stdin:
         line = line.strip()
         if not line:
             continue
-        record = json.loads(line)
-        ctx = SerializationContext(subject_topic, MessageField.VALUE)
+        record, key = json.loads(line), None
+        if encode_key is not None:
+            key, record = record
+            key = None if key is None else encode_key(key)
+        ctx = SerializationContext(args.topic, MessageField.VALUE)
         value = None if record is None else serializer(to_avro(record, schema), ctx)
         if value is not None and args.print_id:
             print("schema_id=%d" % struct.unpack(">I", value[1:5])[0], file=sys.stderr)
-        producer.produce(args.topic, value=value, partition=args.partition)
+        producer.produce(args.topic, key=key, value=value, partition=args.partition)
     if producer.flush(30) != 0:
         sys.exit("records were not delivered")
 
@@ -114,8 +159,9 @@ def plain(value):
     return value
 
 
-def read_values(args):
-    """The values of the topic's first --count records, from the start (read_committed)."""
+def read_records(args):
+    """The (key, value) of the topic's first --count records, from the start
+    (read_committed)."""
     consumer = Consumer({
         "bootstrap.servers": args.bootstrap,
         "group.id": "serde-%d" % os.getpid(),
@@ -138,22 +184,49 @@ def read_values(args):
         idle = 0
         seen += 1
         value = message.value()
-        if value is not None:
+        if value is not None and len(value) >= 5 and value[0] == 0:
             print("schema_id=%d" % struct.unpack(">I", value[1:5])[0], file=sys.stderr)
-        yield value
+        yield message.key(), value
     consumer.close()
     if seen < args.count:
         sys.exit("read %d of %d records from %s" % (seen, args.count, args.topic))
 
 
+def key_reader(args):
+    """The decoder of consumed keys (--key-format), or None to print values alone."""
+    if args.key_format == "avro":
+        deserializer = AvroDeserializer(registry(args))
+        ctx = SerializationContext(args.topic, MessageField.KEY)
+        return lambda key: plain(deserializer(key, ctx))
+    if args.key_format == "string":
+        return lambda key: key.decode("utf-8")
+    if args.key_format == "json":
+        return json.loads
+    return None
+
+
 def consume(args):
     deserializer = AvroDeserializer(registry(args))
-    for value in read_values(args):
-        if value is None:
-            print("null")
-            continue
+    decode_key = key_reader(args)
+    for key, value in read_records(args):
         ctx = SerializationContext(args.topic, MessageField.VALUE)
-        print(json.dumps(plain(deserializer(value, ctx)), sort_keys=True))
+        record = None if value is None else plain(deserializer(value, ctx))
+        if decode_key is not None:
+            record = [None if key is None else decode_key(key), record]
+        print(json.dumps(record, sort_keys=True))
+
+
+def subjects(args):
+    """Prints the registry's subjects, one per line."""
+    for subject in registry(args).get_subjects():
+        print(subject)
+
+
+def consume_raw(args):
+    """Prints each record as [key, value], both as UTF-8 text (null when absent)."""
+    text = lambda data: None if data is None else data.decode("utf-8")
+    for key, value in read_records(args):
+        print(json.dumps([text(key), text(value)], sort_keys=True))
 
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -169,38 +242,48 @@ def protoc(args):
         sys.exit("protoc failed")
 
 
-def order_type():
+def message_types():
+    """weir.test.Order and weir.test.Customer, compiled."""
     import importlib
     import tempfile
 
     out = tempfile.mkdtemp()
     protoc(["--python_out=" + out])
     sys.path.insert(0, out)
-    return importlib.import_module("weir.test.order_pb2").Order
+    order = importlib.import_module("weir.test.order_pb2").Order
+    customer = importlib.import_module("weir.test.customer_pb2").Customer
+    return order, customer
 
 
 def produce_proto(args):
     from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
     from google.protobuf import json_format
 
-    order = order_type()
-    serializer = None
-    if not args.plain:
-        serializer = ProtobufSerializer(order, registry(args), {"use.deprecated.format": False})
+    order, customer = message_types()
+    keyed = args.key_format == "proto"
+
+    def encoder(kind, field):
+        if args.plain:
+            return lambda message: message.SerializeToString()
+        conf = serializer_conf(args, {"use.deprecated.format": False})
+        serializer = ProtobufSerializer(kind, registry(args), conf)
+        return lambda message: serializer(message, SerializationContext(args.topic, field))
+
+    encode_value = encoder(order, MessageField.VALUE)
+    encode_key = encoder(customer, MessageField.KEY) if keyed else None
     producer = Producer({"bootstrap.servers": args.bootstrap})
     for line in sys.stdin:
         line = line.strip()
         if not line:
             continue
-        record = json.loads(line)
+        record, key = json.loads(line), None
+        if keyed:
+            key, record = record
+            key = None if key is None else encode_key(json_format.ParseDict(key, customer()))
         value = None
         if record is not None:
-            message = json_format.ParseDict(record, order())
-            if serializer is None:
-                value = message.SerializeToString()
-            else:
-                value = serializer(message, SerializationContext(args.topic, MessageField.VALUE))
-        producer.produce(args.topic, value=value, partition=args.partition)
+            value = encode_value(json_format.ParseDict(record, order()))
+        producer.produce(args.topic, key=key, value=value, partition=args.partition)
     if producer.flush(30) != 0:
         sys.exit("records were not delivered")
 
@@ -209,34 +292,43 @@ def consume_proto(args):
     from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer
     from google.protobuf import json_format
 
-    order = order_type()
-    deserializer = None
-    if not args.plain:
-        deserializer = ProtobufDeserializer(
-            order, {"use.deprecated.format": False}, registry(args))
+    order, customer = message_types()
 
-    def decode(value):
-        if deserializer is None:
-            return order.FromString(value)
-        return deserializer(value, SerializationContext(args.topic, MessageField.VALUE))
+    def decoder(kind, field):
+        if args.plain:
+            return kind.FromString
+        conf = {"use.deprecated.format": False}
+        deserializer = ProtobufDeserializer(kind, conf, registry(args))
+        return lambda value: deserializer(value, SerializationContext(args.topic, field))
 
-    for value in read_values(args):
-        if value is None:
-            print("null")
-            continue
-        message = json_format.MessageToDict(decode(value), preserving_proto_field_name=True)
-        print(json.dumps(message, sort_keys=True))
+    def as_json(decode, data):
+        if data is None:
+            return None
+        return json_format.MessageToDict(decode(data), preserving_proto_field_name=True)
+
+    decode_value = decoder(order, MessageField.VALUE)
+    decode_key = decoder(customer, MessageField.KEY)
+    for key, value in read_records(args):
+        record = as_json(decode_value, value)
+        if args.key_format == "proto":
+            record = [as_json(decode_key, key), record]
+        print(json.dumps(record, sort_keys=True))
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "command", choices=["produce", "consume", "produce-proto", "consume-proto", "descriptor-set"])
+        "command",
+        choices=["produce", "consume", "consume-raw", "produce-proto", "consume-proto",
+                 "descriptor-set", "subjects"])
     parser.add_argument("--bootstrap", default=os.environ.get("WEIR_TEST_KAFKA"))
     parser.add_argument("--registry", default=os.environ.get("WEIR_TEST_SCHEMA_REGISTRY"))
     parser.add_argument("--user-info")
     parser.add_argument("--topic")
     parser.add_argument("--schema")
+    parser.add_argument("--key-schema")
+    parser.add_argument("--strategy", choices=sorted(STRATEGIES), default="topic")
+    parser.add_argument("--key-format", choices=["avro", "string", "json", "proto"])
     parser.add_argument("--partition", type=int, default=0)
     parser.add_argument("--count", type=int, default=0)
     parser.add_argument("--print-id", action="store_true")
@@ -246,6 +338,8 @@ def main():
     commands = {
         "produce": produce,
         "consume": consume,
+        "consume-raw": consume_raw,
+        "subjects": subjects,
         "produce-proto": produce_proto,
         "consume-proto": consume_proto,
         "descriptor-set": lambda a: protoc(["--include_imports", "--descriptor_set_out=" + a.out]),
