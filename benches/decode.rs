@@ -79,7 +79,6 @@ fn avro_decoder() -> ValueDecoder {
             strategy: SubjectStrategy::TopicName,
             part: RecordPart::Value,
         },
-        part: RecordPart::Value,
     };
     let format = ValueFormat::Avro(options);
     let runtime = tokio::runtime::Runtime::new().unwrap();

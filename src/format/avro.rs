@@ -75,14 +75,14 @@ impl AvroCodec {
         write_topic: Option<&str>,
     ) -> Result<Self, DataFusionError> {
         let plan = |e: String| DataFusionError::Plan(e);
-        let given = options.part.option("avroSchema");
+        let given = options.part().option("avroSchema");
         let record = options.schema.as_deref().and_then(full_name);
         let subject = options.subject.subject(read_topic, record.as_deref());
         let Some(registry) = &options.registry else {
             let schema = options.schema.clone().ok_or_else(|| {
                 plan(format!(
                     "'{}' 'avro' needs '{given}' or 'schema.registry.url'",
-                    options.part.option("format")
+                    options.part().option("format")
                 ))
             })?;
             return Ok(Self {
@@ -94,7 +94,7 @@ impl AvroCodec {
                 naming: options.subject.clone(),
                 write_topic: None,
                 writers: Mutex::default(),
-                part: options.part,
+                part: options.part(),
             });
         };
         let client = Arc::new(RegistryClient::new(registry).map_err(plan)?);
@@ -121,7 +121,7 @@ impl AvroCodec {
             naming: options.subject.clone(),
             write_topic: write_topic.map(str::to_string),
             writers: Mutex::default(),
-            part: options.part,
+            part: options.part(),
         })
     }
 
@@ -141,10 +141,10 @@ impl AvroCodec {
                     self.part.option("avroSchema")
                 ),
                 None => format!(
-                    "there is no subject to take the table's columns from; set '{}', declare \
-                     the columns, or give '{}'",
-                    self.part.option("subject"),
-                    self.part.option("avroSchema")
+                    "there is no subject to take the table's columns from: declare the \
+                     columns, give '{}', or {}",
+                    self.part.option("avroSchema"),
+                    self.naming.hint("avroSchema")
                 ),
             });
         };
@@ -195,6 +195,11 @@ impl AvroCodec {
         self.naming.subject(self.write_topic.as_deref(), record)
     }
 
+    /// What to give when the subject written to cannot be named.
+    pub(super) fn subject_hint(&self) -> String {
+        self.naming.hint("avroSchema")
+    }
+
     /// Whether the subject written to depends on the schema written (a record name
     /// strategy), so that the subject has no latest schema to write with before it.
     pub(super) fn subject_names_records(&self) -> bool {
@@ -240,7 +245,10 @@ impl AvroCodec {
     fn check_writer(&self, id: u32, schema: &str, declared: &SchemaRef) -> Result<(), String> {
         let Some(reader) = &self.reader else {
             return check_schema(schema, declared).map_err(|e| {
-                format!("values written with schema id {id} cannot fill the table's columns: {e}")
+                format!(
+                    "{}s written with schema id {id} cannot fill the table's columns: {e}",
+                    self.part.name()
+                )
             });
         };
         let Err(e) = decoder(schema, Some(reader), 1) else {
@@ -250,8 +258,9 @@ impl AvroCodec {
             .map(|field| format!("field '{field}': "))
             .unwrap_or_default();
         Err(format!(
-            "values written with schema id {id} cannot be read with the table's reader schema, \
+            "{}s written with schema id {id} cannot be read with the table's reader schema, \
              {}: {at_fault}{e}",
+            self.part.name(),
             self.reader_origin
         ))
     }
@@ -445,7 +454,7 @@ fn decode_one(decoder: &mut Decoder, value: &[u8]) -> Result<(), ArrowError> {
     let records = room - decoder.capacity();
     if records == 0 {
         return Err(ArrowError::ParseError(format!(
-            "the value ({} bytes) ends before its Avro record does",
+            "the payload ({} bytes) ends before its Avro record does",
             value.len()
         )));
     }
@@ -479,7 +488,6 @@ mod tests {
                 strategy: SubjectStrategy::TopicName,
                 part: RecordPart::Value,
             },
-            part: RecordPart::Value,
         }
     }
 

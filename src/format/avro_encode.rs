@@ -61,10 +61,9 @@ impl AvroWriter {
             let part = writer.codec.part();
             return Err(DataFusionError::Plan(format!(
                 "cannot write Avro {}s to Kafka table '{table}': the registry subject to write \
-                 under is unknown; set the table option '{}' (or 'topic', for the default {})",
+                 under is unknown; {}",
                 part.name(),
-                part.option("subject"),
-                part.default_subject("<topic>"),
+                writer.codec.subject_hint(),
             )));
         }
         Ok(writer)

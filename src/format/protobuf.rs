@@ -27,7 +27,7 @@ use super::registry::{
     Reference, RegisteredSchema, RegistryClient, RegistryError, SchemaType, block_on,
     lookup_outcome, split_frame, unknown_ids,
 };
-use crate::kafka::formats::{ProtobufOptions, RecordPart};
+use crate::kafka::formats::{ProtobufOptions, RecordPart, SubjectNaming};
 
 /// Files by registry schema id, each with its imports; `Err` says why an id has none (the
 /// registry lacks it), for this batch only.
@@ -48,10 +48,18 @@ pub struct ProtobufCodec {
     framing: Framing,
     /// The table's message type: its fields are the columns, and rows are written as it.
     message: MessageDescriptor,
-    /// The message type came from `'protobuf.descriptorFile'`, so writing registers its file.
-    from_file: bool,
-    /// The registry subject written to: `subject`, else `<topic>-value` of the sink topic.
+    /// The schema the message type was read from, when it came from the registry: writing
+    /// registers it as it is (a file rebuilt from the message type would differ in bytes).
+    registered: Option<RegisteredSchema>,
+    /// Whether writing registers the message's file: it came from `'protobuf.descriptorFile'`,
+    /// or the subject is named after the message (a record name strategy), so that the
+    /// subject may not hold it yet.
+    registers_file: bool,
+    /// The registry subject written to: `subject`, else named by the strategy from the sink
+    /// topic and the message type.
     write_subject: Option<String>,
+    /// How the subjects are named, for messages.
+    naming: SubjectNaming,
     writers: Mutex<WriterFiles>,
     /// Whether the codec reads and writes the table's values or its keys.
     part: RecordPart,
@@ -67,15 +75,16 @@ impl ProtobufCodec {
         write_topic: Option<&str>,
     ) -> Result<Self> {
         let plan = |e: String| DataFusionError::Plan(e);
-        let option = |name| options.part.option(name);
+        let option = |name| options.part().option(name);
         let client = match &options.registry {
             Some(registry) => Some(Arc::new(RegistryClient::new(registry).map_err(plan)?)),
             None => None,
         };
-        let from_file = options.descriptor_file.is_some();
-        let message = match (&options.descriptor_file, &client) {
+        let registers_file = options.descriptor_file.is_some() || options.subject.names_records();
+        let (message, registered) = match (&options.descriptor_file, &client) {
             (Some(path), _) => {
-                message_in_file(path, options.message.as_deref(), options.part).map_err(plan)?
+                let message = message_in_file(path, options.message.as_deref(), options.part());
+                (message.map_err(plan)?, None)
             }
             (None, Some(client)) => {
                 let subject = options
@@ -83,12 +92,15 @@ impl ProtobufCodec {
                     .subject(read_topic, options.message.as_deref());
                 let subject = subject.ok_or_else(|| {
                     plan(format!(
-                        "there is no subject to read the message type from; set '{}' or '{}'",
-                        option("subject"),
-                        option("protobuf.descriptorFile")
+                        "there is no subject to read the message type from: give '{}', or {}",
+                        option("protobuf.descriptorFile"),
+                        options.subject.hint("protobuf.message")
                     ))
                 })?;
-                latest_message(client, &subject, options.message.as_deref(), options.part).await?
+                let name = options.message.as_deref();
+                let (message, latest) =
+                    latest_message(client, &subject, name, options.part()).await?;
+                (message, Some(latest))
             }
             (None, None) => {
                 return Err(plan(format!(
@@ -105,10 +117,12 @@ impl ProtobufCodec {
         Ok(Self {
             framing: client.map_or(Framing::Plain, Framing::Registry),
             message,
-            from_file,
+            registered,
+            registers_file,
             write_subject,
+            naming: options.subject.clone(),
             writers: Mutex::default(),
-            part: options.part,
+            part: options.part(),
         })
     }
 
@@ -209,9 +223,19 @@ impl ProtobufCodec {
         &self.message
     }
 
-    /// Whether writing registers the message's file: it came from a descriptor file.
+    /// The schema the message type was read from, when it came from the registry.
+    pub(super) fn registered(&self) -> Option<&RegisteredSchema> {
+        self.registered.as_ref()
+    }
+
+    /// What to give when the subject written to cannot be named.
+    pub(super) fn subject_hint(&self) -> String {
+        self.naming.hint("protobuf.message")
+    }
+
+    /// Whether writing registers the message's file (see [`ProtobufCodec::open`]).
     pub(super) fn registers_its_file(&self) -> bool {
-        self.from_file
+        self.registers_file
     }
 }
 
@@ -274,13 +298,14 @@ fn message_in_file(
     })
 }
 
-/// The message type of the latest schema of `subject`: `name`, else the file's first message.
+/// The message type of the latest schema of `subject` (`name`, else the file's one message),
+/// and that schema as registered.
 async fn latest_message(
     client: &RegistryClient,
     subject: &str,
     name: Option<&str>,
     part: RecordPart,
-) -> Result<MessageDescriptor> {
+) -> Result<(MessageDescriptor, RegisteredSchema)> {
     let plan = |e: String| DataFusionError::Plan(format!("cannot use the schema registry: {e}"));
     let latest = client
         .latest(subject, SchemaType::Protobuf)
@@ -297,7 +322,7 @@ async fn latest_message(
     let file = load_file(client, &latest)
         .await
         .map_err(|e| plan(e.to_string()))?;
-    match name {
+    let message = match name {
         Some(name) => file.parent_pool().get_message_by_name(name).ok_or_else(|| {
             plan(format!(
                 "the latest schema of '{subject}' has no message '{name}'"
@@ -322,7 +347,8 @@ async fn latest_message(
                 }
             }
         }
-    }
+    }?;
+    Ok((message, latest))
 }
 
 /// The file of schema id `id`, with its imports.

@@ -26,14 +26,11 @@ impl ProtobufWriter {
     /// unknown.
     pub fn try_new(codec: Arc<ProtobufCodec>, table: &str) -> Result<Self> {
         if let Some((_, None)) = codec.registry() {
-            let part = codec.part();
             return Err(DataFusionError::Plan(format!(
                 "cannot write Protobuf {}s to Kafka table '{table}': the registry subject to \
-                 write under is unknown; set the table option '{}' (or 'topic', for the default \
-                 {})",
-                part.name(),
-                part.option("subject"),
-                part.default_subject("<topic>"),
+                 write under is unknown; {}",
+                codec.part().name(),
+                codec.subject_hint(),
             )));
         }
         Ok(Self {
@@ -44,7 +41,8 @@ impl ProtobufWriter {
     }
 
     /// Settles the framing, once: with a registry, the message's file is registered under the
-    /// subject (when it came from a descriptor file), else the subject's latest schema is used.
+    /// subject (when it came from a descriptor file, or a record name strategy names the
+    /// subject), else the subject's latest schema is used.
     pub async fn ready(&self) -> Result<()> {
         self.prefix.get_or_try_init(|| self.settle()).await?;
         Ok(())
@@ -62,20 +60,26 @@ impl ProtobufWriter {
                 self.table
             ))
         };
-        let id = if self.codec.registers_its_file() {
-            register_file(client, subject, &message.parent_file())
+        let id = match (self.codec.registers_its_file(), self.codec.registered()) {
+            (true, Some(registered)) => {
+                let (schema, references) = (&registered.schema, &registered.references);
+                let id = client.register(subject, SchemaType::Protobuf, schema, references);
+                id.await.map_err(failed)?
+            }
+            (true, None) => register_file(client, subject, &message.parent_file())
                 .await
-                .map_err(failed)?
-        } else {
-            let latest = client.latest(subject, SchemaType::Protobuf).await;
-            latest.map_err(failed)?.map(|l| l.id).ok_or_else(|| {
-                DataFusionError::Execution(format!(
-                    "Kafka table '{}' has no Protobuf schema under subject '{subject}' to write \
-                     with; give '{}'",
-                    self.table,
-                    self.codec.part().option("protobuf.descriptorFile"),
-                ))
-            })?
+                .map_err(failed)?,
+            (false, _) => {
+                let latest = client.latest(subject, SchemaType::Protobuf).await;
+                latest.map_err(failed)?.map(|l| l.id).ok_or_else(|| {
+                    DataFusionError::Execution(format!(
+                        "Kafka table '{}' has no Protobuf schema under subject '{subject}' to \
+                         write with; give '{}'",
+                        self.table,
+                        self.codec.part().option("protobuf.descriptorFile"),
+                    ))
+                })?
+            }
         };
         log::info!(
             "Kafka table '{}' writes {} with schema id {id} of subject '{subject}'",

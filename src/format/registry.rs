@@ -210,11 +210,15 @@ impl RegistryClient {
             let pem = std::fs::read(path).map_err(|e| {
                 format!("cannot read 'schema.registry.ssl.ca.location' ('{path}'): {e}")
             })?;
-            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                format!(
-                    "'schema.registry.ssl.ca.location' ('{path}') holds no PEM certificate: {e}"
-                )
-            })?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|found| !found.is_empty())
+                .ok_or_else(|| {
+                    format!(
+                        "'schema.registry.ssl.ca.location' ('{path}') holds no PEM certificate \
+                         (-----BEGIN CERTIFICATE-----)"
+                    )
+                })?;
             for certificate in certificates {
                 builder = builder.add_root_certificate(certificate);
             }
@@ -459,13 +463,13 @@ fn is_not_found_code(body: &str) -> bool {
 pub fn split_frame(value: &[u8]) -> Result<(u32, &[u8]), ArrowError> {
     if value.len() < 5 {
         return Err(ArrowError::ParseError(format!(
-            "the value is {} bytes, shorter than the registry's 5-byte frame",
+            "the payload is {} bytes, shorter than the registry's 5-byte frame",
             value.len()
         )));
     }
     if value[0] != 0 {
         return Err(ArrowError::ParseError(format!(
-            "the value starts with byte {:#04x}, not the registry's magic byte 0",
+            "the payload starts with byte {:#04x}, not the registry's magic byte 0",
             value[0]
         )));
     }

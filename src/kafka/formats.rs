@@ -65,10 +65,8 @@ pub enum SubjectStrategy {
 impl SubjectStrategy {
     /// Parses Confluent's class names, with or without their package.
     fn parse(option: &str, text: &str) -> Result<Self> {
-        let name = text
-            .trim()
-            .trim_start_matches("io.confluent.kafka.serializers.subject.");
-        match name.to_ascii_lowercase().as_str() {
+        let lower = text.trim().to_ascii_lowercase();
+        match lower.trim_start_matches("io.confluent.kafka.serializers.subject.") {
             "topicnamestrategy" => Ok(SubjectStrategy::TopicName),
             "recordnamestrategy" => Ok(SubjectStrategy::RecordName),
             "topicrecordnamestrategy" => Ok(SubjectStrategy::TopicRecordName),
@@ -103,6 +101,27 @@ impl SubjectNaming {
             SubjectStrategy::TopicName => topic.map(|t| self.part.default_subject(t)),
             SubjectStrategy::RecordName => record.map(str::to_string),
             SubjectStrategy::TopicRecordName => Some(format!("{}-{}", topic?, record?)),
+        }
+    }
+
+    /// What to give when the subject cannot be named; `type_option` names the type's full name
+    /// (`avroSchema`, `protobuf.message`).
+    pub fn hint(&self, type_option: &str) -> String {
+        let subject = self.part.option("subject");
+        let type_option = self.part.option(type_option);
+        match self.strategy {
+            SubjectStrategy::TopicName => format!(
+                "set the table option '{subject}' (or 'topic', for the default {})",
+                self.part.default_subject("<topic>")
+            ),
+            SubjectStrategy::RecordName => format!(
+                "'{}' names it after the type: give '{type_option}'",
+                self.part.strategy_option()
+            ),
+            SubjectStrategy::TopicRecordName => format!(
+                "'{}' names it <topic>-<type>: give 'topic' and '{type_option}'",
+                self.part.strategy_option()
+            ),
         }
     }
 
@@ -149,10 +168,8 @@ pub struct ProtobufOptions {
     pub message: Option<String>,
     /// The registry of framed values.
     pub registry: Option<RegistryOptions>,
-    /// How the registry subject is named.
+    /// How the registry subject is named, and whose options these are (values' or keys').
     pub subject: SubjectNaming,
-    /// Whether these are the options of the values or of the keys.
-    pub part: RecordPart,
 }
 
 /// Where the schemas of a table's Avro values (or keys) come from.
@@ -162,10 +179,22 @@ pub struct AvroOptions {
     pub schema: Option<String>,
     /// The registry of framed values.
     pub registry: Option<RegistryOptions>,
-    /// How the registry subject is named.
+    /// How the registry subject is named, and whose options these are (values' or keys').
     pub subject: SubjectNaming,
+}
+
+impl AvroOptions {
     /// Whether these are the options of the values or of the keys.
-    pub part: RecordPart,
+    pub fn part(&self) -> RecordPart {
+        self.subject.part
+    }
+}
+
+impl ProtobufOptions {
+    /// Whether these are the options of the values or of the keys.
+    pub fn part(&self) -> RecordPart {
+        self.subject.part
+    }
 }
 
 /// How record keys hold declared columns (`key.format`, `key.fields`,
@@ -556,7 +585,6 @@ impl GivenSchemaOptions {
             subject: self.naming(),
             schema: self.schema,
             registry,
-            part: self.part,
         }))
     }
 
@@ -577,7 +605,6 @@ impl GivenSchemaOptions {
             descriptor_file: self.descriptor_file,
             message: self.message,
             registry,
-            part: self.part,
         }))
     }
 
@@ -842,7 +869,7 @@ mod tests {
             ValueFormat::Avro(avro) => {
                 assert!(avro.registry.is_some());
                 assert_eq!(avro.subject.given.as_deref(), Some("orders-key-v2"));
-                assert_eq!(avro.part, RecordPart::Key);
+                assert_eq!(avro.part(), RecordPart::Key);
             }
             other => panic!("{other:?}"),
         }

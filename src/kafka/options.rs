@@ -117,7 +117,7 @@ pub const KAFKA_TABLE_OPTIONS: &[OptionDoc] = &[
     },
     OptionDoc {
         name: "subject",
-        default: "<topic>-value",
+        default: "named by value.subject.name.strategy: <topic>-value",
         meaning: "The registry subject of the values (Confluent's topic name strategy by default): its latest schema is the reader schema and gives the columns when none are declared; writing registers under it.",
     },
     OptionDoc {
@@ -153,7 +153,7 @@ pub const KAFKA_TABLE_OPTIONS: &[OptionDoc] = &[
     OptionDoc {
         name: "value.subject.name.strategy",
         default: "TopicNameStrategy",
-        meaning: "With a registry and no 'subject': how the values' subject is named, as Confluent's serializers do. TopicNameStrategy: <topic>-value; RecordNameStrategy: the full name of the Avro record (avroSchema's, else the table's name) or Protobuf message; TopicRecordNameStrategy: <topic>-<that full name>.",
+        meaning: "With a registry and no 'subject': how the values' subject is named, as Confluent's serializers do. TopicNameStrategy: <topic>-value; RecordNameStrategy: the full name of the Avro record (avroSchema's, else the table's name made an Avro name, with _key for keys) or Protobuf message; TopicRecordNameStrategy: <topic>-<that full name>.",
     },
     OptionDoc {
         name: "key.format",
@@ -187,7 +187,7 @@ pub const KAFKA_TABLE_OPTIONS: &[OptionDoc] = &[
     },
     OptionDoc {
         name: "key.subject",
-        default: "<topic>-key",
+        default: "named by key.subject.name.strategy: <topic>-key",
         meaning: "The registry subject of the keys (Confluent's topic name strategy by default), as subject is for values.",
     },
     OptionDoc {

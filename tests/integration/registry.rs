@@ -326,22 +326,29 @@ const V2: &str = r#"{"type": "record", "name": "Player", "fields": [
  {"name": "id", "type": "long"}, {"name": "score", "type": "long"},
  {"name": "tier", "type": "string", "default": "basic"}]}"#;
 
+/// A broker with a new topic of one partition holding one player of `V1`, written by Python's
+/// AvroSerializer; the topic's name starts with `prefix`.
+fn topic_with_a_player(registry: &str, prefix: &str) -> (Broker, String) {
+    let mut broker = Broker::for_test();
+    let topic = unique(prefix);
+    broker.create_topic(&topic, 1);
+    produce_avro(
+        &broker.bootstrap(),
+        registry,
+        &topic,
+        V1,
+        &[(0, r#"{"id": 1, "name": "ann", "score": 7}"#)],
+    );
+    (broker, topic)
+}
+
 #[tokio::test]
 async fn avro_schemas_evolve_both_ways_and_an_incompatible_one_is_named() {
     let Some(registry) = registry("the schema evolution test") else {
         return;
     };
-    let mut broker = Broker::for_test();
+    let (broker, topic) = topic_with_a_player(&registry, "players");
     let bootstrap = broker.bootstrap();
-    let topic = unique("players");
-    broker.create_topic(&topic, 1);
-    produce_avro(
-        &bootstrap,
-        &registry,
-        &topic,
-        V1,
-        &[(0, r#"{"id": 1, "name": "ann", "score": 7}"#)],
-    );
     produce_avro(
         &bootstrap,
         &registry,
@@ -442,17 +449,8 @@ async fn values_that_are_not_registry_avro_follow_the_mode_and_are_named() {
     let Some(registry) = registry("the bad values test") else {
         return;
     };
-    let mut broker = Broker::for_test();
+    let (broker, topic) = topic_with_a_player(&registry, "bad-avro");
     let bootstrap = broker.bootstrap();
-    let topic = unique("bad-avro");
-    broker.create_topic(&topic, 1);
-    produce_avro(
-        &bootstrap,
-        &registry,
-        &topic,
-        V1,
-        &[(0, r#"{"id": 1, "name": "ann", "score": 7}"#)],
-    );
     let engine = broker.engine();
     let good = run(
         &engine,
@@ -653,12 +651,13 @@ async fn subjects_are_named_by_confluents_strategies_both_ways() {
     };
     let mut broker = Broker::for_test();
     let bootstrap = broker.bootstrap();
-    let (by_record, by_topic_record, pythons) = (
+    let (by_record, by_topic_record, pythons, relayed) = (
         unique("by-record"),
         unique("by-topic-record"),
         unique("pythons"),
+        unique("relayed"),
     );
-    for topic in [&by_record, &by_topic_record, &pythons] {
+    for topic in [&by_record, &by_topic_record, &pythons, &relayed] {
         broker.create_topic(topic, 1);
     }
     let namespace = unique("ns").replace('-', "_");
@@ -735,4 +734,114 @@ async fn subjects_are_named_by_confluents_strategies_both_ways() {
         vec!["41|2.5"],
         "the message type is read from the subject named after it"
     );
+    run(
+        &engine,
+        &format!(
+            "CREATE EXTERNAL TABLE relay STORED AS KAFKA OPTIONS ('subscribe' '{pythons}',
+               'topic' '{relayed}', 'format' 'protobuf', 'protobuf.message' 'weir.test.Order',
+               'schema.registry.url' '{registry}',
+               'value.subject.name.strategy' 'RecordNameStrategy');
+             INSERT INTO relay SELECT * EXCLUDE (_key, _value, _topic, _partition, _offset,
+               _timestamp, _timestampType) FROM pythons"
+        ),
+    )
+    .await;
+    assert_eq!(
+        serde(
+            &bootstrap,
+            &registry,
+            &["consume-proto", "--topic", &relayed, "--count", "1"],
+            ""
+        )
+        .trim(),
+        r#"{"amount": 2.5, "order_id": "41"}"#,
+        "written under the subject named after the message, read back by Confluent's \
+         deserializer"
+    );
+}
+
+/// `tests/registry/tls_proxy.py`: an HTTPS front for the registry, stopped when dropped.
+struct HttpsRegistry {
+    process: std::process::Child,
+    url: String,
+}
+
+impl HttpsRegistry {
+    fn start(upstream: &str, dir: &std::path::Path) -> Self {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/registry/tls_proxy.py");
+        let mut process = Command::new("python3")
+            .args([script, "--upstream", upstream, "--dir"])
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut url = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(process.stdout.take().unwrap()),
+            &mut url,
+        )
+        .unwrap();
+        assert!(url.starts_with("https://"), "tls_proxy.py printed {url:?}");
+        HttpsRegistry {
+            process,
+            url: url.trim().to_string(),
+        }
+    }
+}
+
+impl Drop for HttpsRegistry {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_registry_over_https_is_trusted_through_its_ca_file_only() {
+    let Some(registry) = registry("the registry TLS test") else {
+        return;
+    };
+    let (broker, topic) = topic_with_a_player(&registry, "over-tls");
+    let dir = tempfile::tempdir().unwrap();
+    let https = HttpsRegistry::start(&registry, dir.path());
+    let url = &https.url;
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let not_pem = file("not.pem");
+    std::fs::write(&not_pem, "no certificate here").unwrap();
+    let table = |name: &str, ca: Option<&str>| {
+        let ca = ca
+            .map(|path| format!(", 'schema.registry.ssl.ca.location' '{path}'"))
+            .unwrap_or_default();
+        format!(
+            "CREATE EXTERNAL TABLE {name} STORED AS KAFKA OPTIONS ('subscribe' '{topic}',
+               'startingOffsets' 'earliest', 'endingOffsets' 'latest', 'format' 'avro',
+               'schema.registry.url' '{url}'{ca})"
+        )
+    };
+    let engine = broker.engine();
+    let result = run(
+        &engine,
+        &format!(
+            "{}; SELECT id, name, score FROM trusted",
+            table("trusted", Some(&file("ca.pem")))
+        ),
+    )
+    .await;
+    assert_eq!(lines(&result.batches), vec!["1|ann|7"]);
+    for (name, ca, expected) in [
+        ("untrusted", None, "certificate"),
+        ("other_ca", Some(file("other-ca.pem")), "certificate"),
+        (
+            "missing_ca",
+            Some(file("missing.pem")),
+            "cannot read 'schema.registry.ssl.ca.location'",
+        ),
+        ("not_pem", Some(not_pem.clone()), "holds no PEM certificate"),
+    ] {
+        let e = fails(&engine, &table(name, ca.as_deref())).await;
+        assert!(e.contains(expected), "{name}: {e}");
+        if ca.is_none() || name == "other_ca" {
+            assert!(e.contains(url.as_str()), "{name} names the registry: {e}");
+        }
+    }
 }
