@@ -296,6 +296,36 @@ async fn keys_that_do_not_decode_follow_the_mode_and_are_named() {
         .await;
         assert!(e.contains(expected), "{options}: {e}");
     }
+
+    let csv = unique("csv-keyed");
+    broker.create_topic(&csv, 1);
+    produce(
+        &bootstrap,
+        &csv,
+        &[record(br#"{"k": 5}"#, "99,e"), record(br#"{"k": 6}"#, "f")],
+    );
+    let csv_table = |name: &str, include: &str| {
+        format!(
+            "CREATE EXTERNAL TABLE {name} (k BIGINT, v VARCHAR) STORED AS KAFKA OPTIONS (
+               'subscribe' '{csv}', 'startingOffsets' 'earliest', 'endingOffsets' 'latest',
+               'format' 'csv', 'key.format' 'json', 'key.fields' 'k',
+               'value.fields-include' '{include}', 'mode' 'PERMISSIVE')"
+        )
+    };
+    run(&engine, &csv_table("csv_all", "ALL")).await;
+    run(&engine, &csv_table("csv_except", "EXCEPT_KEY")).await;
+    let result = run(&engine, "SELECT k, v FROM csv_all").await;
+    assert_eq!(
+        lines(&result.batches),
+        vec!["5|e", "6|"],
+        "a csv value holds every column with ALL, read by position (its k not read)"
+    );
+    let result = run(&engine, "SELECT k, v FROM csv_except").await;
+    assert_eq!(
+        lines(&result.batches),
+        vec!["5|", "6|f"],
+        "and only the others with EXCEPT_KEY"
+    );
 }
 
 /// The columns of an order's value, in order.
