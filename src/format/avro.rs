@@ -19,7 +19,7 @@ use arrow_avro::reader::{Decoder, ReaderBuilder};
 use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
 use datafusion::error::DataFusionError;
 
-use super::columns::{Members, check_fields, conform, decode_in_groups};
+use super::columns::{Members, check_fields, conform, decode_in_groups, is_uuid};
 use super::registry::{
     RegisteredSchema, RegistryClient, RegistryError, SchemaType, block_on, lookup_outcome,
     split_frame, unknown_ids,
@@ -131,7 +131,7 @@ impl AvroCodec {
     }
 
     /// The columns the reader schema gives a table that declares none: its top-level fields,
-    /// all nullable (a tombstone is a row of nulls), enums as strings.
+    /// all nullable (a tombstone is a row of nulls), enums and uuids as strings.
     pub fn columns(&self) -> Result<SchemaRef, String> {
         let Some(reader) = &self.reader else {
             return Err(match &self.subject {
@@ -155,6 +155,7 @@ impl AvroCodec {
             .map(|f| {
                 let data_type = match f.data_type() {
                     DataType::Dictionary(_, value) => value.as_ref().clone(),
+                    _ if is_uuid(f) => DataType::Utf8,
                     other => other.clone(),
                 };
                 Field::new(f.name(), data_type, true)

@@ -24,7 +24,7 @@ use arrow_avro::writer::{Encoder, WriterBuilder};
 use datafusion::error::{DataFusionError, Result};
 
 use super::avro::{AvroCodec, columns_of, full_name};
-use super::columns::find;
+use super::columns::{find, is_text, is_uuid, uuid_bytes};
 use super::registry::{RegistryError, SchemaType};
 use crate::kafka::formats::RecordPart;
 
@@ -205,6 +205,16 @@ impl AvroWriter {
             let column = match find(batch.schema().fields(), field.name()) {
                 Some(i) => match field.metadata().get(AVRO_ENUM_SYMBOLS_METADATA_KEY) {
                     Some(symbols) => self.enum_column(batch.column(i), field.name(), symbols)?,
+                    None if is_uuid(field) && is_text(batch.column(i).data_type()) => {
+                        uuid_bytes(batch.column(i)).map_err(|e| {
+                            DataFusionError::Execution(format!(
+                                "column '{}' of Kafka table '{}' cannot be written as an Avro \
+                                 uuid: {e}",
+                                field.name(),
+                                self.table
+                            ))
+                        })?
+                    }
                     None => cast_with_options(batch.column(i), field.data_type(), &strict)
                         .map_err(|e| {
                             DataFusionError::Execution(format!(

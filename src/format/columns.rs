@@ -1,12 +1,16 @@
 //! Fitting decoded columns to a table's declared ones, by name: the check at CREATE that a
-//! schema's fields can fill them, the cast of each decoded batch, and putting rows decoded
-//! group by group (one group per writer schema) back in the order of their records.
+//! schema's fields can fill them, the cast of each decoded batch (Avro uuids read as their
+//! canonical text, as Spark and Flink read them), and putting rows decoded group by group (one
+//! group per writer schema) back in the order of their records.
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BinaryArray, RecordBatch, UInt32Array, new_null_array};
-use arrow::compute::{CastOptions, can_cast_types, cast_with_options, concat_batches, take};
-use arrow::datatypes::{DataType, Fields, Schema, SchemaRef};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, FixedSizeBinaryArray, RecordBatch, StringArray,
+    UInt32Array, new_null_array,
+};
+use arrow::compute::{CastOptions, can_cast_types, cast, cast_with_options, concat_batches, take};
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use arrow::error::ArrowError;
 
 /// The values of one group, decoded together: each value's index among the batch's values,
@@ -45,6 +49,7 @@ fn check_fields_at(written: &Fields, declared: &Fields, path: &str) -> Result<()
                 }
                 check_fields_at(inner, wanted, &format!("{name}."))?;
             }
+            (_, to) if is_uuid(&written[found]) && is_text(to) => {}
             (from, to) if !can_cast_types(from, to) => {
                 return Err(format!(
                     "field '{name}' cannot be read as the declared {to} (the record holds {from})"
@@ -54,6 +59,56 @@ fn check_fields_at(written: &Fields, declared: &Fields, path: &str) -> Result<()
         }
     }
     Ok(())
+}
+
+/// Whether `field` is an Avro uuid as arrow-avro reads it: 16 bytes marked with the logical
+/// type.
+pub fn is_uuid(field: &Field) -> bool {
+    field.data_type() == &DataType::FixedSizeBinary(16)
+        && field.metadata().get("logicalType").map(String::as_str) == Some("uuid")
+}
+
+/// Whether `data_type` is a string type.
+pub fn is_text(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
+}
+
+/// 16-byte uuids as their canonical text (`6f1c3a52-9f0e-4b3e-8f7a-1d2c3b4a5e6f`).
+pub fn uuid_text(column: &ArrayRef) -> Result<ArrayRef, ArrowError> {
+    let bytes = column
+        .as_fixed_size_binary_opt()
+        .ok_or_else(|| ArrowError::CastError("a uuid column that is not 16 bytes".to_string()))?;
+    let text: StringArray = bytes
+        .iter()
+        .map(|value| {
+            let value = value?;
+            let array: [u8; 16] = value.try_into().ok()?;
+            Some(uuid::Uuid::from_bytes(array).hyphenated().to_string())
+        })
+        .collect();
+    Ok(Arc::new(text))
+}
+
+/// Uuids written as text (canonical, or as 32 hex digits) as their 16 bytes; a text that is
+/// not a uuid fails, naming it.
+pub fn uuid_bytes(column: &ArrayRef) -> Result<ArrayRef, ArrowError> {
+    let text = cast(column, &DataType::Utf8)?;
+    let mut parsed: Vec<Option<[u8; 16]>> = Vec::with_capacity(text.len());
+    for value in text.as_string::<i32>().iter() {
+        parsed.push(match value {
+            None => None,
+            Some(value) => Some(
+                *uuid::Uuid::parse_str(value)
+                    .map_err(|e| ArrowError::CastError(format!("'{value}' is not a uuid: {e}")))?
+                    .as_bytes(),
+            ),
+        });
+    }
+    let array = FixedSizeBinaryArray::try_from_sparse_iter_with_size(parsed.into_iter(), 16)?;
+    Ok(Arc::new(array))
 }
 
 /// The position of the field named `name`, exactly or else ignoring case.
@@ -83,6 +138,9 @@ pub fn conform(
         .map(|field| {
             let found = find(written.fields(), field.name());
             match found {
+                Some(i) if is_uuid(written.field(i)) && is_text(field.data_type()) => {
+                    cast(&uuid_text(&columns[i])?, field.data_type())
+                }
                 Some(i) => cast_with_options(&columns[i], field.data_type(), &strict).map_err(|e| {
                     ArrowError::CastError(format!(
                         "field '{}' is {} in the schema and cannot be read as the declared {}: {e}",
@@ -158,4 +216,37 @@ fn spread(
         .map(|column| take(column, &indices, None))
         .collect::<Result<Vec<ArrayRef>, ArrowError>>()?;
     RecordBatch::try_new(decoded.schema(), columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_read_as_canonical_text_and_are_written_from_text() {
+        let bytes: ArrayRef = Arc::new(
+            FixedSizeBinaryArray::try_from_sparse_iter_with_size(
+                [Some([0x6f_u8; 16]), None].into_iter(),
+                16,
+            )
+            .unwrap(),
+        );
+        let text = uuid_text(&bytes).unwrap();
+        let text = text.as_string::<i32>();
+        assert_eq!(text.value(0), "6f6f6f6f-6f6f-6f6f-6f6f-6f6f6f6f6f6f");
+        assert!(text.is_null(1));
+        let given: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("6f6f6f6f-6f6f-6f6f-6f6f-6f6f6f6f6f6f"),
+            Some("6F6F6F6F6F6F6F6F6F6F6F6F6F6F6F6F"),
+            None,
+        ]));
+        let back = uuid_bytes(&given).unwrap();
+        let back = back.as_fixed_size_binary();
+        assert_eq!(back.value(0), [0x6f_u8; 16]);
+        assert_eq!(back.value(1), [0x6f_u8; 16]);
+        assert!(back.is_null(2));
+        let bad: ArrayRef = Arc::new(StringArray::from(vec!["not-a-uuid"]));
+        let e = uuid_bytes(&bad).unwrap_err().to_string();
+        assert!(e.contains("'not-a-uuid' is not a uuid"), "{e}");
+    }
 }

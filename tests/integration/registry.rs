@@ -244,11 +244,11 @@ async fn avro_from_pythons_serializer_is_queried_and_streamed_to_avro_parquet_an
     assert_eq!(
         lines(&result.batches),
         vec![
-            "1|ann||3|9.5|1.25|true|2024-01-01T00:00:00Z||NEW|{city: Paris, zip: 75001}|[a, b]|{x: 1}|2024-01-01|12.34|6f1c3a529f0e4b3e8f7a1d2c3b4a5e6f|00ff",
+            "1|ann||3|9.5|1.25|true|2024-01-01T00:00:00Z||NEW|{city: Paris, zip: 75001}|[a, b]|{x: 1}|2024-01-01|12.34|6f1c3a52-9f0e-4b3e-8f7a-1d2c3b4a5e6f|00ff",
             "||||||||||||||||",
-            "4|dee||0|1.0|2.0|false|1970-01-01T00:00:00.001Z|1970-01-01T00:00:00Z|NEW|{city: Metz, zip: }|[p, q, r]|{z: 0}|2024-10-04|0.00|12345678123442349234123456789abc|ff",
-            "2|bo|leave at the door|-7|0.25|0.5|false|2024-01-01T00:00:01.500Z|2024-01-02T00:00:00.123Z|SHIPPED|{city: Lyon, zip: }|[]|{}|1970-01-01|-0.01|00000000000040008000000000000000|",
-            "3000000000|çé 😀||2147483647|-1e300|3.5|true|1970-01-01T00:00:00Z||PAID|{city: Nice, zip: 06000}|[x]|{k: -5, m: 9007199254740993}|1969-12-31|99999999.99|ffffffffffff4fffbfffffffffffffff|0001",
+            "4|dee||0|1.0|2.0|false|1970-01-01T00:00:00.001Z|1970-01-01T00:00:00Z|NEW|{city: Metz, zip: }|[p, q, r]|{z: 0}|2024-10-04|0.00|12345678-1234-4234-9234-123456789abc|ff",
+            "2|bo|leave at the door|-7|0.25|0.5|false|2024-01-01T00:00:01.500Z|2024-01-02T00:00:00.123Z|SHIPPED|{city: Lyon, zip: }|[]|{}|1970-01-01|-0.01|00000000-0000-4000-8000-000000000000|",
+            "3000000000|çé 😀||2147483647|-1e300|3.5|true|1970-01-01T00:00:00Z||PAID|{city: Nice, zip: 06000}|[x]|{k: -5, m: 9007199254740993}|1969-12-31|99999999.99|ffffffff-ffff-4fff-bfff-ffffffffffff|0001",
         ],
         "columns from the subject's latest schema; a tombstone is a row of nulls"
     );
