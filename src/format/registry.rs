@@ -616,4 +616,66 @@ mod tests {
         );
         assert_eq!(path_segment("a b/c"), "a%20b%2Fc");
     }
+
+    /// A registry on loopback that answers its connections, in turn, with `answers` (raw
+    /// HTTP responses; `None` accepts and never answers); its URL.
+    async fn scripted_registry(answers: Vec<Option<&'static str>>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            for answer in answers {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                match answer {
+                    Some(answer) => {
+                        let _ = socket.write_all(answer.as_bytes()).await;
+                        let _ = socket.shutdown().await;
+                    }
+                    None => tokio::time::sleep(Duration::from_secs(30)).await,
+                }
+            }
+        });
+        url
+    }
+
+    const UNAVAILABLE: &str =
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+    const SUBJECTS: &str = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                            content-length: 5\r\nconnection: close\r\n\r\n[\"s\"]";
+
+    #[tokio::test]
+    async fn a_5xx_answer_is_tried_again_as_often_as_the_retries_allow() {
+        let url = scripted_registry(vec![Some(UNAVAILABLE), Some(SUBJECTS)]).await;
+        let client = RegistryClient::new(&RegistryOptions {
+            retries: 1,
+            ..options(&url, None)
+        })
+        .unwrap();
+        client.check_reachable().await.unwrap();
+
+        let url = scripted_registry(vec![Some(UNAVAILABLE), Some(SUBJECTS)]).await;
+        let client = RegistryClient::new(&options(&url, None)).unwrap();
+        let e = client.check_reachable().await.unwrap_err().to_string();
+        assert!(
+            e.contains(&url) && e.contains("GET /subjects") && e.contains("503"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_registry_that_does_not_answer_fails_after_the_timeout() {
+        let url = scripted_registry(vec![None]).await;
+        let client = RegistryClient::new(&RegistryOptions {
+            timeout: Duration::from_millis(300),
+            ..options(&url, None)
+        })
+        .unwrap();
+        let e = client.check_reachable().await.unwrap_err().to_string();
+        assert!(
+            e.contains(&url) && e.contains("GET /subjects") && e.contains("timed out"),
+            "{e}"
+        );
+    }
 }
