@@ -28,6 +28,7 @@ use crate::kafka::read_progress::{ReadProgress, ReadTotals};
 use crate::kafka::scan::{metric, scans, sum_metric};
 use crate::kafka::{KafkaTable, KafkaTableFactory};
 use crate::queries::{QueryRegistry, StreamingSettings};
+use crate::sinks::SinkKinds;
 use crate::sinks::memory::{Kind as SinkKind, MemorySinkFactory};
 use crate::sinks::parquet::ParquetTableFactory;
 use crate::statements::{self, KAFKA_LOCATION, WeirStatement};
@@ -161,12 +162,19 @@ impl EngineBuilder {
         let s3 = Arc::new(RwLock::new(S3Settings::default()));
         let consumers = Arc::new(ConsumerPool::default());
         let read_progress = Arc::new(ReadProgress::default());
+        let sink_kinds = SinkKinds::new(vec![
+            crate::kafka::provider::SINK_KIND,
+            crate::jdbc::SINK_KIND,
+            crate::sinks::parquet::SINK_KIND,
+            crate::sinks::memory::SINK_KIND,
+        ]);
         let config = self
             .config
             .unwrap_or_default()
             .with_information_schema(true)
             .with_extension(Arc::clone(&consumers))
-            .with_extension(Arc::clone(&read_progress));
+            .with_extension(Arc::clone(&read_progress))
+            .with_extension(Arc::new(sink_kinds));
         let ctx = SessionContext::new_with_config(config);
         ctx.register_udtf("nexmark", Arc::new(NexmarkFunction));
         ctx.register_udtf("datagen", Arc::new(DatagenFunction));

@@ -34,7 +34,7 @@ use datafusion::logical_expr::{CreateExternalTable, Expr};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 
-use crate::sinks::StreamingSink;
+use crate::sinks::{SinkKind, StreamingSink};
 use dialect::Target;
 use location::Location;
 pub use options::JDBC_TABLE_OPTIONS;
@@ -54,6 +54,12 @@ impl JdbcTable {
         Arc::clone(&self.sink) as Arc<dyn StreamingSink>
     }
 }
+
+/// JDBC tables as streaming sinks.
+pub const SINK_KIND: SinkKind = SinkKind {
+    tables: "JDBC tables",
+    find: |provider, _| Ok(provider.downcast_ref::<JdbcTable>().map(JdbcTable::sink)),
+};
 
 #[async_trait]
 impl TableProvider for JdbcTable {

@@ -34,6 +34,7 @@ use super::records::{Produced, check_produced, produced_by_logical, raw_value_co
 use super::scan::{KafkaScanExec, ScanKind, ScanSource};
 use super::sink::KafkaSink;
 use crate::format::{PartFormat, RecordDecoder, SchemaCodec};
+use crate::sinks::SinkKind;
 
 /// A Kafka table: bounded when it has an end, a stream otherwise.
 #[derive(Debug, Clone)]
@@ -355,6 +356,15 @@ fn record_decoder(
         key.value_includes_key,
     )
 }
+
+/// Kafka tables as streaming sinks.
+pub const SINK_KIND: SinkKind = SinkKind {
+    tables: "Kafka tables",
+    find: |provider, input| match provider.downcast_ref::<KafkaTable>() {
+        Some(table) => Ok(Some(Arc::new(table.streaming_sink(input)?))),
+        None => Ok(None),
+    },
+};
 
 /// Compiles a table's `watermark` option: a timestamp expression over its declared columns.
 fn compile_watermark(

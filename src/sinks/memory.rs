@@ -14,7 +14,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{CreateExternalTable, Expr};
 use datafusion::physical_plan::{ExecutionPlan, common::collect};
 
-use super::{BatchContext, Capabilities, StreamingSink};
+use super::{BatchContext, Capabilities, SinkKind, StreamingSink};
 use crate::stream::stateful::OutputMode;
 
 /// Where a memory-sink table's rows go.
@@ -46,6 +46,16 @@ impl MemorySinkTable {
         Arc::clone(&self.sink) as Arc<dyn StreamingSink>
     }
 }
+
+/// MEMORY and CONSOLE tables as streaming sinks.
+pub const SINK_KIND: SinkKind = SinkKind {
+    tables: "MEMORY tables, CONSOLE tables",
+    find: |provider, _| {
+        Ok(provider
+            .downcast_ref::<MemorySinkTable>()
+            .map(MemorySinkTable::sink))
+    },
+};
 
 #[async_trait]
 impl StreamingSink for MemorySink {

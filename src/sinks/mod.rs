@@ -1,6 +1,9 @@
 //! Sinks of streaming queries: a [`StreamingSink`] takes batch N's rows and commits them so
 //! that writing batch N again (a replay after a crash) does not add to what an earlier attempt
-//! wrote. Parquet, memory, console and Kafka tables are streaming sinks.
+//! wrote, and declares what it supports ([`Capabilities`]), checked in one place when a query
+//! starts. Each kind of table that can be a sink declares a [`SinkKind`] beside its table type
+//! (Parquet, memory and console here; Kafka and JDBC in their modules); the engine registers
+//! them, and queries find their sink through the session's [`SinkKinds`].
 
 pub mod memory;
 pub mod parquet;
@@ -16,7 +19,6 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::LogicalPlan;
 
 use crate::checkpoint::{Checkpoint, OffsetsEntry};
-use crate::kafka::KafkaTable;
 use crate::stream::stateful::OutputMode;
 
 /// What a sink is told about the batch it writes.
@@ -112,23 +114,52 @@ pub trait StreamingSink: Debug + Send + Sync {
     fn capabilities(&self) -> Capabilities;
 }
 
-/// The streaming sink behind a table, for an INSERT whose input plan is `input`: `Ok(None)`
-/// when the table cannot be one, an error when it could but is misconfigured.
-pub fn streaming_sink(
-    provider: &Arc<dyn TableProvider>,
-    input: &LogicalPlan,
-) -> Result<Option<Arc<dyn StreamingSink>>> {
-    if let Some(table) = provider.downcast_ref::<parquet::ParquetTable>() {
-        return Ok(Some(table.sink()));
+/// How the streaming sink behind a table of one kind is found; each kind of table that can
+/// take a streaming query's output declares one beside its table type, and the engine
+/// registers it with the kind's table factory.
+#[derive(Debug, Clone, Copy)]
+pub struct SinkKind {
+    /// The kind's tables, in words, for the message that lists what can be a sink.
+    pub tables: &'static str,
+    /// Finds the sink of a table of this kind.
+    pub find: FindSink,
+}
+
+/// The sink of a table written by an INSERT whose input plan is the second argument;
+/// `Ok(None)` when the table is of another kind, an error when it is of this kind but cannot be
+/// a sink as it is.
+pub type FindSink =
+    fn(&Arc<dyn TableProvider>, &LogicalPlan) -> Result<Option<Arc<dyn StreamingSink>>>;
+
+/// The sink kinds a session knows: a session extension that streaming queries find their
+/// sinks through.
+#[derive(Debug, Default)]
+pub struct SinkKinds(Vec<SinkKind>);
+
+impl SinkKinds {
+    /// These kinds.
+    pub fn new(kinds: Vec<SinkKind>) -> Self {
+        SinkKinds(kinds)
     }
-    if let Some(table) = provider.downcast_ref::<memory::MemorySinkTable>() {
-        return Ok(Some(table.sink()));
+
+    /// The streaming sink behind `provider`, for an INSERT whose input plan is `input`:
+    /// `Ok(None)` when no kind has it.
+    pub fn find(
+        &self,
+        provider: &Arc<dyn TableProvider>,
+        input: &LogicalPlan,
+    ) -> Result<Option<Arc<dyn StreamingSink>>> {
+        for kind in &self.0 {
+            if let Some(sink) = (kind.find)(provider, input)? {
+                return Ok(Some(sink));
+            }
+        }
+        Ok(None)
     }
-    if let Some(table) = provider.downcast_ref::<crate::jdbc::JdbcTable>() {
-        return Ok(Some(table.sink()));
+
+    /// The kinds' tables, in words (`Kafka tables, JDBC tables, …`).
+    pub fn describe(&self) -> String {
+        let tables: Vec<&str> = self.0.iter().map(|k| k.tables).collect();
+        tables.join(", ")
     }
-    if let Some(table) = provider.downcast_ref::<KafkaTable>() {
-        return Ok(Some(Arc::new(table.streaming_sink(input)?)));
-    }
-    Ok(None)
 }

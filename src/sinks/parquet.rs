@@ -40,7 +40,7 @@ use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
-use super::{BatchContext, Capabilities, StreamingSink};
+use super::{BatchContext, Capabilities, SinkKind, StreamingSink};
 use crate::storage::{Location, S3Settings, resolve};
 
 /// The manifest of one committed write.
@@ -75,6 +75,16 @@ impl ParquetTable {
         Arc::clone(&self.sink) as Arc<dyn StreamingSink>
     }
 }
+
+/// Parquet tables as streaming sinks.
+pub const SINK_KIND: SinkKind = SinkKind {
+    tables: "Parquet tables with declared columns",
+    find: |provider, _| {
+        Ok(provider
+            .downcast_ref::<ParquetTable>()
+            .map(ParquetTable::sink))
+    },
+};
 
 const MANIFESTS: &str = "_weir/batches";
 

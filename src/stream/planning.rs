@@ -23,7 +23,7 @@ use crate::checkpoint::{OffsetsEntry, PartitionSlice};
 use crate::error::{Error, Result};
 use crate::kafka::offsets::PartitionRange;
 use crate::kafka::{KafkaTable, TopicPartition};
-use crate::sinks::{StreamingSink, streaming_sink};
+use crate::sinks::{SinkKinds, StreamingSink};
 use crate::window::table::WindowedTable;
 
 /// What a query reads and where it writes, found in its INSERT statement.
@@ -63,15 +63,17 @@ pub(super) async fn analyse(ctx: &SessionContext, insert_sql: &str) -> Result<Pl
     if let Some(kafka) = provider.downcast_ref::<KafkaTable>() {
         kafka.check_insert(input).map_err(plan_error)?;
     }
-    let sink = streaming_sink(&provider, input)
-        .map_err(plan_error)?
-        .ok_or_else(|| {
-            Error::Streaming(format!(
-                "table '{table_name}' cannot take a streaming query's output: streaming sinks \
-                 are Kafka tables, JDBC tables, Parquet tables with declared columns, MEMORY \
-                 tables and CONSOLE tables"
-            ))
-        })?;
+    let kinds = ctx
+        .state()
+        .config()
+        .get_extension::<SinkKinds>()
+        .unwrap_or_default();
+    let sink = kinds.find(&provider, input).map_err(plan_error)?.ok_or_else(|| {
+        Error::Streaming(format!(
+            "table '{table_name}' cannot take a streaming query's output: streaming sinks are {}",
+            kinds.describe()
+        ))
+    })?;
     refuse_streams_in_subqueries(input)?;
     let sources = stream_sources(input)?;
     if sources.is_empty() {

@@ -482,7 +482,14 @@ async fn foreign_and_corrupt_checkpoints_are_refused() {
     )
     .await;
     let e = fails(&engine, &format!("CREATE STREAMING QUERY f WITH ('checkpoint' '{cp}5') AS INSERT INTO dest (value) SELECT CAST(n AS VARCHAR) FROM src")).await;
-    assert!(e.contains("cannot take a streaming query's output"), "{e}");
+    assert!(
+        e.contains(
+            "table 'dest' cannot take a streaming query's output: streaming sinks are Kafka \
+             tables, JDBC tables, Parquet tables with declared columns, MEMORY tables, CONSOLE \
+             tables"
+        ),
+        "{e}"
+    );
 }
 
 #[tokio::test]
