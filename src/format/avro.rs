@@ -61,8 +61,6 @@ pub struct AvroCodec {
     /// The one topic the table writes, when there is one.
     write_topic: Option<String>,
     writers: Mutex<WriterSchemas>,
-    /// Whether the codec reads and writes the table's values or its keys.
-    part: RecordPart,
 }
 
 impl AvroCodec {
@@ -94,7 +92,6 @@ impl AvroCodec {
                 naming: options.subject.clone(),
                 write_topic: None,
                 writers: Mutex::default(),
-                part: options.part(),
             });
         };
         let client = Arc::new(RegistryClient::new(registry).map_err(plan)?);
@@ -121,13 +118,12 @@ impl AvroCodec {
             naming: options.subject.clone(),
             write_topic: write_topic.map(str::to_string),
             writers: Mutex::default(),
-            part: options.part(),
         })
     }
 
     /// Whether the codec reads and writes the table's values or its keys.
     pub fn part(&self) -> RecordPart {
-        self.part
+        self.naming.part
     }
 
     /// The columns the reader schema gives a table that declares none: its top-level fields,
@@ -138,12 +134,12 @@ impl AvroCodec {
                 Some(subject) => format!(
                     "the subject '{subject}' has no schema in the registry to take the \
                      table's columns from; declare the columns, or give '{}'",
-                    self.part.option("avroSchema")
+                    self.part().option("avroSchema")
                 ),
                 None => format!(
                     "there is no subject to take the table's columns from: declare the \
                      columns, give '{}', or {}",
-                    self.part.option("avroSchema"),
+                    self.part().option("avroSchema"),
                     self.naming.hint("avroSchema")
                 ),
             });
@@ -248,7 +244,7 @@ impl AvroCodec {
             return check_schema(schema, declared).map_err(|e| {
                 format!(
                     "{}s written with schema id {id} cannot fill the table's columns: {e}",
-                    self.part.name()
+                    self.part().name()
                 )
             });
         };
@@ -261,7 +257,7 @@ impl AvroCodec {
         Err(format!(
             "{}s written with schema id {id} cannot be read with the table's reader schema, \
              {}: {at_fault}{e}",
-            self.part.name(),
+            self.part().name(),
             self.reader_origin
         ))
     }
@@ -502,7 +498,6 @@ mod tests {
             naming: plain(SCHEMA).subject,
             write_topic: None,
             writers: Mutex::default(),
-            part: RecordPart::Value,
         }
     }
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, FixedSizeBinaryArray, RecordBatch, StringArray,
+    Array, ArrayRef, AsArray, BinaryArray, FixedSizeBinaryArray, RecordBatch, StringBuilder,
     UInt32Array, new_null_array,
 };
 use arrow::compute::{CastOptions, can_cast_types, cast, cast_with_options, concat_batches, take};
@@ -81,15 +81,18 @@ pub fn uuid_text(column: &ArrayRef) -> Result<ArrayRef, ArrowError> {
     let bytes = column
         .as_fixed_size_binary_opt()
         .ok_or_else(|| ArrowError::CastError("a uuid column that is not 16 bytes".to_string()))?;
-    let text: StringArray = bytes
-        .iter()
-        .map(|value| {
-            let value = value?;
-            let array: [u8; 16] = value.try_into().ok()?;
-            Some(uuid::Uuid::from_bytes(array).hyphenated().to_string())
-        })
-        .collect();
-    Ok(Arc::new(text))
+    let mut text = StringBuilder::with_capacity(bytes.len(), bytes.len() * 36);
+    let mut buffer = uuid::Uuid::encode_buffer();
+    for value in bytes.iter() {
+        match value.and_then(|v| <[u8; 16]>::try_from(v).ok()) {
+            Some(value) => {
+                let hyphenated = uuid::Uuid::from_bytes(value).hyphenated();
+                text.append_value(hyphenated.encode_lower(&mut buffer));
+            }
+            None => text.append_null(),
+        }
+    }
+    Ok(Arc::new(text.finish()))
 }
 
 /// Uuids written as text (canonical, or as 32 hex digits) as their 16 bytes; a text that is
@@ -221,6 +224,7 @@ fn spread(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::StringArray;
 
     #[test]
     fn uuids_read_as_canonical_text_and_are_written_from_text() {

@@ -74,17 +74,8 @@ impl ValueDecoder {
         Self::of_part(RecordPart::Value, format, schema, mode, codec)
     }
 
-    /// A decoder of keys in `format` into `schema` (the key's columns).
-    pub fn for_keys(
-        format: ValueFormat,
-        schema: SchemaRef,
-        mode: MalformedMode,
-        codec: Option<SchemaCodec>,
-    ) -> Result<Self> {
-        Self::of_part(RecordPart::Key, format, schema, mode, codec)
-    }
-
-    fn of_part(
+    /// A decoder of `part` (values or keys) in `format` into `schema`.
+    pub fn of_part(
         part: RecordPart,
         format: ValueFormat,
         schema: SchemaRef,

@@ -61,8 +61,6 @@ pub struct ProtobufCodec {
     /// How the subjects are named, for messages.
     naming: SubjectNaming,
     writers: Mutex<WriterFiles>,
-    /// Whether the codec reads and writes the table's values or its keys.
-    part: RecordPart,
 }
 
 impl ProtobufCodec {
@@ -122,13 +120,12 @@ impl ProtobufCodec {
             write_subject,
             naming: options.subject.clone(),
             writers: Mutex::default(),
-            part: options.part(),
         })
     }
 
     /// Whether the codec reads and writes the table's values or its keys.
     pub fn part(&self) -> RecordPart {
-        self.part
+        self.naming.part
     }
 
     /// The columns of the table's message type: its fields, all nullable.

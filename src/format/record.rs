@@ -8,7 +8,7 @@ use arrow::datatypes::SchemaRef;
 use datafusion::error::{DataFusionError, Result};
 
 use super::{Decoded, SchemaCodec, ValueDecoder, keep_decoded};
-use crate::kafka::formats::ValueFormat;
+use crate::kafka::formats::{RecordPart, ValueFormat};
 use crate::kafka::options::MalformedMode;
 
 /// How one part of a record (the key or the value) is encoded.
@@ -109,7 +109,8 @@ impl RecordDecoder {
             })
             .collect::<Result<Vec<_>>>()?;
         let key_schema = SchemaRef::new(declared.project(&key_indices)?);
-        let decoder = ValueDecoder::for_keys(key.format, key_schema, mode, key.codec)?;
+        let decoder =
+            ValueDecoder::of_part(RecordPart::Key, key.format, key_schema, mode, key.codec)?;
         let value_codec = value.codec.clone();
         let value = match value_indices.is_empty() {
             true => None,

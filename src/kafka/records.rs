@@ -10,12 +10,13 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, Int32Array, ListArray, RecordBatch, StringArray,
-    TimestampMillisecondArray,
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int32Array, ListArray, RecordBatch,
+    StringArray, TimestampMillisecondArray,
 };
 
 use arrow::buffer::NullBuffer;
-use arrow::compute::cast;
+use arrow::compute::kernels::boolean::{and, not};
+use arrow::compute::{cast, is_null};
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
@@ -121,21 +122,18 @@ impl RecordColumns {
     }
 }
 
-/// The input columns of declared columns `names` (or of them all), in order.
-fn input_indices(
+/// The input columns of the declared columns `names`, in that order, and those columns.
+fn input_indices<'a>(
     source: &ScanSource,
     schema: &SchemaRef,
-    keep: impl Fn(&str) -> bool,
+    names: impl IntoIterator<Item = &'a str>,
 ) -> Result<(Vec<usize>, SchemaRef)> {
     let declared = source.layout.declared.as_ref().ok_or_else(|| {
         DataFusionError::Internal("a table with a value format but no columns".to_string())
     })?;
-    let chosen: Vec<usize> = (0..declared.fields().len())
-        .filter(|i| keep(declared.field(*i).name()))
-        .collect();
-    let mut indices = Vec::with_capacity(chosen.len());
-    for i in &chosen {
-        let name = declared.field(*i).name();
+    let (mut chosen, mut indices) = (vec![], vec![]);
+    for name in names {
+        chosen.push(declared.index_of(name)?);
         indices.push(schema.index_of(name).map_err(|_| {
             DataFusionError::Internal(format!("the INSERT input has no column '{name}'"))
         })?);
@@ -149,8 +147,18 @@ fn value_columns(
     find: &dyn Fn(Column) -> Option<usize>,
 ) -> Result<PartColumns> {
     let key = source.options.key.as_ref();
-    let in_value = |name: &str| {
-        key.is_none_or(|k| k.value_includes_key || !k.fields.iter().any(|f| f == name))
+    let in_value =
+        |name: &String| key.is_none_or(|k| k.value_includes_key || !k.fields.contains(name));
+    let value_names = || {
+        let declared = source
+            .layout
+            .declared
+            .iter()
+            .flat_map(|d| d.fields().iter());
+        declared
+            .map(|f| f.name())
+            .filter(|n| in_value(n))
+            .map(String::as_str)
     };
     Ok(match &source.options.format {
         ValueFormat::RawRecord | ValueFormat::RawValue => {
@@ -166,10 +174,10 @@ fn value_columns(
             })?;
             PartColumns::Bytes(index)
         }
-        ValueFormat::Json => PartColumns::Json(input_indices(source, schema, in_value)?.0),
+        ValueFormat::Json => PartColumns::Json(input_indices(source, schema, value_names())?.0),
         ValueFormat::Avro(_) | ValueFormat::Protobuf(_) => {
             let codec = source.decoder.as_ref().and_then(|d| d.codec());
-            let (indices, declared) = input_indices(source, schema, in_value)?;
+            let (indices, declared) = input_indices(source, schema, value_names())?;
             PartColumns::Encoded(indices, Arc::new(writer(source, codec, &declared)?))
         }
         ValueFormat::Csv { .. } => {
@@ -188,16 +196,8 @@ fn key_columns(source: &ScanSource, schema: &SchemaRef) -> Result<PartColumns> {
     let key = source.options.key.as_ref().ok_or_else(|| {
         DataFusionError::Internal("key columns of a table without 'key.format'".to_string())
     })?;
-    let in_key = |name: &str| key.fields.iter().any(|f| f == name);
-    let (mut indices, declared) = input_indices(source, schema, in_key)?;
-    // The key's columns in key.fields' order, as the key's decoder reads them.
-    let order: Vec<usize> = key
-        .fields
-        .iter()
-        .filter_map(|f| declared.index_of(f).ok())
-        .collect();
-    indices = order.iter().map(|i| indices[*i]).collect();
-    let declared = Arc::new(declared.project(&order)?);
+    // In key.fields' order, as the key's decoder reads them.
+    let (indices, declared) = input_indices(source, schema, key.fields.iter().map(String::as_str))?;
     Ok(match &key.format {
         ValueFormat::RawValue => match indices.as_slice() {
             [index] => PartColumns::Bytes(*index),
@@ -455,18 +455,18 @@ fn without_empty_keys(
         PartColumns::Bytes(_) => return Ok(keys),
         PartColumns::Json(indices) | PartColumns::Encoded(indices, _) => indices,
     };
-    let present: Vec<bool> = (0..batch.num_rows())
-        .map(|row| indices.iter().any(|i| batch.column(*i).is_valid(row)))
-        .collect();
-    if present.iter().all(|p| *p) {
+    let key_columns: Vec<&ArrayRef> = indices.iter().map(|i| batch.column(*i)).collect();
+    if key_columns.iter().any(|c| c.null_count() == 0) {
         return Ok(keys);
     }
+    let mut all_null = BooleanArray::from(vec![true; batch.num_rows()]);
+    for column in key_columns {
+        all_null = and(&all_null, &is_null(column)?)?;
+    }
+    let present = not(&all_null)?;
     let (offsets, bytes, _) = keys.into_parts();
-    Ok(BinaryArray::try_new(
-        offsets,
-        bytes,
-        Some(NullBuffer::from(present)),
-    )?)
+    let nulls = NullBuffer::new(present.values().clone());
+    Ok(BinaryArray::try_new(offsets, bytes, Some(nulls))?)
 }
 
 impl SinkRecords {
