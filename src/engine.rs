@@ -16,6 +16,7 @@ use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{Statement as SQLStatement, TableObject};
 
+use crate::delta::{DeltaLakeTable, DeltaTableFactory, Maintenance};
 use crate::embedded::EmbeddedKafka;
 use crate::error::{Error, Result};
 use crate::generate::{DatagenFunction, NexmarkFunction};
@@ -166,6 +167,7 @@ impl EngineBuilder {
             crate::kafka::provider::SINK_KIND,
             crate::jdbc::SINK_KIND,
             crate::sinks::parquet::SINK_KIND,
+            crate::delta::SINK_KIND,
             crate::sinks::memory::SINK_KIND,
         ]);
         let config = self
@@ -192,6 +194,10 @@ impl EngineBuilder {
             factories.insert(
                 "PARQUET".to_string(),
                 Arc::new(ParquetTableFactory::new(Arc::clone(&s3))),
+            );
+            factories.insert(
+                "DELTA".to_string(),
+                Arc::new(DeltaTableFactory::new(Arc::clone(&s3))),
             );
             factories.insert("JDBC".to_string(), Arc::new(JdbcTableFactory));
             factories.insert(
@@ -492,9 +498,36 @@ impl Engine {
                     None => format!("{status}; no batch has run yet"),
                 }
             }
+            WeirStatement::Optimize { table } => {
+                let result = self.maintain_delta(&table, Maintenance::Optimize).await?;
+                return Ok((None, vec![result], None));
+            }
+            WeirStatement::Vacuum {
+                table,
+                retain_hours,
+                dry_run,
+            } => {
+                let work = Maintenance::Vacuum {
+                    retain_hours,
+                    dry_run,
+                };
+                return Ok((None, vec![self.maintain_delta(&table, work).await?], None));
+            }
             WeirStatement::SetWeir { key, value } => self.set(&key, &value)?,
         };
         Ok((Some(message), vec![], started_query))
+    }
+
+    /// Runs `OPTIMIZE` or `VACUUM` on the Delta table `name`.
+    async fn maintain_delta(&self, name: &str, work: Maintenance) -> Result<RecordBatch> {
+        let provider = self.ctx.table_provider(name).await?;
+        let Some(table) = provider.downcast_ref::<DeltaLakeTable>() else {
+            return Err(Error::Sql(format!(
+                "{} works on Delta tables (STORED AS DELTA); '{name}' is not one",
+                work.statement()
+            )));
+        };
+        Ok(table.maintain(work).await?)
     }
 
     /// Applies `SET weir.<key> = value`.

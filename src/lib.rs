@@ -12,7 +12,8 @@
 //! ```
 //!
 //! The modules: [`kafka`] (options, offset planning, the scan and the sinks), [`format`] (value
-//! decoding and encoding), [`jdbc`] (PostgreSQL, MySQL/MariaDB and SQLite tables), [`stream`]
+//! decoding and encoding), [`jdbc`] (PostgreSQL, MySQL/MariaDB and SQLite tables), [`delta`]
+//! (Delta Lake tables, written exactly once), [`stream`]
 //! (streaming queries: the batch loop, watermarks, stateful sites), [`checkpoint`], [`sinks`],
 //! [`window`] (window table functions), [`state`] (aggregate state), [`statements`] (splitting
 //! scripts and weir's own statements), [`web`] (the web UI, its JSON API and metrics),
@@ -23,6 +24,7 @@
 mod admin;
 pub mod checkpoint;
 pub mod cli;
+pub mod delta;
 pub mod embedded;
 pub mod engine;
 pub mod error;

@@ -131,6 +131,20 @@ pub enum WeirStatement {
         /// Query name.
         name: String,
     },
+    /// `OPTIMIZE table`: compacts a Delta table's small files.
+    Optimize {
+        /// The table.
+        table: String,
+    },
+    /// `VACUUM table [RETAIN n HOURS] [DRY RUN]`: deletes files a Delta table no longer needs.
+    Vacuum {
+        /// The table.
+        table: String,
+        /// How many hours of removed files to keep (default: the table's retention).
+        retain_hours: Option<u64>,
+        /// Whether to only list the files.
+        dry_run: bool,
+    },
     /// `SET weir.<key> = value`
     SetWeir {
         /// The key after `weir.`.
@@ -160,7 +174,10 @@ fn is_word(token: &Token, text: &str) -> bool {
 /// Recognises a statement of weir's own, or `None` for one DataFusion should parse.
 pub fn parse_weir_statement(text: &str) -> Result<Option<WeirStatement>> {
     let tokens = tokenize(text)?;
-    let w = words(&tokens);
+    let mut w = words(&tokens);
+    while w.last() == Some(&&Token::SemiColon) {
+        w.pop();
+    }
     if w.len() >= 2 && is_keyword(w[0], Keyword::CREATE) && is_word(w[1], "TOPIC") {
         return parse_create_topic(&w[2..]).map(Some);
     }
@@ -192,6 +209,12 @@ pub fn parse_weir_statement(text: &str) -> Result<Option<WeirStatement>> {
         } else {
             WeirStatement::DescribeQuery { name }
         }));
+    }
+    if w.first().is_some_and(|t| is_word(t, "OPTIMIZE")) {
+        return parse_optimize(&w[1..]).map(Some);
+    }
+    if w.first().is_some_and(|t| is_word(t, "VACUUM")) {
+        return parse_vacuum(&w[1..]).map(Some);
     }
     if w.len() >= 2
         && is_keyword(w[0], Keyword::SET)
@@ -289,6 +312,50 @@ fn parse_create_topic(rest: &[&Token]) -> Result<WeirStatement> {
         name,
         partitions,
         if_not_exists,
+    })
+}
+
+fn table_name(token: Option<&&Token>) -> Option<String> {
+    match token {
+        Some(Token::Word(w)) => Some(w.value.clone()),
+        Some(Token::SingleQuotedString(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn parse_optimize(rest: &[&Token]) -> Result<WeirStatement> {
+    match (table_name(rest.first()), rest.len()) {
+        (Some(table), 1) => Ok(WeirStatement::Optimize { table }),
+        _ => Err(Error::Sql("expected OPTIMIZE table".to_string())),
+    }
+}
+
+const VACUUM_SYNTAX: &str = "VACUUM table [RETAIN n HOURS] [DRY RUN]";
+
+fn parse_vacuum(rest: &[&Token]) -> Result<WeirStatement> {
+    let syntax = || Error::Sql(format!("expected {VACUUM_SYNTAX}"));
+    let table = table_name(rest.first()).ok_or_else(syntax)?;
+    let mut rest = &rest[1..];
+    let mut retain_hours = None;
+    if let [retain, Token::Number(n, _), hours, tail @ ..] = rest
+        && is_word(retain, "RETAIN")
+        && is_word(hours, "HOURS")
+    {
+        retain_hours =
+            Some(n.parse::<u64>().map_err(|_| {
+                Error::Sql(format!("RETAIN takes a whole number of hours, not {n}"))
+            })?);
+        rest = tail;
+    }
+    let dry_run = match rest {
+        [] => false,
+        [dry, run] if is_word(dry, "DRY") && is_word(run, "RUN") => true,
+        _ => return Err(syntax()),
+    };
+    Ok(WeirStatement::Vacuum {
+        table,
+        retain_hours,
+        dry_run,
     })
 }
 
@@ -456,6 +523,41 @@ mod tests {
             Some(WeirStatement::DescribeQuery { name: "job".into() })
         );
         assert_eq!(parse_weir_statement("DESCRIBE t").unwrap(), None);
+    }
+
+    #[test]
+    fn delta_maintenance_statements() {
+        assert_eq!(
+            parse_weir_statement("optimize lake").unwrap(),
+            Some(WeirStatement::Optimize {
+                table: "lake".into()
+            })
+        );
+        assert_eq!(
+            parse_weir_statement("VACUUM lake RETAIN 168 HOURS DRY RUN;").unwrap(),
+            Some(WeirStatement::Vacuum {
+                table: "lake".into(),
+                retain_hours: Some(168),
+                dry_run: true
+            })
+        );
+        assert_eq!(
+            parse_weir_statement("VACUUM lake").unwrap(),
+            Some(WeirStatement::Vacuum {
+                table: "lake".into(),
+                retain_hours: None,
+                dry_run: false
+            })
+        );
+        for bad in [
+            "OPTIMIZE",
+            "OPTIMIZE a b",
+            "VACUUM",
+            "VACUUM t RETAIN 1.5 HOURS",
+            "VACUUM t DRY",
+        ] {
+            assert!(parse_weir_statement(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -6,9 +6,11 @@ mod integration {
     pub mod cli;
     pub mod common;
     pub mod crash;
+    pub mod crash_delta;
     pub mod crash_event_time;
     pub mod crash_jdbc;
     pub mod crash_kafka;
+    pub mod delta;
     pub mod docs;
     pub mod event_time;
     pub mod formats;

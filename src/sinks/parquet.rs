@@ -449,7 +449,8 @@ impl ParquetTableFactory {
     }
 }
 
-fn parse_compression(value: &str) -> Result<Compression> {
+/// Parquet's compression codec named `value` (option `parquet.compression`).
+pub fn parse_compression(value: &str) -> Result<Compression> {
     Ok(match value.to_ascii_lowercase().as_str() {
         "snappy" => Compression::SNAPPY,
         "zstd" => Compression::ZSTD(ZstdLevel::default()),

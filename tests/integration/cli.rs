@@ -263,6 +263,37 @@ fn the_streaming_example_runs_on_the_embedded_broker() {
 }
 
 #[test]
+fn the_delta_example_runs_on_the_embedded_broker_and_spark_reads_it() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sql/examples/kafka-to-delta.sql"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_ok(
+        weir()
+            .current_dir(dir.path())
+            .args(["--embedded-kafka", "run", script]),
+    );
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("query orders_to_delta batch 2: 200 rows"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("| 1000   | 1000            | 47525.0 |"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("| customer-0  | 50     |"), "{stdout}");
+    let lake = dir.path().join("target/examples/orders");
+    assert!(lake.join("_delta_log").is_dir());
+    if let Some(read) = super::delta::read_with_spark(&lake.display().to_string()) {
+        assert_eq!(read["rows"].as_array().unwrap().len(), 1000);
+        assert_eq!(read["partitions"], serde_json::json!(["day"]));
+    }
+}
+
+#[test]
 fn errors_read_as_sentences_and_verbose_shows_their_causes() {
     let output = weir().args(["-c", "SELEC 1"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1));

@@ -326,6 +326,19 @@ pub fn produce(bootstrap: &str, topic: &str, records: &[Record<'_>]) {
         .expect("records acknowledged");
 }
 
+/// JSON values `{"n": from}` … `{"n": from + count - 1}` for each of `partitions` partitions.
+pub fn json_records(partitions: i32, count: usize, from: usize) -> Vec<(i32, String)> {
+    (0..partitions)
+        .flat_map(|p| (0..count).map(move |i| (p, format!("{{\"n\": {}}}", from + i))))
+        .collect()
+}
+
+/// Produces `(partition, value)` pairs.
+pub fn produce_json(bootstrap: &str, topic: &str, values: &[(i32, String)]) {
+    let records: Vec<Record<'_>> = values.iter().map(|(p, v)| Record::value(*p, v)).collect();
+    produce(bootstrap, topic, &records);
+}
+
 /// Produces `count` values "p{partition}-{i}" to each of `partitions` partitions.
 pub fn fill(bootstrap: &str, topic: &str, partitions: i32, count: usize) {
     let values: Vec<(i32, String)> = (0..partitions)

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use super::common::{Broker, Record, lines, produce, run, spawn_run, unique};
+use super::common::{Broker, json_records, lines, produce_json, run, spawn_run, unique};
 
 struct Job {
     broker: String,
@@ -77,17 +77,6 @@ fn manifest_of(lake: &Path, batch: u64) -> Option<PathBuf> {
         .flatten()
         .map(|e| e.path())
         .find(|p| p.to_string_lossy().ends_with(&suffix))
-}
-
-fn json_records(partitions: i32, count: usize, from: usize) -> Vec<(i32, String)> {
-    (0..partitions)
-        .flat_map(|p| (0..count).map(move |i| (p, format!("{{\"n\": {}}}", from + i))))
-        .collect()
-}
-
-fn produce_json(bootstrap: &str, topic: &str, values: &[(i32, String)]) {
-    let records: Vec<Record<'_>> = values.iter().map(|(p, v)| Record::value(*p, v)).collect();
-    produce(bootstrap, topic, &records);
 }
 
 #[tokio::test(flavor = "multi_thread")]

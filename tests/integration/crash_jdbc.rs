@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use super::common::{Broker, Record, produce, spawn_run, unique};
+use super::common::{Broker, json_records, produce_json, spawn_run, unique};
 use super::jdbc::{TestDb, table_name};
 
 struct Job {
@@ -78,17 +78,6 @@ impl Job {
             .await;
         (found == ["1"]).then_some(planned)
     }
-}
-
-fn json_records(partitions: i32, count: usize, from: usize) -> Vec<(i32, String)> {
-    (0..partitions)
-        .flat_map(|p| (0..count).map(move |i| (p, format!("{{\"n\": {}}}", from + i))))
-        .collect()
-}
-
-fn produce_json(bootstrap: &str, topic: &str, values: &[(i32, String)]) {
-    let records: Vec<Record<'_>> = values.iter().map(|(p, v)| Record::value(*p, v)).collect();
-    produce(bootstrap, topic, &records);
 }
 
 async fn exactly_once_across_kills(db: TestDb) {

@@ -74,33 +74,49 @@ fn create_bucket(endpoint: &str, bucket: &str) {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn checkpoint_and_parquet_on_an_s3_api() {
-    let Some(moto) = moto() else { return };
-    let bucket = unique("weir").replace('_', "-");
+/// moto with a new bucket, and a topic of 2 partitions holding `{"n": 0}` … `{"n": count - 1}`
+/// alternately; `None` (skipping) without moto.
+fn bucket_and_topic(prefix: &str, count: usize) -> Option<(Moto, String, Broker, String)> {
+    let moto = moto()?;
+    let bucket = unique(prefix).replace('_', "-");
     create_bucket(&moto.endpoint, &bucket);
     let mut broker = Broker::for_test();
-    let topic = unique("s3");
+    let topic = unique(prefix);
     broker.create_topic(&topic, 2);
-    let values: Vec<String> = (0..40).map(|i| format!("{{\"n\": {i}}}")).collect();
+    let values: Vec<String> = (0..count).map(|i| format!("{{\"n\": {i}}}")).collect();
     let records: Vec<Record<'_>> = values
         .iter()
         .enumerate()
         .map(|(i, v)| Record::value(i as i32 % 2, v))
         .collect();
     produce(&broker.bootstrap(), &topic, &records);
-    let engine = broker.engine();
-    let create = format!(
-        "SET weir.s3.endpoint = '{}';
+    Some((moto, bucket, broker, topic))
+}
+
+/// The statements pointing a session at moto's endpoint, with moto's test credentials.
+fn session_settings(endpoint: &str) -> String {
+    format!(
+        "SET weir.s3.endpoint = '{endpoint}';
          SET weir.s3.allow_http = 'true';
          SET weir.s3.region = 'us-east-1';
          SET weir.s3.access_key_id = 'testing';
-         SET weir.s3.secret_access_key = 'testing';
+         SET weir.s3.secret_access_key = 'testing';"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoint_and_parquet_on_an_s3_api() {
+    let Some((moto, bucket, broker, topic)) = bucket_and_topic("weir", 40) else {
+        return;
+    };
+    let engine = broker.engine();
+    let create = format!(
+        "{}
          CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '15');
          CREATE EXTERNAL TABLE lake (n BIGINT, o BIGINT) STORED AS PARQUET LOCATION 's3://{bucket}/lake';
          CREATE STREAMING QUERY up WITH ('trigger' 'availableNow', 'checkpoint' 's3://{bucket}/cp/up')
            AS INSERT INTO lake SELECT n, _offset FROM src",
-        moto.endpoint
+        session_settings(&moto.endpoint)
     );
     run(&engine, &create).await;
     let query = engine.query("up").unwrap();
@@ -156,6 +172,71 @@ async fn checkpoint_and_parquet_on_an_s3_api() {
         .to_string();
     assert!(
         e.contains("offsets/7 already exists: another instance"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delta_table_on_an_s3_api() {
+    let Some((moto, bucket, broker, topic)) = bucket_and_topic("delta", 30) else {
+        return;
+    };
+    let engine = broker.engine();
+    run(
+        &engine,
+        &format!(
+            "{}
+             CREATE EXTERNAL TABLE src (n BIGINT) STORED AS KAFKA OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '12');
+             CREATE EXTERNAL TABLE lake (n BIGINT, p INT) STORED AS DELTA LOCATION 's3://{bucket}/lake' OPTIONS ('partitionBy' 'p');
+             CREATE STREAMING QUERY to_delta WITH ('trigger' 'availableNow', 'checkpoint' 's3://{bucket}/cp/to_delta')
+               AS INSERT INTO lake SELECT n, _partition FROM src",
+            session_settings(&moto.endpoint)
+        ),
+    )
+    .await;
+    let query = engine.query("to_delta").unwrap();
+    query.await_termination().await.unwrap();
+    let result = run(
+        &engine,
+        "SELECT p, count(*), count(DISTINCT n) FROM lake GROUP BY p ORDER BY p",
+    )
+    .await;
+    assert_eq!(lines(&result.batches), vec!["0|15|15", "1|15|15"]);
+    run(&engine, "OPTIMIZE lake").await;
+    let again = run(&engine, "SELECT count(*), count(DISTINCT n) FROM lake").await;
+    assert_eq!(
+        lines(&again.batches),
+        vec!["30|30"],
+        "compaction keeps the rows"
+    );
+
+    let options = serde_json::json!({
+        "AWS_ENDPOINT_URL": moto.endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+    });
+    let uri = format!("s3://{bucket}/lake");
+    if let Some(read) = super::delta::read_with_deltalake(&uri, &options.to_string(), &[query.id()])
+    {
+        assert_eq!(read["rows"].as_array().unwrap().len(), 30);
+        let last = query.recent_progress().last().unwrap().batch_id;
+        assert_eq!(read["txn"][query.id()], last);
+    }
+
+    // An endpoint nobody answers on: the table is refused, naming it, without the secret.
+    let e = fails(
+        &engine,
+        &format!(
+            "SET weir.s3.endpoint = 'http://127.0.0.1:9';
+             SET weir.s3.secret_access_key = 'do-not-show-this';
+             CREATE EXTERNAL TABLE gone (n BIGINT) STORED AS DELTA LOCATION 's3://{bucket}/gone'"
+        ),
+    )
+    .await;
+    assert!(
+        e.contains("location s3://") && e.contains("/gone") && !e.contains("do-not-show-this"),
         "{e}"
     );
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::common::{
-    Broker, Record, admin, eventually, fails, lines, produce, rows_read, run, unique,
+    Broker, Record, admin, eventually, fails, lines, produce, produce_json, rows_read, run, unique,
 };
 use weir::Engine;
 use weir::stream::{QueryStatus, Trigger};
@@ -27,11 +27,6 @@ fn json_values(partitions: i32, per_partition: usize, from: usize) -> Vec<(i32, 
                 .map(move |i| (p, format!("{{\"n\": {}}}", from + p as usize * 100_000 + i)))
         })
         .collect()
-}
-
-fn produce_json(bootstrap: &str, topic: &str, values: &[(i32, String)]) {
-    let records: Vec<Record<'_>> = values.iter().map(|(p, v)| Record::value(*p, v)).collect();
-    produce(bootstrap, topic, &records);
 }
 
 /// An in-process broker with a topic of `partitions` partitions holding `per_partition` JSON
