@@ -3,7 +3,8 @@
 //! alternating, the ceilings C0 (bare rdkafka consumer) and C1 (C0 plus copying keys and values
 //! into Arrow builders) and weir on W1 (`SELECT *` into a discard sink), W1k (the same into a
 //! Kafka topic), W2 (JSON decode, filter, projection), W2a (W2 over the same records as Avro
-//! values), W3 and W3k (streaming 10 s tumbling
+//! values), W2p and W2d (W2 as a streaming query into a Parquet table and into a Delta table,
+//! exactly once), W3 and W3k (streaming 10 s tumbling
 //! windows with count/sum/max by 100 and 100 000 keys, event-time watermark), Nexmark q0–q2 (batch
 //! queries) and q5, q7 (streaming queries), each in a child process whose CPU time (user + sys) is
 //! its own.
@@ -25,8 +26,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 const PARTITIONS: i32 = 64;
-const WORKLOADS: [&str; 13] = [
-    "C0", "C1", "W1", "W1k", "W2", "W2a", "W3", "W3k", "q0", "q1", "q2", "q5", "q7",
+const WORKLOADS: [&str; 15] = [
+    "C0", "C1", "W1", "W1k", "W2", "W2a", "W2p", "W2d", "W3", "W3k", "q0", "q1", "q2", "q5", "q7",
 ];
 /// The Avro schema of W2a's values: the fields of W2's JSON.
 const AVRO_SCHEMA: &str = r#"{"type": "record", "name": "W2", "fields": [
@@ -274,7 +275,7 @@ fn orchestrate() {
 
     let topic_of = |w: &str| match w {
         "C0" | "C1" | "W1" | "W1k" => "raw",
-        "W2" | "W3" | "W3k" => "json",
+        "W2" | "W2p" | "W2d" | "W3" | "W3k" => "json",
         "W2a" => "avro",
         _ => "nexmark_events",
     };
@@ -484,6 +485,25 @@ fn weir_query(workload: &str, bootstrap: &str, topic: &str) -> u64 {
                     .await
                     .unwrap();
                 "SELECT id, name FROM t WHERE v % 10 = 0".to_string()
+            }
+            "W2p" | "W2d" => {
+                let lake = tempfile::tempdir().unwrap();
+                let stored = if workload == "W2d" { "DELTA" } else { "PARQUET" };
+                engine
+                    .sql(&format!(
+                        "CREATE EXTERNAL TABLE t (id BIGINT, name VARCHAR, v BIGINT, city VARCHAR) STORED AS KAFKA
+                         OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '{STREAM_BATCH}')"
+                    ))
+                    .await
+                    .unwrap();
+                engine
+                    .sql(&format!(
+                        "CREATE EXTERNAL TABLE out (id BIGINT, name VARCHAR) STORED AS {stored} LOCATION '{}'",
+                        lake.path().join("out").display()
+                    ))
+                    .await
+                    .unwrap();
+                return streaming(&engine, "INSERT INTO out SELECT id, name FROM t WHERE v % 10 = 0").await;
             }
             "W3" | "W3k" => {
                 engine

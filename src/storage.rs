@@ -74,6 +74,9 @@ impl S3Settings {
     }
 }
 
+/// The name with which `Location::check_create_only_once`'s probe objects start.
+pub const PROBE_PREFIX: &str = "_weir_probe_";
+
 impl Location {
     /// Checks that the store refuses to create an object that exists (a conditional put), on
     /// which checkpoints and sink manifests rely: S3-compatible stores that ignore
@@ -81,7 +84,7 @@ impl Location {
     pub async fn check_create_only_once(&self) -> Result<()> {
         let probe = Path::from(
             format!(
-                "{}/_weir_probe_{}",
+                "{}/{PROBE_PREFIX}{}",
                 self.root,
                 uuid::Uuid::new_v4().simple()
             )

@@ -14,7 +14,7 @@ use futures::TryStreamExt;
 use object_store::ObjectStore;
 use url::Url;
 
-use crate::storage::Location;
+use crate::storage::{Location, PROBE_PREFIX};
 
 /// A log store committing with a conditional put (create only if absent), which S3 and
 /// S3-compatible stores honour; weir checks it when a table is opened
@@ -83,11 +83,19 @@ pub fn log_store(location: &Location) -> Result<LogStoreRef> {
         })
 }
 
-/// Whether anything is stored at `location` (an empty location may become a new table).
+/// Whether anything is stored at `location` (an empty location may become a new table),
+/// besides the probes of `Location::check_create_only_once` (one a crash left behind).
 pub async fn holds_anything(location: &Location) -> Result<bool> {
     let prefix = (!location.root.as_ref().is_empty()).then_some(&location.root);
-    let first = location.store.list(prefix).try_next().await.map_err(|e| {
+    let mut listed = location.store.list(prefix);
+    let unlisted = |e: object_store::Error| {
         DataFusionError::Plan(format!("cannot list location '{}': {e}", location.display))
-    })?;
-    Ok(first.is_some())
+    };
+    while let Some(object) = listed.try_next().await.map_err(unlisted)? {
+        let name = object.location.filename().unwrap_or_default();
+        if !name.starts_with(PROBE_PREFIX) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

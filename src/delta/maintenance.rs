@@ -2,20 +2,24 @@
 //! `OPTIMIZE t` compacts them (one commit that removes small files and adds their rows in
 //! larger ones, marked `dataChange: false`, so the table's rows do not change) and
 //! `VACUUM t [RETAIN n HOURS] [DRY RUN]` deletes the files no version within the retention
-//! needs, as Spark's VACUUM does: removed files and files of abandoned attempts older than the
-//! retention (default and minimum: the table's `delta.deletedFileRetentionDuration`, 7 days
-//! unless set), so a reader of any version younger than that keeps its files.
+//! needs, as Spark's VACUUM does: files removed longer ago than the retention (default and
+//! minimum: the table's `delta.deletedFileRetentionDuration`, 7 days unless set), so a reader of
+//! any younger version keeps its files, and files of attempts that never committed once they
+//! are older than both the retention and a day, so a batch still writing keeps its files.
 
+use std::collections::BTreeSet;
 use std::num::NonZeroU64;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::array::{RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::error::Result;
 use deltalake_core::operations::vacuum::VacuumMode;
+use deltalake_core::table::config::TablePropertiesExt;
 use parquet::file::properties::WriterProperties;
 
-use super::sink::DeltaLake;
+use super::lake::DeltaLake;
 
 /// Housekeeping work on a Delta table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,31 +72,64 @@ pub async fn optimize(lake: &DeltaLake) -> Result<RecordBatch> {
     )?)
 }
 
+/// Files of attempts that never committed are deleted only when older than this (or the
+/// retention, when longer): a batch may still be writing them.
+const UNCOMMITTED_FLOOR: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Deletes files no version within `retain_hours` (default: the table's retention) needs;
-/// with `dry_run`, only lists them.
+/// with `dry_run`, only lists them. Files removed by a commit go once the retention has passed
+/// since their removal; files no commit ever named (an attempt that died) once they are older
+/// than both the retention and a day.
 pub async fn vacuum(
     lake: &DeltaLake,
     retain_hours: Option<u64>,
     dry_run: bool,
 ) -> Result<RecordBatch> {
     let table = lake.load().await?;
-    let mut builder = table
-        .vacuum()
-        .with_mode(VacuumMode::Full)
-        .with_dry_run(dry_run);
-    if let Some(hours) = retain_hours {
-        let hours = i64::try_from(hours).map_err(|_| lake.fail("RETAIN is too large"))?;
-        builder = builder.with_retention_period(chrono::Duration::hours(hours));
+    let minimum = table
+        .snapshot()
+        .map_err(|e| lake.fail(e))?
+        .table_config()
+        .deleted_file_retention_duration();
+    let retention = match retain_hours {
+        None => minimum,
+        Some(hours) => {
+            let retention = hours
+                .checked_mul(3600)
+                .map(Duration::from_secs)
+                .ok_or_else(|| lake.fail(format!("RETAIN {hours} HOURS is too long")))?;
+            if retention < minimum {
+                return Err(lake.fail(format!(
+                    "VACUUM RETAIN {hours} HOURS is shorter than the table's \
+                     delta.deletedFileRetentionDuration ({} s): files younger than that may \
+                     still be read by a reader of an older version, so VACUUM keeps them",
+                    minimum.as_secs()
+                )));
+            }
+            retention
+        }
+    };
+    let mut deleted = BTreeSet::new();
+    for (mode, keep) in [
+        (VacuumMode::Lite, retention),
+        (VacuumMode::Full, retention.max(UNCOMMITTED_FLOOR)),
+    ] {
+        let keep =
+            chrono::Duration::from_std(keep).map_err(|_| lake.fail("the retention is too long"))?;
+        let (_, metrics) = lake
+            .load()
+            .await?
+            .vacuum()
+            .with_mode(mode)
+            .with_retention_period(keep)
+            .with_dry_run(dry_run)
+            .await
+            .map_err(|e| lake.fail(format!("cannot vacuum it: {e}")))?;
+        deleted.extend(metrics.files_deleted);
     }
-    let (_, metrics) = builder.await.map_err(|e| {
-        lake.fail(format!(
-            "cannot vacuum it: {e}; files younger than the table's \
-             delta.deletedFileRetentionDuration may still be read, so VACUUM keeps them"
-        ))
-    })?;
     let schema = Schema::new(vec![Field::new("path", DataType::Utf8, false)]);
     Ok(RecordBatch::try_new(
         Arc::new(schema),
-        vec![Arc::new(StringArray::from(metrics.files_deleted))],
+        vec![Arc::new(StringArray::from_iter_values(deleted))],
     )?)
 }

@@ -6,6 +6,7 @@
 //! `options.rs`, locations and log stores in `location.rs`, opening and creating tables in
 //! `table.rs`, and `OPTIMIZE` / `VACUUM` in `maintenance.rs`.
 
+mod lake;
 mod location;
 mod maintenance;
 mod options;
@@ -25,10 +26,11 @@ use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{CreateExternalTable, Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
+use lake::DeltaLake;
 pub use maintenance::Maintenance;
 use options::DeltaOptions;
-use sink::{DeltaInsert, DeltaLake};
-use table::{Declaration, open};
+use sink::DeltaInsert;
+use table::Declaration;
 
 use crate::sinks::{SinkKind, StreamingSink};
 use crate::storage::{S3Settings, resolve};
@@ -164,24 +166,8 @@ impl TableProviderFactory for DeltaTableFactory {
             options: &options,
             location: &location,
         };
-        let table = open(&declared, location::log_store(&location)?).await?;
-        let schema = table.table_provider().await?.schema();
-        let partition_columns = table
-            .snapshot()
-            .map_err(|e| DataFusionError::Plan(e.to_string()))?
-            .metadata()
-            .partition_columns()
-            .to_vec();
         Ok(Arc::new(DeltaLakeTable {
-            lake: Arc::new(DeltaLake {
-                name: cmd.name.to_string(),
-                display: location.display.clone(),
-                log_store: table.log_store(),
-                schema,
-                partition_columns,
-                compression: options.compression,
-                target_file_bytes: options.target_file_bytes,
-            }),
+            lake: Arc::new(DeltaLake::open(&declared).await?),
         }))
     }
 }

@@ -40,11 +40,6 @@ const TABLE_PROPERTIES: &[(&str, PropertyValue)] = &[
     ),
     ("delta.enableExpiredLogCleanup", PropertyValue::Boolean),
     ("delta.logRetentionDuration", PropertyValue::Interval),
-    (
-        "delta.setTransactionRetentionDuration",
-        PropertyValue::Interval,
-    ),
-    ("delta.targetFileSize", PropertyValue::Count),
 ];
 
 const INTERVAL_UNITS: &[&str] = &[

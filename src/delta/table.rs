@@ -29,7 +29,8 @@ pub struct Declaration<'a> {
 }
 
 impl Declaration<'_> {
-    fn error(&self, what: impl std::fmt::Display) -> DataFusionError {
+    /// An error about the declared table.
+    pub fn error(&self, what: impl std::fmt::Display) -> DataFusionError {
         DataFusionError::Plan(format!(
             "Delta table '{}' at {}: {what}",
             self.name, self.location.display

@@ -377,7 +377,9 @@ async fn bad_locations_and_options_are_refused() {
     )
     .await;
     assert!(
-        e.contains("delta.deletedFileRetentionDuration may still be read"),
+        e.contains(
+            "VACUUM RETAIN 0 HOURS is shorter than the table's delta.deletedFileRetentionDuration (604800 s)"
+        ),
         "VACUUM keeps files a reader of a recent version may need: {e}"
     );
 }

@@ -239,6 +239,9 @@ main() {
     fetch_jars
     make_certs
     write_config
+    # A stopped broker's topics belong to earlier runs; a fresh cluster starts in seconds,
+    # where thousands of old partitions take minutes to load.
+    rm -rf "$DATA"
     format_storage
     start_broker
     pid="$(cat "$PID_FILE")"
