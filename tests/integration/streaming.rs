@@ -480,8 +480,8 @@ async fn foreign_and_corrupt_checkpoints_are_refused() {
     assert!(
         e.contains(
             "table 'dest' cannot take a streaming query's output: streaming sinks are Kafka \
-             tables, JDBC tables, Parquet tables with declared columns, MEMORY tables, CONSOLE \
-             tables"
+             tables, JDBC tables, Parquet tables with declared columns, Delta tables, MEMORY \
+             tables, CONSOLE tables"
         ),
         "{e}"
     );
