@@ -99,3 +99,25 @@ pub async fn holds_anything(location: &Location) -> Result<bool> {
     }
     Ok(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{S3Settings, resolve};
+
+    #[tokio::test]
+    async fn a_leftover_probe_does_not_make_a_location_look_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = resolve(&dir.path().display().to_string(), &S3Settings::default()).unwrap();
+        assert!(!holds_anything(&location).await.unwrap());
+        std::fs::write(dir.path().join(format!("{PROBE_PREFIX}1234")), "probe").unwrap();
+        assert!(!holds_anything(&location).await.unwrap());
+        std::fs::write(dir.path().join("data.csv"), "1,2").unwrap();
+        assert!(holds_anything(&location).await.unwrap());
+        let url = table_url(&location).unwrap();
+        assert!(
+            url.as_str().starts_with("file:///") && url.as_str().ends_with('/'),
+            "{url}"
+        );
+    }
+}

@@ -1,10 +1,11 @@
 //! Delta Lake tables: `CREATE EXTERNAL TABLE t (…) STORED AS DELTA LOCATION 'path' | 's3://…'`.
 //! `SELECT` reads the table's latest version through deltalake's DataFusion provider;
 //! `INSERT INTO` appends in one Delta commit; streaming queries write each batch as one commit
-//! carrying the query's `txn` (query id, batch id), so every Delta reader sees each batch once
-//! (`sink.rs`). This module owns the table provider and its factory; the options are in
-//! `options.rs`, locations and log stores in `location.rs`, opening and creating tables in
-//! `table.rs`, and `OPTIMIZE` / `VACUUM` in `maintenance.rs`.
+//! carrying the query's `txn` (query id, batch id), so every Delta reader sees each batch once.
+//! This module owns the table provider and its factory; the options are in `options.rs`,
+//! locations and log stores in `location.rs`, opening and creating tables in `table.rs`, the
+//! latest version, data files and commits in `lake.rs`, the streaming and INSERT sinks in
+//! `sink.rs`, and `OPTIMIZE` / `VACUUM` in `maintenance.rs`.
 
 mod lake;
 mod location;
