@@ -29,6 +29,12 @@ const PARTITIONS: i32 = 64;
 const WORKLOADS: [&str; 15] = [
     "C0", "C1", "W1", "W1k", "W2", "W2a", "W2p", "W2d", "W3", "W3k", "q0", "q1", "q2", "q5", "q7",
 ];
+/// The columns W2 and its variants declare over the `json` (or `avro`) topic.
+const W2_COLUMNS: &str = "id BIGINT, name VARCHAR, v BIGINT, city VARCHAR";
+
+/// W2's query: JSON decode, a filter that passes 10 %, a projection.
+const W2_QUERY: &str = "SELECT id, name FROM t WHERE v % 10 = 0";
+
 /// The Avro schema of W2a's values: the fields of W2's JSON.
 const AVRO_SCHEMA: &str = r#"{"type": "record", "name": "W2", "fields": [
   {"name": "id", "type": "long"}, {"name": "name", "type": "string"},
@@ -469,29 +475,29 @@ fn weir_query(workload: &str, bootstrap: &str, topic: &str) -> u64 {
             "W2" => {
                 engine
                     .sql(&format!(
-                        "CREATE EXTERNAL TABLE t (id BIGINT, name VARCHAR, v BIGINT, city VARCHAR) STORED AS KAFKA
+                        "CREATE EXTERNAL TABLE t ({W2_COLUMNS}) STORED AS KAFKA
                          OPTIONS ('subscribe' '{topic}', 'format' 'json', 'endingOffsets' 'latest')"
                     ))
                     .await
                     .unwrap();
-                "SELECT id, name FROM t WHERE v % 10 = 0".to_string()
+                W2_QUERY.to_string()
             }
             "W2a" => {
                 engine
                     .sql(&format!(
-                        "CREATE EXTERNAL TABLE t (id BIGINT, name VARCHAR, v BIGINT, city VARCHAR) STORED AS KAFKA
+                        "CREATE EXTERNAL TABLE t ({W2_COLUMNS}) STORED AS KAFKA
                          OPTIONS ('subscribe' '{topic}', 'format' 'avro', 'avroSchema' '{AVRO_SCHEMA}', 'endingOffsets' 'latest')"
                     ))
                     .await
                     .unwrap();
-                "SELECT id, name FROM t WHERE v % 10 = 0".to_string()
+                W2_QUERY.to_string()
             }
             "W2p" | "W2d" => {
                 let lake = tempfile::tempdir().unwrap();
                 let stored = if workload == "W2d" { "DELTA" } else { "PARQUET" };
                 engine
                     .sql(&format!(
-                        "CREATE EXTERNAL TABLE t (id BIGINT, name VARCHAR, v BIGINT, city VARCHAR) STORED AS KAFKA
+                        "CREATE EXTERNAL TABLE t ({W2_COLUMNS}) STORED AS KAFKA
                          OPTIONS ('startingOffsets' 'earliest', 'subscribe' '{topic}', 'format' 'json', 'maxOffsetsPerTrigger' '{STREAM_BATCH}')"
                     ))
                     .await
@@ -503,7 +509,7 @@ fn weir_query(workload: &str, bootstrap: &str, topic: &str) -> u64 {
                     ))
                     .await
                     .unwrap();
-                return streaming(&engine, "INSERT INTO out SELECT id, name FROM t WHERE v % 10 = 0").await;
+                return streaming(&engine, &format!("INSERT INTO out {W2_QUERY}")).await;
             }
             "W3" | "W3k" => {
                 engine

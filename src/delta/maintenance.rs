@@ -15,6 +15,7 @@ use std::time::Duration;
 use arrow::array::{RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::error::Result;
+use deltalake_core::DeltaTable;
 use deltalake_core::operations::vacuum::VacuumMode;
 use deltalake_core::table::config::TablePropertiesExt;
 use parquet::file::properties::WriterProperties;
@@ -85,30 +86,8 @@ pub async fn vacuum(
     retain_hours: Option<u64>,
     dry_run: bool,
 ) -> Result<RecordBatch> {
-    let table = lake.load().await?;
-    let minimum = table
-        .snapshot()
-        .map_err(|e| lake.fail(e))?
-        .table_config()
-        .deleted_file_retention_duration();
-    let retention = match retain_hours {
-        None => minimum,
-        Some(hours) => {
-            let retention = hours
-                .checked_mul(3600)
-                .map(Duration::from_secs)
-                .ok_or_else(|| lake.fail(format!("RETAIN {hours} HOURS is too long")))?;
-            if retention < minimum {
-                return Err(lake.fail(format!(
-                    "VACUUM RETAIN {hours} HOURS is shorter than the table's \
-                     delta.deletedFileRetentionDuration ({} s): files younger than that may \
-                     still be read by a reader of an older version, so VACUUM keeps them",
-                    minimum.as_secs()
-                )));
-            }
-            retention
-        }
-    };
+    let mut table = lake.load().await?;
+    let retention = retention(lake, &table, retain_hours)?;
     let mut deleted = BTreeSet::new();
     for (mode, keep) in [
         (VacuumMode::Lite, retention),
@@ -116,15 +95,14 @@ pub async fn vacuum(
     ] {
         let keep =
             chrono::Duration::from_std(keep).map_err(|_| lake.fail("the retention is too long"))?;
-        let (_, metrics) = lake
-            .load()
-            .await?
+        let (vacuumed, metrics) = table
             .vacuum()
             .with_mode(mode)
             .with_retention_period(keep)
             .with_dry_run(dry_run)
             .await
             .map_err(|e| lake.fail(format!("cannot vacuum it: {e}")))?;
+        table = vacuumed;
         deleted.extend(metrics.files_deleted);
     }
     let schema = Schema::new(vec![Field::new("path", DataType::Utf8, false)]);
@@ -132,4 +110,30 @@ pub async fn vacuum(
         Arc::new(schema),
         vec![Arc::new(StringArray::from_iter_values(deleted))],
     )?)
+}
+
+/// The retention `RETAIN n HOURS` asks for, or the table's; never shorter than the table's
+/// `delta.deletedFileRetentionDuration`.
+fn retention(lake: &DeltaLake, table: &DeltaTable, retain_hours: Option<u64>) -> Result<Duration> {
+    let minimum = table
+        .snapshot()
+        .map_err(|e| lake.fail(e))?
+        .table_config()
+        .deleted_file_retention_duration();
+    let Some(hours) = retain_hours else {
+        return Ok(minimum);
+    };
+    let retention = hours
+        .checked_mul(3600)
+        .map(Duration::from_secs)
+        .ok_or_else(|| lake.fail(format!("RETAIN {hours} HOURS is too long")))?;
+    if retention < minimum {
+        return Err(lake.fail(format!(
+            "VACUUM RETAIN {hours} HOURS is shorter than the table's \
+             delta.deletedFileRetentionDuration ({} s): files younger than that may still be \
+             read by a reader of an older version, so VACUUM keeps them",
+            minimum.as_secs()
+        )));
+    }
+    Ok(retention)
 }
